@@ -1,0 +1,27 @@
+/* The daemon: configuration, plugins and sinks around one libuv loop. */
+#ifndef PS_CORE_DAEMON_H
+#define PS_CORE_DAEMON_H
+
+#include <stdint.h>
+
+/* Exit codes of DESIGN.md. */
+enum {
+	PS_EXIT_OK = 0,
+	PS_EXIT_FAILURE = 1,
+	PS_EXIT_USAGE = 2,
+	PS_EXIT_CONFIG = 78,
+};
+
+struct ps_daemon_opts {
+	const char *config_path;   /* NULL: the default path, or the embedded default */
+	const char *plugin_dir;    /* NULL: the installed plugin directory */
+	const char *log_level;     /* NULL: from the configuration */
+	uint64_t duration_s;       /* 0: run until SIGTERM/SIGINT */
+};
+
+/* Each returns a process exit code. */
+int ps_daemon_run(const struct ps_daemon_opts *o);
+int ps_daemon_check_config(const struct ps_daemon_opts *o);
+int ps_daemon_list_plugins(const struct ps_daemon_opts *o);
+
+#endif

@@ -1,0 +1,96 @@
+/* The core event stream: synchronous fan-out to subscribers on the loop thread. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "eventbus.h"
+
+struct subscription {
+	ps_event_fn fn;
+	void *ctx;
+	struct subscription *next;
+};
+
+static struct subscription *subscribers[PS_EVENT_TYPE_MAX];
+
+int ps_event_subscribe(enum ps_event_type type, ps_event_fn fn, void *ctx)
+{
+	struct subscription *s, **tail;
+
+	if (type <= 0 || type >= PS_EVENT_TYPE_MAX || !fn)
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->fn = fn;
+	s->ctx = ctx;
+	/* Append: subscribers see events in the order they subscribed. */
+	for (tail = &subscribers[type]; *tail; tail = &(*tail)->next)
+		;
+	*tail = s;
+	return 0;
+}
+
+void ps_event_unsubscribe(enum ps_event_type type, ps_event_fn fn, void *ctx)
+{
+	if (type <= 0 || type >= PS_EVENT_TYPE_MAX)
+		return;
+	for (struct subscription **s = &subscribers[type]; *s; s = &(*s)->next) {
+		if ((*s)->fn == fn && (*s)->ctx == ctx) {
+			struct subscription *gone = *s;
+
+			*s = gone->next;
+			free(gone);
+			return;
+		}
+	}
+}
+
+void ps_event_emit(const struct ps_event *ev)
+{
+	if (!ev || ev->type <= 0 || ev->type >= PS_EVENT_TYPE_MAX)
+		return;
+	for (struct subscription *s = subscribers[ev->type]; s; s = s->next)
+		s->fn(ev, s->ctx);
+}
+
+void ps_event_reset(void)
+{
+	for (int t = 0; t < PS_EVENT_TYPE_MAX; t++) {
+		while (subscribers[t]) {
+			struct subscription *next = subscribers[t]->next;
+
+			free(subscribers[t]);
+			subscribers[t] = next;
+		}
+	}
+}
+
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t ps_clock_mono_to_unix_ns(uint64_t mono_ns)
+{
+	/* The offset drifts only with clock steps; reading both each time keeps it honest. */
+	uint64_t now_mono = clock_ns(CLOCK_MONOTONIC);
+	uint64_t now_real = clock_ns(CLOCK_REALTIME);
+
+	return now_real - (now_mono - mono_ns);
+}
+
+const char *ps_endpoint_addr_str(const struct ps_endpoint *ep, char *buf, unsigned len)
+{
+	if (!ep || !inet_ntop(ep->family == AF_INET6 ? AF_INET6 : AF_INET, ep->addr,
+			      buf, len)) {
+		if (len)
+			buf[0] = '\0';
+	}
+	return buf;
+}

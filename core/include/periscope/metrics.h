@@ -1,0 +1,48 @@
+/*
+ * periscope plugin API: the metric registry.
+ *
+ * A family is a metric name with a type, help text and label names; a series
+ * is one set of label values. Every family's first label is "service_name".
+ * Families are shared by name: registering the same name twice with the same
+ * shape returns the same family (mysql and mongodb both feed
+ * db_client_operation_duration_seconds). Past the per-metric series cap, new
+ * label sets fold into one series whose values are all "_other", counted by
+ * periscope_series_dropped_total{metric}.
+ */
+#ifndef PERISCOPE_METRICS_H
+#define PERISCOPE_METRICS_H
+
+#include <stddef.h>
+
+enum ps_metric_type {
+	PS_METRIC_COUNTER,
+	PS_METRIC_GAUGE,
+	PS_METRIC_HISTOGRAM,
+};
+
+struct ps_metric_desc {
+	const char *name;            /* Prometheus name, counters end in _total */
+	const char *help;
+	enum ps_metric_type type;
+	const char *const *labels;   /* NULL-terminated; labels[0] is "service_name" */
+	const double *buckets;       /* histograms: upper bounds, ascending; NULL = OTel default */
+	size_t n_buckets;
+};
+
+struct ps_metric;
+
+/* OTel's default explicit bucket boundaries for durations, in seconds. */
+extern const double ps_buckets_duration[];
+extern const size_t ps_buckets_duration_len;
+
+/* NULL with errno EINVAL on a bad desc or EEXIST when name exists with another shape. */
+struct ps_metric *ps_metric_register(const struct ps_metric_desc *desc);
+
+/* values: one per label, in the order of desc->labels. 0 or -errno. */
+int ps_metric_add(struct ps_metric *m, const char *const *values, double v);     /* counter, gauge */
+int ps_metric_set(struct ps_metric *m, const char *const *values, double v);     /* gauge */
+int ps_metric_observe(struct ps_metric *m, const char *const *values, double v); /* histogram */
+/* Drops a series: gauges of things that ended disappear from the output. */
+int ps_metric_remove(struct ps_metric *m, const char *const *values);
+
+#endif

@@ -1,0 +1,41 @@
+/*
+ * The sink interface. A sink turns registry snapshots and events into output;
+ * it never knows which plugin produced a series.
+ */
+#ifndef PS_CORE_SINK_H
+#define PS_CORE_SINK_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <periscope/config.h>
+#include <periscope/events.h>
+
+#include "registry.h"
+
+/* What every flush hands the sinks. */
+struct ps_flush_ctx {
+	const struct ps_registry *registry;
+	const struct ps_strmap *static_labels; /* daemon.labels, added to every series */
+	uint64_t now_unix_ns;
+	uint64_t interval_ns;                  /* since the previous flush */
+	int final;                             /* last flush before exit */
+};
+
+struct ps_sink_type {
+	const char *name;                       /* the key under `sinks:` */
+	const struct ps_cfg_key *config_map;
+	size_t config_size;
+	/* Returns the sink's state or NULL with errno set. */
+	void *(*open)(const void *config);
+	int (*flush)(void *state, const struct ps_flush_ctx *ctx);
+	void (*event)(void *state, const struct ps_event *ev); /* may be NULL */
+	void (*close)(void *state);
+};
+
+extern const struct ps_sink_type ps_sink_stdout;
+
+/* For tests: the stdout sink writing to another stream. */
+void *ps_sink_stdout_open_stream(const void *config, FILE *out);
+
+#endif

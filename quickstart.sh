@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# periscope quickstart, for a Debian 12 machine, as root:
+#   ./quickstart.sh run    install what is missing, build, run periscoped in the foreground
+#   ./quickstart.sh test   install what is missing, build, run the whole test suite
+set -euo pipefail
+umask 022
+cd "$(dirname "$(readlink -f "$0")")"
+top=$PWD
+build=$top/build
+
+BUILD_PACKAGES=(build-essential autoconf automake libtool pkg-config clang llvm bpftool
+	libbpf-dev libelf-dev zlib1g-dev libuv1-dev libyaml-dev check)
+# What the tests drive: real servers, real clients, the real validators.
+TEST_PACKAGES=(python3 curl iproute2 procps prometheus libclang-rt-14-dev valgrind)
+
+say() { printf '\033[1mquickstart:\033[0m %s\n' "$*"; }
+die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
+
+missing_packages() {
+	local p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"
+	done
+}
+
+install_packages() {
+	local missing
+	missing=$(missing_packages "$@")
+	[ -n "$missing" ] || return 0
+	[ "$(id -u)" = 0 ] || die "missing packages ($(echo $missing)); run as root or install them"
+	say "installing: $(echo $missing)"
+	# Packages must not start their services: the tests start their own servers.
+	local policy=/usr/sbin/policy-rc.d own_policy=
+	if [ ! -e $policy ]; then
+		printf '#!/bin/sh\nexit 101\n' >$policy && chmod 755 $policy && own_policy=1
+	fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+	[ -z "$own_policy" ] || rm -f $policy
+}
+
+configure_tree() { # dir [configure args...]
+	local dir=$1; shift
+	if [ ! -x "$top/configure" ] || [ "$top/configure.ac" -nt "$top/configure" ]; then
+		say "generating configure"
+		"$top/autogen.sh" >/dev/null 2>&1 || "$top/autogen.sh"
+	fi
+	mkdir -p "$dir"
+	if [ ! -f "$dir/Makefile" ] || [ "$top/configure" -nt "$dir/Makefile" ]; then
+		say "configuring $dir"
+		(cd "$dir" && "$top/configure" --prefix=/usr --sysconfdir=/etc --localstatedir=/var -q "$@")
+	fi
+}
+
+build() { # dir
+	say "building in $1"
+	make -C "$1" -j"$(nproc)" -s
+}
+
+run() {
+	install_packages "${BUILD_PACKAGES[@]}"
+	configure_tree "$build"
+	build "$build"
+	say "starting periscoped (Ctrl-C flushes and stops it); try: curl -s http://example.invalid >/dev/null"
+	exec "$build/periscoped" --plugin-dir "$build/plugins/.libs" "$@"
+}
+
+run_tests() {
+	install_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+	configure_tree "$build"
+	build "$build"
+	say "make check (unit and integration tests)"
+	make -C "$build" -j"$(nproc)" check || { cat_failures "$build"; exit 1; }
+	say "unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer"
+	configure_tree "$top/build-asan" --enable-sanitizers
+	build "$top/build-asan"
+	make -C "$top/build-asan" -j"$(nproc)" check-unit || { cat_failures "$top/build-asan"; exit 1; }
+	say "all tests passed"
+}
+
+cat_failures() {
+	local log
+	for log in $(grep -l -E '^(FAIL|ERROR)' $(find "$1/tests" -name '*.trs') 2>/dev/null); do
+		echo "---- ${log%.trs}.log"
+		tail -n 60 "${log%.trs}.log"
+	done
+}
+
+case "${1:-}" in
+run) shift; run "$@" ;;
+test) run_tests ;;
+*) echo "usage: $0 run|test" >&2; exit 2 ;;
+esac

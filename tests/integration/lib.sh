@@ -1,0 +1,95 @@
+# Shared helpers for the integration tests (sourced, bash).
+# Environment from `make check`: PERISCOPED, PLUGIN_DIR, top_srcdir, top_builddir.
+
+: "${PERISCOPED:?run through make check (PERISCOPED is unset)}"
+: "${PLUGIN_DIR:?run through make check (PLUGIN_DIR is unset)}"
+
+# Integration tests load BPF programs: root only, skip (77) otherwise.
+require_root() {
+	if [ "$(id -u)" != 0 ]; then
+		echo "SKIP: needs root to load BPF programs"
+		exit 77
+	fi
+}
+
+# start_daemon ARGS...: periscoped in the background; returns once every plugin is up.
+# Sets DAEMON_PID, DAEMON_OUT (stdout file), DAEMON_ERR (stderr file).
+start_daemon() {
+	DAEMON_OUT=$(mktemp)
+	DAEMON_ERR=$(mktemp)
+	"$PERISCOPED" "$@" >"$DAEMON_OUT" 2>"$DAEMON_ERR" &
+	DAEMON_PID=$!
+	if ! wait_for_log "running:" 30; then
+		echo "periscoped did not start; its log:" >&2
+		cat "$DAEMON_ERR" >&2
+		return 1
+	fi
+}
+
+# stop_daemon: SIGTERM (final flush) and wait; sets DAEMON_STATUS.
+stop_daemon() {
+	[ -n "${DAEMON_PID:-}" ] || return 0
+	kill -TERM "$DAEMON_PID" 2>/dev/null
+	wait "$DAEMON_PID"
+	DAEMON_STATUS=$?
+	DAEMON_PID=
+}
+
+# wait_for_log PATTERN [SECONDS]: waits until the daemon's stderr matches (extended regex),
+# counting only lines after the previous successful wait.
+wait_for_log() {
+	local pattern=$1 deadline=$((SECONDS + ${2:-15}))
+	: "${DAEMON_LOG_SEEN:=0}"
+	while [ $SECONDS -lt $deadline ]; do
+		local hit
+		hit=$(tail -n +"$((DAEMON_LOG_SEEN + 1))" "$DAEMON_ERR" | grep -n -E -m1 "$pattern" | cut -d: -f1)
+		if [ -n "$hit" ]; then
+			DAEMON_LOG_SEEN=$((DAEMON_LOG_SEEN + hit))
+			return 0
+		fi
+		if [ -n "${DAEMON_PID:-}" ] && ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+			return 1
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
+# wait_for_snapshots N: waits until the daemon has written N more prometheus snapshots.
+wait_for_snapshots() {
+	local want=$(( $(grep -c '^# periscope snapshot' "$DAEMON_OUT") + $1 )) deadline=$((SECONDS + 30))
+	while [ "$(grep -c '^# periscope snapshot' "$DAEMON_OUT")" -lt "$want" ]; do
+		[ $SECONDS -lt $deadline ] || return 1
+		sleep 0.1
+	done
+}
+
+# last_snapshot < stdout: the last complete prometheus block of the stdout sink.
+last_snapshot() {
+	awk '/^# periscope snapshot/ { n++; delete lines; c = 0; next } { lines[c++] = $0 }
+	     END { for (i = 0; i < c; i++) print lines[i] }'
+}
+
+# series_value FILE NAME MATCHER...: the summed value of the series of NAME whose label
+# set contains every MATCHER (e.g. 'direction="outbound"'); prints 0 when none match.
+series_value() {
+	local file=$1 name=$2; shift 2
+	awk -v name="$name" -v matchers="$*" '
+		BEGIN { n = split(matchers, m, " ") }
+		$0 ~ "^" name "({| )" {
+			ok = 1
+			for (i = 1; i <= n; i++) if (index($0, m[i]) == 0) ok = 0
+			if (ok) { sum += $NF; found = 1 }
+		}
+		END { printf "%.17g\n", found ? sum : 0 }' "$file"
+}
+
+# series_is FILE NAME MATCHERS VALUE: series_value equals VALUE (reports a mismatch).
+series_is() {
+	local file=$1 name=$2 matchers=$3 want=$4 got
+	got=$(series_value "$file" "$name" $matchers)
+	if [ "$got" != "$want" ]; then
+		echo "  $name{$matchers}: got $got, want $want" >&2
+		return 1
+	fi
+}
