@@ -343,34 +343,34 @@ static const char *base_name(const char *path)
 	return slash ? slash + 1 : path;
 }
 
-/* Writes the name into buf; returns a short word saying where it came from. */
-static const char *name_from_facts(const struct proc_facts *f, const char *comm_hint, char *buf,
-				   size_t size)
+/* The name for a live process, allocated; *source says where it came from. */
+static char *name_from_facts(const struct proc_facts *f, const char *comm_hint,
+			     const char **source)
 {
 	for (size_t i = 0; i < n_rules; i++) {
 		if (rule_matches(&rules[i], f)) {
-			snprintf(buf, size, "%s", rules[i].name);
-			return "rule";
+			*source = "rule";
+			return strdup(rules[i].name);
 		}
 	}
 	if (f->unit[0]) {
-		snprintf(buf, size, "%.*s", (int)(strlen(f->unit) - strlen(".service")), f->unit);
-		return "systemd unit";
+		*source = "systemd unit";
+		return strndup(f->unit, strlen(f->unit) - strlen(".service"));
 	}
 	if (f->container[0]) {
-		snprintf(buf, size, "%s", f->container);
-		return "container";
+		*source = "container";
+		return strdup(f->container);
 	}
 	if (f->exe[0] && base_name(f->exe)[0]) {
-		snprintf(buf, size, "%s", base_name(f->exe));
-		return "exe";
+		*source = "exe";
+		return strdup(base_name(f->exe));
 	}
 	if (f->comm[0]) {
-		snprintf(buf, size, "%s", f->comm);
-		return "comm";
+		*source = "comm";
+		return strdup(f->comm);
 	}
-	snprintf(buf, size, "%s", comm_hint && comm_hint[0] ? comm_hint : NAME_UNKNOWN);
-	return "hint";
+	*source = "hint";
+	return strdup(comm_hint && comm_hint[0] ? comm_hint : NAME_UNKNOWN);
 }
 
 /* ---- the cache ----------------------------------------------------------------------------- */
@@ -473,20 +473,19 @@ static const char *resolve_and_cache(uint32_t tgid, const char *comm_hint)
 	unsigned long long start = 0;
 	bool alive = read_start_time(tgid, &start) == 0;
 	const char *source = "hint";
-	char buf[256], *name;
 	struct proc_entry *e;
+	char *name;
 
 	if (alive) {
 		facts = malloc(sizeof(*facts));
 		if (!facts)
 			return NAME_UNKNOWN;
 		read_facts(tgid, facts);
-		source = name_from_facts(facts, comm_hint, buf, sizeof(buf));
+		name = name_from_facts(facts, comm_hint, &source);
 		free(facts);
 	} else {
-		snprintf(buf, sizeof(buf), "%s", comm_hint && comm_hint[0] ? comm_hint : NAME_UNKNOWN);
+		name = strdup(comm_hint && comm_hint[0] ? comm_hint : NAME_UNKNOWN);
 	}
-	name = strdup(buf);
 	if (!name)
 		return NAME_UNKNOWN;
 	e = cache_insert(tgid, name, alive, start);

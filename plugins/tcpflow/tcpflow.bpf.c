@@ -6,7 +6,9 @@
  *   LISTEN -> SYN_RECV      child socket created in softirq: inbound entry, owner = listener
  *   SYN_* -> ESTABLISHED    OPEN event (inbound: once the owner is known)
  *   SYN_* -> CLOSE          FAILED event
- *   ESTABLISHED.. -> CLOSE  CLOSE event with the totals
+ *   ESTABLISHED.. -> CLOSE  CLOSE event with the totals -- or, while the application
+ *                           still holds the socket, at tcp_destroy_sock (its close()):
+ *                           it may still read what arrived with the peer's FIN
  *   tcp_destroy_sock        the entry goes
  *
  * Softirq handlers never trust `current`: on loopback the peer's process is
@@ -25,9 +27,7 @@ enum {
 	TS_ESTABLISHED = 1,
 	TS_SYN_SENT = 2,
 	TS_SYN_RECV = 3,
-	TS_FIN_WAIT1 = 4,
 	TS_CLOSE = 7,
-	TS_LAST_ACK = 9,
 	TS_LISTEN = 10,
 };
 
@@ -59,14 +59,33 @@ static __always_inline __u32 sk_netns(const void *skaddr)
 	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 }
 
+/*
+ * True while a task holds lock_sock(): softirq then only queues to the
+ * backlog, so a state change seen now runs in the process using the socket.
+ */
+static __always_inline bool sk_locked_by_task(__u64 skaddr)
+{
+	const struct sock *sk = (const struct sock *)skaddr;
+
+	return BPF_CORE_READ(sk, sk_lock.owned) != 0;
+}
+
+/* No struct socket any more: close() released it, nobody reads or writes it now. */
+static __always_inline bool sk_orphaned(__u64 skaddr)
+{
+	const struct sock *sk = (const struct sock *)skaddr;
+
+	return BPF_CORE_READ(sk, sk_socket) == NULL;
+}
+
 static __always_inline bool is_v4_mapped(const __u32 a[4])
 {
 	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
 }
 
 /* Ports and addresses as the socket sees them (local = source); ::ffff:a.b.c.d becomes IPv4. */
-static __always_inline void conn_set_endpoints(struct tcpflow_conn *c,
-					       const struct trace_event_raw_inet_sock_set_state *ctx)
+static __always_inline void
+conn_set_endpoints(struct tcpflow_conn *c, const struct trace_event_raw_inet_sock_set_state *ctx)
 {
 	__u32 l[4] = {}, r[4] = {};
 	__u16 family = ctx->family;
@@ -155,6 +174,46 @@ static __always_inline void listener_del(const struct trace_event_raw_inet_sock_
 		bpf_map_delete_elem(&listeners, &key);
 }
 
+/*
+ * The connection is over: one FAILED, or (OPEN if still owed, then) CLOSE.
+ * The entry stays, marked closed, until tcp_destroy_sock.
+ */
+static __always_inline void conn_end(__u64 sk, struct tcpflow_conn *c)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	struct tcpflow_event ev = {};
+
+	/* Marked before the events go out: a map walk must not count it once they are read. */
+	c->closed = 1;
+	ev.sk = sk;
+	ev.ts_ns = c->end_ns ? c->end_ns : bpf_ktime_get_ns();
+	ev.conn = *c;
+
+	if (!ev.conn.established) {
+		ev.type = TCPFLOW_EV_FAILED;
+		ps_rb_output(&events, &ev, sizeof(ev));
+		return;
+	}
+	if (!ev.conn.open_sent) {
+		ev.type = TCPFLOW_EV_OPEN;
+		ps_rb_output(&events, &ev, sizeof(ev));
+	}
+	ev.type = TCPFLOW_EV_CLOSE;
+	ev.conn.open_sent = 1;
+	ev.srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	ev.total_retrans = BPF_CORE_READ(tp, total_retrans);
+	ps_rb_output(&events, &ev, sizeof(ev));
+}
+
+/* A socket reused after connect(AF_UNSPEC) starts over: finish what it carried. */
+static __always_inline void conn_replace(__u64 sk)
+{
+	struct tcpflow_conn *old = bpf_map_lookup_elem(&flows, &sk);
+
+	if (old && !old->closed && old->established)
+		conn_end(sk, old);
+}
+
 static __always_inline void outbound_begin(__u64 sk,
 					   const struct trace_event_raw_inet_sock_set_state *ctx)
 {
@@ -162,6 +221,7 @@ static __always_inline void outbound_begin(__u64 sk,
 
 	if (ps_is_self())
 		return;
+	conn_replace(sk);
 	c.start_ns = bpf_ktime_get_ns();
 	c.direction = TCPFLOW_DIR_OUTBOUND;
 	c.tgid = bpf_get_current_pid_tgid() >> 32;
@@ -178,6 +238,7 @@ inbound_begin(__u64 sk, const struct trace_event_raw_inet_sock_set_state *ctx)
 	struct tcpflow_listener *l = bpf_map_lookup_elem(&listeners, &key);
 	struct tcpflow_conn c = {};
 
+	conn_replace(sk);
 	c.start_ns = bpf_ktime_get_ns();
 	c.direction = TCPFLOW_DIR_INBOUND;
 	if (l) {
@@ -203,38 +264,6 @@ static __always_inline void established(__u64 sk, int oldstate,
 	maybe_emit_open(sk, c);
 }
 
-/*
- * The connection is over: one FAILED, or (OPEN if still owed, then) CLOSE.
- * The entry stays, marked closed, until tcp_destroy_sock: an abortive close()
- * sends its RST only after the move to CLOSE.
- */
-static __always_inline void conn_end(__u64 sk, struct tcpflow_conn *c)
-{
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	struct tcpflow_event ev = {};
-
-	/* Marked before the events go out: a map walk must not count it once they are read. */
-	c->closed = 1;
-	ev.sk = sk;
-	ev.ts_ns = bpf_ktime_get_ns();
-	ev.conn = *c;
-
-	if (!ev.conn.established) {
-		ev.type = TCPFLOW_EV_FAILED;
-		ps_rb_output(&events, &ev, sizeof(ev));
-		return;
-	}
-	if (!ev.conn.open_sent) {
-		ev.type = TCPFLOW_EV_OPEN;
-		ps_rb_output(&events, &ev, sizeof(ev));
-	}
-	ev.type = TCPFLOW_EV_CLOSE;
-	ev.conn.open_sent = 1;
-	ev.srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	ev.total_retrans = BPF_CORE_READ(tp, total_retrans);
-	ps_rb_output(&events, &ev, sizeof(ev));
-}
-
 SEC("tp/sock/inet_sock_set_state")
 int tcpflow_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
@@ -256,18 +285,12 @@ int tcpflow_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 			outbound_begin(sk, ctx);
 		break;
 	case TS_SYN_RECV:
-		inbound_begin(sk, ctx);
+		if (oldstate != TS_SYN_SENT) /* simultaneous open stays outbound */
+			inbound_begin(sk, ctx);
 		break;
 	case TS_ESTABLISHED:
 		if (oldstate == TS_SYN_SENT || oldstate == TS_SYN_RECV)
 			established(sk, oldstate, ctx);
-		break;
-	case TS_FIN_WAIT1:
-	case TS_LAST_ACK:
-		/* Only close()/shutdown() move here: process context, current owns the socket. */
-		c = bpf_map_lookup_elem(&flows, &sk);
-		if (c && !c->closed)
-			claim_owner(sk, c);
 		break;
 	case TS_CLOSE:
 		if (oldstate == TS_LISTEN) {
@@ -277,9 +300,24 @@ int tcpflow_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		c = bpf_map_lookup_elem(&flows, &sk);
 		if (!c || c->closed)
 			break;
-		if (!c->established)
-			conn_set_endpoints(c, ctx); /* a failed connect() has its source port by now */
-		conn_end(sk, c);
+		if (!c->established) {
+			/* A failed connect() has its source port by now. */
+			conn_set_endpoints(c, ctx);
+			conn_end(sk, c);
+			break;
+		}
+		if (!c->tgid && sk_locked_by_task(sk))
+			claim_owner(sk, c); /* close() with unread data: straight to CLOSE */
+		c->end_ns = bpf_ktime_get_ns();
+		/* Still held: reads of data that came with the FIN (and an abortive close's RST) follow. */
+		if (sk_orphaned(sk))
+			conn_end(sk, c);
+		break;
+	default:
+		/* close(), shutdown(): the owner of an inbound connection may show up here. */
+		c = bpf_map_lookup_elem(&flows, &sk);
+		if (c && !c->closed && !c->tgid && sk_locked_by_task(sk))
+			claim_owner(sk, c);
 		break;
 	}
 	return 0;
@@ -326,8 +364,12 @@ SEC("tp/tcp/tcp_retransmit_skb")
 int tcpflow_retransmit(struct trace_event_raw_tcp_retransmit_skb *ctx)
 {
 	__u64 sk = (__u64)ctx->skaddr;
-	struct tcpflow_conn *c = bpf_map_lookup_elem(&flows, &sk);
+	struct tcpflow_conn *c;
 
+	/* Since 6.x the event also reports attempts that sent nothing (err != 0). */
+	if (bpf_core_field_exists(ctx->err) && ctx->err)
+		return 0;
+	c = bpf_map_lookup_elem(&flows, &sk);
 	if (c)
 		__sync_fetch_and_add(&c->retransmits, 1);
 	return 0;

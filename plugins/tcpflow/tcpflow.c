@@ -30,12 +30,12 @@
 #include "tcpflow.h"
 #include "tcpflow.skel.h"
 
-#define SUBSYS "tcpflow"
-#define WALK_BATCH 512
-#define FLOW_BUCKETS_MIN 1024
+#define SUBSYS		   "tcpflow"
+#define WALK_BATCH	   512
+#define FLOW_BUCKETS_MIN   1024
 #define SERIES_BUCKETS_MIN 256
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 struct tcpflow_config {
 	uint64_t max_connections;
@@ -386,7 +386,8 @@ static void emit_flow_record(const struct tcpflow_event *e, const char *service,
 	struct ps_flow_record r = {
 		.pid = c->tgid,
 		.service_name = service,
-		.direction = c->direction == TCPFLOW_DIR_OUTBOUND ? PS_DIR_OUTBOUND : PS_DIR_INBOUND,
+		.direction =
+			c->direction == TCPFLOW_DIR_OUTBOUND ? PS_DIR_OUTBOUND : PS_DIR_INBOUND,
 		.start_unix_ns = ps_clock_mono_to_unix_ns(c->start_ns),
 		.end_unix_ns = ps_clock_mono_to_unix_ns(e->ts_ns),
 		.bytes_sent = c->bytes_sent,
@@ -414,23 +415,30 @@ static void on_open(struct tcpflow *st, const struct tcpflow_event *e)
 		flow_report(st, f, &e->conn);
 }
 
-static void on_close(struct tcpflow *st, const struct tcpflow_event *e)
+static void on_close(struct tcpflow *st, const struct tcpflow_event *ev)
 {
-	struct flow *f = flow_find(st, e->sk, e->conn.start_ns);
+	struct flow *f = flow_find(st, ev->sk, ev->conn.start_ns);
+	struct tcpflow_event e = *ev;
 	double duration;
 
 	if (f && !f->series)
 		return; /* closed already */
+	/*
+	 * The socket's own count covers segments of GSO retransmissions that the
+	 * tracepoint saw as one; take whichever saw more.
+	 */
+	if (e.total_retrans > e.conn.retransmits)
+		e.conn.retransmits = e.total_retrans;
 	if (!f)
-		f = flow_open(st, e->sk, &e->conn); /* its OPEN was lost (ring buffer full) */
+		f = flow_open(st, e.sk, &e.conn); /* its OPEN was lost (ring buffer full) */
 	if (!f)
 		return;
-	flow_report(st, f, &e->conn);
-	if (e->srtt_us)
-		ps_metric_observe(st->rtt, f->series->values, e->srtt_us / 1e6);
-	duration = e->ts_ns > e->conn.start_ns ? (e->ts_ns - e->conn.start_ns) / 1e9 : 0;
+	flow_report(st, f, &e.conn);
+	if (e.srtt_us)
+		ps_metric_observe(st->rtt, f->series->values, e.srtt_us / 1e6);
+	duration = e.ts_ns > e.conn.start_ns ? (e.ts_ns - e.conn.start_ns) / 1e9 : 0;
 	ps_metric_observe(st->duration, f->series->values, duration);
-	emit_flow_record(e, f->series->values[L_SERVICE], false);
+	emit_flow_record(&e, f->series->values[L_SERVICE], false);
 	flow_end(st, f);
 }
 
@@ -451,7 +459,7 @@ static void on_failed(struct tcpflow *st, const struct tcpflow_event *e)
 	emit_flow_record(e, l.v[L_SERVICE], true);
 }
 
-/* An RST the socket sent after its CLOSE or FAILED event (close() with unread data). */
+/* An RST sent after the CLOSE or FAILED event went out (an orphan's linger timeout). */
 static void on_reset(struct tcpflow *st, const struct tcpflow_event *e)
 {
 	struct labels l;
@@ -556,7 +564,8 @@ static int walk_flows(struct tcpflow *st)
 		err = walk_batched(st, fd);
 		if (err != -EINVAL && err != -ENOTSUP && err != -EOPNOTSUPP && err != -ENOSPC)
 			return err;
-		ps_debug(SUBSYS, "batched map walk failed (%s), walking key by key", strerror(-err));
+		ps_debug(SUBSYS, "batched map walk failed (%s), walking key by key",
+			 strerror(-err));
 		st->batch_unsupported = true;
 	}
 	return walk_by_key(st, fd);
@@ -603,7 +612,8 @@ static int tcpflow_collect(struct ps_plugin *p)
 	sw.walk_complete = !err;
 	htable_each(&st->flows, sweep_flow, &sw);
 	if (sw.lost)
-		ps_debug(SUBSYS, "%zu connections left the kernel map without a CLOSE event", sw.lost);
+		ps_debug(SUBSYS, "%zu connections left the kernel map without a CLOSE event",
+			 sw.lost);
 	return 0;
 }
 
@@ -771,7 +781,8 @@ static void scan_listen_table(struct proc_scan *ps, const struct netns_pid *net,
 		unsigned long inode;
 
 		/* sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode */
-		if (sscanf(line, " %*u: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu",
+		if (sscanf(line,
+			   " %*u: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu",
 			   &port, &state, &inode) != 3)
 			continue;
 		if (state != 0x0a /* TCP_LISTEN */ || !inode)
@@ -799,8 +810,10 @@ static void seed_listeners(struct tcpflow *st)
 
 	proc = opendir("/proc");
 	if (!proc) {
-		ps_warn(SUBSYS, "cannot read /proc (%s): listeners opened before start will "
-			"be attributed at their connections' first read or write", strerror(errno));
+		ps_warn(SUBSYS,
+			"cannot read /proc (%s): listeners opened before start will "
+			"be attributed at their connections' first read or write",
+			strerror(errno));
 		return;
 	}
 	while ((de = readdir(proc))) {
@@ -837,7 +850,7 @@ static const char *const tcp_labels[] = {
 
 static const double rtt_buckets[] = {
 	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-	0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+	0.01,	 0.025,	 0.05,	  0.1,	  0.25,	 0.5,	 1,
 };
 
 /* Connections live far longer than requests: OTel's duration buckets, then up to an hour. */
@@ -877,8 +890,9 @@ static int register_metrics(struct tcpflow *st)
 			     "TCP connections that completed the handshake");
 	st->closed = COUNTER("periscope_tcp_connections_closed_total",
 			     "TCP connections that ended after being opened");
-	st->failed = COUNTER("periscope_tcp_connections_failed_total",
-			     "TCP connections whose handshake never completed (refused, timed out)");
+	st->failed =
+		COUNTER("periscope_tcp_connections_failed_total",
+			"TCP connections whose handshake never completed (refused, timed out)");
 	st->sent = COUNTER("periscope_tcp_sent_bytes_total",
 			   "Bytes the application wrote to TCP connections");
 	st->received = COUNTER("periscope_tcp_received_bytes_total",
@@ -1029,15 +1043,8 @@ static const struct ps_cfg_key tcpflow_config_map[] = {
 	{ .name = NULL },
 };
 
-PS_PLUGIN_DEFINE(
-	.name = "tcpflow",
-	.version = PACKAGE_VERSION,
-	.description = "TCP connection lifecycle, bytes, RTT, retransmits and resets",
-	.config_map = tcpflow_config_map,
-	.config_size = sizeof(struct tcpflow_config),
-	.init = tcpflow_init,
-	.start = tcpflow_start,
-	.collect = tcpflow_collect,
-	.stop = tcpflow_stop,
-	.destroy = tcpflow_destroy,
-);
+PS_PLUGIN_DEFINE(.name = "tcpflow", .version = PACKAGE_VERSION,
+		 .description = "TCP connection lifecycle, bytes, RTT, retransmits and resets",
+		 .config_map = tcpflow_config_map, .config_size = sizeof(struct tcpflow_config),
+		 .init = tcpflow_init, .start = tcpflow_start, .collect = tcpflow_collect,
+		 .stop = tcpflow_stop, .destroy = tcpflow_destroy, );

@@ -5,7 +5,7 @@ set -u
 . "$(dirname "$0")/lib.sh"
 
 work=$(mktemp -d)
-trap 'stop_daemon; rm -rf "$work"' EXIT
+trap 'stop_daemon; rm -rf "$work" "${DAEMON_OUT:-}" "${DAEMON_ERR:-}"' EXIT
 fail=0
 check() { # description, then a command that must succeed
 	local what=$1; shift

@@ -1,5 +1,7 @@
 /* Unit tests for process metadata (core/proc.c) against fake proc trees. */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* nftw */
+#endif
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,7 +17,7 @@
 
 #define HEX64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
-static char root[PATH_MAX];
+static char root[PATH_MAX - 64]; /* room for "/PID/file" in PATH_MAX */
 
 /* ---- fake proc tree ------------------------------------------------------------------------ */
 
