@@ -48,7 +48,9 @@ configure_tree() { # dir [configure args...]
 	mkdir -p "$dir"
 	if [ ! -f "$dir/Makefile" ] || [ "$top/configure" -nt "$dir/Makefile" ]; then
 		say "configuring $dir"
-		(cd "$dir" && "$top/configure" --prefix=/usr --sysconfdir=/etc --localstatedir=/var -q "$@")
+		# configure's "rm -f core" (for core dumps) complains about our core/ objects directory.
+		(cd "$dir" && "$top/configure" --prefix=/usr --sysconfdir=/etc --localstatedir=/var -q "$@") \
+			2> >(grep -v "cannot remove 'core'" >&2)
 	fi
 }
 
@@ -61,7 +63,8 @@ run() {
 	install_packages "${BUILD_PACKAGES[@]}"
 	configure_tree "$build"
 	build "$build"
-	say "starting periscoped (Ctrl-C flushes and stops it); try: curl -s http://example.invalid >/dev/null"
+	say "starting periscoped; Ctrl-C flushes and stops it"
+	say "to see traffic, in another terminal: python3 -m http.server 8000 & curl -s localhost:8000 >/dev/null"
 	exec "$build/periscoped" --plugin-dir "$build/plugins/.libs" "$@"
 }
 
