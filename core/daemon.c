@@ -268,6 +268,7 @@ static void flush(struct daemon *d, bool final)
 	};
 
 	collect_plugins(d);
+	ps_alerts_evaluate(d->settings.alerts, d->registry, now);
 	for (size_t i = 0; i < d->n_sinks; i++) {
 		struct sink_instance *sink = &d->sinks[i];
 		int rc = sink->type->flush(sink->state, &ctx);
@@ -392,6 +393,7 @@ static void reload(struct daemon *d)
 	flush(d, false);
 	swap_plugins(d, &fresh_settings, &fresh);
 	close_sinks(d);
+	ps_alerts_adopt_state(fresh_settings.alerts, d->settings.alerts);
 	ps_settings_free(&d->settings);
 	d->settings = fresh_settings;
 	apply_log_level(&d->opts, &d->settings);

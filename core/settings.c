@@ -43,7 +43,12 @@ static const struct ps_cfg_key match_keys[] = {
 };
 
 /* Sinks this build knows; the key under `sinks:` selects one. */
-static const struct ps_sink_type *const sink_types[] = { &ps_sink_stdout, NULL };
+static const struct ps_sink_type *const sink_types[] = {
+	&ps_sink_stdout,
+	&ps_sink_prometheus_textfile,
+	&ps_sink_syslog,
+	NULL,
+};
 
 static const char *const top_level_keys[] = { "daemon", "plugins", "services", "sinks", "alerts",
 					      NULL };
@@ -203,8 +208,8 @@ static int load_sink(struct ps_settings *s, const char *name, const struct ps_cf
 
 	if (!type)
 		return ps_cfg_errorf(err, section,
-				     "sinks: '%s' is not a sink this periscoped has (known: stdout)",
-				     name);
+				     "sinks: '%s' is not a sink this periscoped has "
+				     "(known: stdout, prometheus_textfile, syslog)", name);
 	if (section && ps_cfg_node_kind(section) != PS_CFG_MAP) {
 		if (ps_cfg_node_kind(section) != PS_CFG_SCALAR || *ps_cfg_node_scalar(section))
 			return ps_cfg_errorf(err, section, "sinks.%s: expected a map", name);
@@ -252,15 +257,7 @@ static int load_sinks(struct ps_settings *s, struct ps_cfg_error *err)
 
 static int load_alerts(struct ps_settings *s, struct ps_cfg_error *err)
 {
-	const struct ps_cfg_node *n = ps_cfg_node_get(s->tree, "alerts");
-
-	if (!n || (ps_cfg_node_kind(n) == PS_CFG_SCALAR && !*ps_cfg_node_scalar(n)))
-		return 0;
-	if (ps_cfg_node_kind(n) != PS_CFG_SEQ)
-		return ps_cfg_errorf(err, n, "alerts: expected a list of rules");
-	if (ps_cfg_node_len(n) > 0)
-		return ps_cfg_errorf(err, n, "alerts: alert rules are not supported by this periscoped yet");
-	return 0;
+	return ps_alerts_parse(ps_cfg_node_get(s->tree, "alerts"), &s->alerts, err);
 }
 
 static char *confd_beside(const char *path)
@@ -341,6 +338,7 @@ void ps_settings_free(struct ps_settings *s)
 		free(s->sinks[i].config);
 	}
 	free(s->sinks);
+	ps_alerts_free(s->alerts);
 	ps_cfg_node_free(s->tree);
 	memset(s, 0, sizeof(*s));
 }

@@ -11,6 +11,7 @@
 
 #include <periscope/config.h>
 
+#include "alerts.h"
 #include "cfg.h"
 #include "procinfo.h"
 #include "sinks/sink.h"
@@ -36,6 +37,7 @@ struct ps_settings {
 	size_t n_services;
 	struct ps_sink_settings *sinks;
 	size_t n_sinks;
+	struct ps_alert_rules *alerts;     /* NULL: no rules */
 };
 
 /* The configuration used when no file exists. */

@@ -5,6 +5,7 @@
 #ifndef PS_CORE_SINK_H
 #define PS_CORE_SINK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -34,8 +35,12 @@ struct ps_sink_type {
 };
 
 extern const struct ps_sink_type ps_sink_stdout;
+extern const struct ps_sink_type ps_sink_prometheus_textfile;
+extern const struct ps_sink_type ps_sink_syslog;
 
 /* For tests: the stdout sink writing to another stream. */
 void *ps_sink_stdout_open_stream(const void *config, FILE *out);
+/* For tests: the textfile sink as on a filesystem without O_TMPFILE. */
+void ps_sink_textfile_force_named_temp(bool on);
 
 #endif

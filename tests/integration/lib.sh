@@ -17,6 +17,7 @@ require_root() {
 start_daemon() {
 	DAEMON_OUT=$(mktemp)
 	DAEMON_ERR=$(mktemp)
+	DAEMON_LOG_SEEN=0
 	"$PERISCOPED" "$@" >"$DAEMON_OUT" 2>"$DAEMON_ERR" &
 	DAEMON_PID=$!
 	if ! wait_for_log "running:" 30; then

@@ -13,6 +13,8 @@
 
 enum ps_event_type {
 	PS_EVENT_FLOW = 1, /* struct ps_flow_record: one per closed or failed TCP connection */
+	PS_EVENT_EXCHANGE, /* struct ps_exchange: one per decoded L7 request/response */
+	PS_EVENT_ALERT,    /* struct ps_alert_notice: an alert fired, repeated or resolved */
 	PS_EVENT_TYPE_MAX,
 };
 
@@ -40,11 +42,61 @@ struct ps_flow_record {
 	bool failed;       /* the handshake never completed */
 };
 
+enum ps_exchange_side {
+	PS_SIDE_SERVER = 0, /* the observed process answered the request */
+	PS_SIDE_CLIENT = 1, /* the observed process sent the request */
+};
+
+/* One request and its response, as an L7 plugin decoded them. */
+struct ps_exchange {
+	const char *protocol;      /* "http", "mysql", "mongodb" */
+	enum ps_exchange_side side;
+	uint32_t pid, tid;
+	const char *service_name;
+	struct ps_endpoint local, remote;
+	uint64_t start_unix_ns;    /* first byte of the request */
+	uint64_t end_unix_ns;      /* last byte of the response */
+	const char *operation;     /* HTTP method, SQL verb, MongoDB command */
+	const char *target;        /* http route template, db collection; never a raw URL */
+	const char *scheme;        /* "http" / "https"; NULL for databases */
+	int status;                /* HTTP status; 0 ok / 1 error for databases */
+	bool error;                /* 5xx, database error, protocol error */
+	const char *traceparent;   /* inbound W3C traceparent as seen, or NULL */
+};
+
+enum ps_alert_state {
+	PS_ALERT_FIRING = 0,
+	PS_ALERT_REPEAT,   /* still firing; re-sent after `repeat` */
+	PS_ALERT_RESOLVED,
+};
+
+/*
+ * What an alert rule has to say about one series group. FIRING and REPEAT carry
+ * the firing threshold; RESOLVED carries the resolve threshold and its side
+ * ("resolves below 0.02"). value is NaN when there is nothing left to measure
+ * (the group vanished, or a latency alert whose traffic stopped).
+ */
+struct ps_alert_notice {
+	const char *rule;
+	enum ps_alert_state state;
+	const char *protocol;      /* "http", "db", "tcp" */
+	const char *group;         /* "service_name=checkout http_route=/cart", never raw values */
+	const char *condition;     /* "error_ratio", "latency_p99", "rate" */
+	const char *comparison;    /* "above" / "below" */
+	double value;              /* observed over the window */
+	double threshold;
+	uint64_t window_ms;
+	uint64_t firing_since_unix_ns; /* when it fired (REPEAT: "firing for 2h") */
+	uint64_t unix_ns;
+};
+
 struct ps_event {
 	enum ps_event_type type;
-	const char *plugin;
+	const char *plugin;        /* who emitted it ("core" for alerts) */
 	union {
 		const struct ps_flow_record *flow;
+		const struct ps_exchange *exchange;
+		const struct ps_alert_notice *alert;
 	};
 };
 

@@ -1,0 +1,946 @@
+/*
+ * Socket capture library: what every L7 plugin's BPF object shares.
+ *
+ * Built only on syscall tracepoints (kprobes/fentry do not load on our
+ * kernels). An object includes this header and defines its classifier:
+ *
+ *	static __always_inline int ps_classify(const __u8 *buf, __u32 len, int dir);
+ *
+ * which looks at the first bytes a connection moved (at most
+ * PS_SC_CLASSIFY_BYTES, dir is enum ps_sc_dir) and answers PS_SC_MINE,
+ * PS_SC_NOT_MINE or PS_SC_UNKNOWN (ask again with the next bytes).
+ *
+ * Every read/write-like syscall passes through here, so the common case is
+ * cheap: our own process is skipped with a compare, an fd we do not follow
+ * (a file, a pipe, a UDP socket, a connection that is not ours) costs one
+ * lookup in the skip map at entry and a task-storage read at exit. A new fd
+ * is looked up once in the task's fd table (sockets opened before we started
+ * are found the same way), then lands in the skip map or in the conns map
+ * (stream sockets still being classified, or ours). Connections that are
+ * ours copy a bounded prefix (and the last PS_SC_TAIL_MAX bytes) of what each
+ * syscall moved into the ring buffer, which wakes user space only past a
+ * watermark.
+ *
+ * fd reuse: accept/accept4/connect start a connection over, close and
+ * dup2/dup3 end it. Entries of fds closed without a syscall (exit, exec)
+ * age out of the LRU maps; user space drops the conns of processes that
+ * exited (EXIT event).
+ */
+#ifndef PS_SOCKCAP_BPF_H
+#define PS_SOCKCAP_BPF_H
+
+#include "ps_common.bpf.h"
+#include "ps_sockcap.h"
+
+#ifndef AF_UNIX
+#define AF_UNIX PS_SC_AF_UNIX
+#endif
+#define PS_SC_S_IFMT	  00170000
+#define PS_SC_S_IFSOCK	  0140000
+#define PS_SC_SOCK_STREAM 1
+#define PS_SC_MSG_PEEK	  2
+#define PS_SC_EINPROGRESS 115
+
+#define PS_SC_IOV_MAX	      32 /* iovecs looked at per syscall */
+#define PS_SC_MMSG_MAX	      8	 /* messages looked at per recvmmsg/sendmmsg */
+#define PS_SC_TRIES_FRESH     4	 /* too-short first reads of a new connection */
+#define PS_SC_TRIES_INHERITED 8	 /* syscalls of a connection we joined midway */
+
+/* The including object's protocol classifier. */
+static __always_inline int ps_classify(const __u8 *buf, __u32 len, int dir);
+
+/* Set through the skeleton's rodata before load. */
+const volatile __u32 ps_sc_capture_bytes = PS_SC_CAPTURE_DEFAULT;
+const volatile __u8 ps_sc_filter_ports = 0; /* follow only connections with a port in ps_sc_ports */
+const volatile __u8 ps_sc_filter_pids = 0;  /* follow only processes in ps_sc_pids */
+
+/* What the syscall entry remembers for its exit. */
+enum ps_sc_kind {
+	PS_SC_K_BUF = 1, /* ptr: one buffer */
+	PS_SC_K_IOV,	 /* ptr: cnt iovecs */
+	PS_SC_K_MMSG,	 /* ptr: cnt struct mmsghdr */
+	PS_SC_K_NOCOPY,	 /* sendfile, splice: bytes moved, none seen */
+	PS_SC_K_CONNECT,
+};
+
+struct ps_sc_args {
+	__u64 ptr;
+	__u32 fd;
+	__u32 cnt;
+	__u32 nr; /* the syscall's number: an exit only completes its own entry */
+	__u8 kind;
+	__u8 dir;
+	__u16 pad;
+};
+
+struct ps_sc_scratch {
+	struct ps_sc_event ev;
+	/* Room for the verifier's view: offset and length each masked below 2 * cap. */
+	__u8 data[4 * PS_SC_CAPTURE_MAX];
+};
+
+/*
+ * Bounds a length in the very register the helper call gets: clang would
+ * otherwise check a 32-bit copy and pass the unchecked 64-bit one.
+ */
+static __always_inline __u64 ps_sc_bound(__u64 n)
+{
+	asm volatile("%[n] &= %[mask]" : [n] "+r"(n) : [mask] "i"(2 * PS_SC_CAPTURE_MAX - 1));
+	return n;
+}
+
+/* Stream sockets being classified or followed; key tgid << 32 | fd. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PS_SC_DEFAULT_CONNECTIONS);
+	__type(key, __u64);
+	__type(value, struct ps_sc_conn);
+} ps_sc_conns SEC(".maps");
+
+/* fds not followed: not a stream socket, filtered out, or not this plugin's protocol. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PS_SC_DEFAULT_SKIPPED_FDS);
+	__type(key, __u64);
+	__type(value, __u8);
+} ps_sc_skip SEC(".maps");
+
+/*
+ * The syscall in flight on a followed fd, per thread: task storage, so that
+ * neither the entry nor the (far more frequent) exit of a syscall does a hash
+ * operation, and nothing leaks when a thread dies mid-syscall.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct ps_sc_args);
+} ps_sc_args SEC(".maps");
+
+/* Processes with connections of ours: their exit is worth an EXIT event. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u8);
+} ps_sc_procs SEC(".maps");
+
+/* Filters, filled by user space when ps_sc_filter_ports / ps_sc_filter_pids are set. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);
+	__type(value, __u8);
+} ps_sc_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} ps_sc_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ps_sc_scratch);
+} ps_sc_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} ps_sc_ids SEC(".maps");
+
+/* Larger than PS_RB_WAKEUP_BYTES so that the watermark wake-up can ever fire. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, PS_SC_DEFAULT_RINGBUF);
+} ps_sc_events SEC(".maps");
+
+static __always_inline void ps_sc_stash(const struct ps_sc_args *a)
+{
+	struct ps_sc_args *slot = bpf_task_storage_get(&ps_sc_args, bpf_get_current_task_btf(), 0,
+						       BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (slot)
+		*slot = *a;
+}
+
+/* What the entry of this thread's syscall stashed (kind 0: nothing); the slot is emptied. */
+static __always_inline bool ps_sc_unstash(struct ps_sc_args *a)
+{
+	struct ps_sc_args *slot =
+		bpf_task_storage_get(&ps_sc_args, bpf_get_current_task_btf(), 0, 0);
+
+	if (!slot || !slot->kind)
+		return false;
+	*a = *slot;
+	slot->kind = 0;
+	return true;
+}
+
+static __always_inline __u64 ps_sc_key(__u32 tgid, __u32 fd)
+{
+	return (__u64)tgid << 32 | fd;
+}
+
+/* Unique while we run: the CPU in the top bits, that CPU's counter below. */
+static __always_inline __u64 ps_sc_next_id(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&ps_sc_ids, &zero);
+
+	if (!n)
+		return 0;
+	*n += 1;
+	return (__u64)bpf_get_smp_processor_id() << 48 | *n;
+}
+
+static __always_inline bool ps_sc_is_v4_mapped(const __u32 a[4])
+{
+	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
+}
+
+static __always_inline void ps_sc_read_inet(struct sock *sk, __u16 family, struct ps_sc_conn *c)
+{
+	__u32 l[4] = {}, r[4] = {};
+
+	c->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	c->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		l[0] = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		r[0] = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+	} else {
+		BPF_CORE_READ_INTO(&l, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32);
+		BPF_CORE_READ_INTO(&r, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr32);
+		if (ps_sc_is_v4_mapped(r)) {
+			family = AF_INET;
+			l[0] = ps_sc_is_v4_mapped(l) ? l[3] : 0;
+			r[0] = r[3];
+			l[1] = l[2] = l[3] = 0;
+			r[1] = r[2] = r[3] = 0;
+		}
+	}
+	c->family = family;
+	__builtin_memcpy(c->laddr, l, 16);
+	__builtin_memcpy(c->raddr, r, 16);
+}
+
+/*
+ * Looks fd up in the current task's fd table: 1 and c filled for a TCP or
+ * AF_UNIX stream socket, 0 for anything else, -1 when there is no such fd.
+ */
+static __always_inline int ps_sc_read_socket(__u32 fd, struct ps_sc_conn *c)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds, *file = NULL;
+	struct socket *sock;
+	struct sock *sk;
+	__u16 family;
+
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return -1;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return -1;
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & PS_SC_S_IFMT) != PS_SC_S_IFSOCK)
+		return 0;
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock || BPF_CORE_READ(sock, type) != PS_SC_SOCK_STREAM)
+		return 0;
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 0;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == AF_UNIX) {
+		c->family = AF_UNIX;
+		return 1;
+	}
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0; /* MPTCP, SCTP */
+	ps_sc_read_inet(sk, family, c);
+	return 1;
+}
+
+/* The configured pids and ports. Ports filter AF_UNIX out: they have none. */
+static __always_inline bool ps_sc_wanted(__u32 tgid, const struct ps_sc_conn *c)
+{
+	if (ps_sc_filter_pids && !bpf_map_lookup_elem(&ps_sc_pids, &tgid))
+		return false;
+	if (ps_sc_filter_ports) {
+		__u16 l = c->lport, r = c->rport;
+
+		if (c->family == AF_UNIX)
+			return false;
+		if (!bpf_map_lookup_elem(&ps_sc_ports, &l) &&
+		    !bpf_map_lookup_elem(&ps_sc_ports, &r))
+			return false;
+	}
+	return true;
+}
+
+static __always_inline void ps_sc_skip_fd(__u64 key)
+{
+	__u8 one = 1;
+
+	bpf_map_update_elem(&ps_sc_skip, &key, &one, BPF_ANY);
+}
+
+/* First sight of an fd: the conns entry if it is a stream socket we want, else NULL. */
+static __always_inline struct ps_sc_conn *ps_sc_track(__u64 key, __u32 fd, __u8 role)
+{
+	struct ps_sc_conn c = {};
+	int rc = ps_sc_read_socket(fd, &c);
+
+	if (rc < 0)
+		return NULL; /* no such fd: the syscall fails, remember nothing */
+	if (rc == 0 || !ps_sc_wanted(key >> 32, &c)) {
+		ps_sc_skip_fd(key);
+		return NULL;
+	}
+	c.id = ps_sc_next_id();
+	c.role = role;
+	bpf_map_update_elem(&ps_sc_conns, &key, &c, BPF_ANY);
+	return bpf_map_lookup_elem(&ps_sc_conns, &key);
+}
+
+static __always_inline void ps_sc_fill_header(struct ps_sc_event *ev, __u32 type, __u32 fd,
+					      const struct ps_sc_conn *c)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	ev->type = type;
+	ev->tgid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
+	ev->fd = fd;
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->total = 0;
+	ev->len = 0;
+	ev->tail = 0;
+	ev->dir = 0;
+	ev->pad = 0;
+	ev->pad2 = 0;
+	if (c) {
+		ev->conn_id = c->id;
+		ev->role = c->role;
+		ev->family = c->family;
+		ev->lport = c->lport;
+		ev->rport = c->rport;
+		__builtin_memcpy(ev->laddr, c->laddr, 16);
+		__builtin_memcpy(ev->raddr, c->raddr, 16);
+	} else {
+		ev->conn_id = 0;
+		ev->role = 0;
+		ev->family = 0;
+		ev->lport = 0;
+		ev->rport = 0;
+		__builtin_memset(ev->laddr, 0, 16);
+		__builtin_memset(ev->raddr, 0, 16);
+	}
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+}
+
+/* CLOSE or EXIT: header only. */
+static __always_inline void ps_sc_emit_control(__u32 type, __u32 fd, const struct ps_sc_conn *c)
+{
+	struct ps_sc_event ev;
+
+	ps_sc_fill_header(&ev, type, fd, c);
+	ps_rb_output(&ps_sc_events, &ev, sizeof(ev));
+}
+
+/* The fd stops being what we knew: a CLOSE if it was ours, and both maps forget it. */
+static __always_inline void ps_sc_forget(__u64 key, __u32 fd)
+{
+	struct ps_sc_conn *c;
+
+	if (bpf_map_delete_elem(&ps_sc_skip, &key) == 0)
+		return; /* an fd is in one map at most */
+	c = bpf_map_lookup_elem(&ps_sc_conns, &key);
+	if (!c)
+		return;
+	if (c->state == PS_SC_MINE)
+		ps_sc_emit_control(PS_SC_EV_CLOSE, fd, c);
+	bpf_map_delete_elem(&ps_sc_conns, &key);
+}
+
+/* ---- syscall entry: is this fd followed? remember the arguments ------------------------ */
+
+/*
+ * The conns entry of a followed fd (creating it on first sight), or NULL.
+ * Most syscalls of the machine end here after one lookup.
+ */
+static __always_inline struct ps_sc_conn *ps_sc_followed(__u64 key, __u32 fd)
+{
+	struct ps_sc_conn *c;
+
+	if (bpf_map_lookup_elem(&ps_sc_skip, &key))
+		return NULL;
+	c = bpf_map_lookup_elem(&ps_sc_conns, &key);
+	if (c)
+		return c;
+	return ps_sc_track(key, fd, PS_SC_ROLE_UNKNOWN);
+}
+
+static __always_inline int ps_sc_enter(const struct trace_event_raw_sys_enter *ctx, __u32 fd,
+				       __u64 ptr, __u32 cnt, __u8 kind, __u8 dir)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct ps_sc_args a = {};
+	struct ps_sc_conn *c;
+
+	if (tgid == ps_self_tgid)
+		return 0;
+	c = ps_sc_followed(ps_sc_key(tgid, fd), fd);
+	if (!c)
+		return 0;
+	if (kind == PS_SC_K_NOCOPY && c->state != PS_SC_MINE)
+		return 0; /* nothing to classify on */
+	a.ptr = ptr;
+	a.fd = fd;
+	a.cnt = cnt;
+	a.nr = (__u32)ctx->id; /* an int in the per-syscall events */
+	a.kind = kind;
+	a.dir = dir;
+	ps_sc_stash(&a);
+	return 0;
+}
+
+/* recvmsg/sendmsg: the iovecs come from the user's msghdr, read only for followed fds. */
+static __always_inline int ps_sc_enter_msg(const struct trace_event_raw_sys_enter *ctx, __u32 fd,
+					   const struct user_msghdr *msg, __u8 dir)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct ps_sc_args a = {};
+	struct user_msghdr m;
+
+	if (tgid == ps_self_tgid)
+		return 0;
+	if (!ps_sc_followed(ps_sc_key(tgid, fd), fd))
+		return 0;
+	if (bpf_probe_read_user(&m, sizeof(m), msg))
+		return 0;
+	a.ptr = (__u64)m.msg_iov;
+	a.fd = fd;
+	a.cnt = m.msg_iovlen;
+	a.nr = (__u32)ctx->id; /* an int in the per-syscall events */
+	a.kind = PS_SC_K_IOV;
+	a.dir = dir;
+	ps_sc_stash(&a);
+	return 0;
+}
+
+/* ---- syscall exit: capture, classify, send -------------------------------------------- */
+
+static __always_inline struct ps_sc_scratch *ps_sc_scratch_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&ps_sc_scratch, &zero);
+}
+
+/* How many bytes to capture of total. */
+static __always_inline __u32 ps_sc_want(__u64 total)
+{
+	__u32 cap = ps_sc_capture_bytes;
+
+	if (cap > PS_SC_CAPTURE_MAX)
+		cap = PS_SC_CAPTURE_MAX;
+	return total < cap ? (__u32)total : cap;
+}
+
+/* Copies the first `want` bytes of one user buffer; returns how many were copied. */
+static __always_inline __u32 ps_sc_copy_buf(struct ps_sc_scratch *s, __u64 ptr, __u32 want)
+{
+	if (bpf_probe_read_user(s->data, ps_sc_bound(want), (const void *)ptr))
+		return 0;
+	return want;
+}
+
+/* A byte range [from, to) of what an iovec array moved, copied to s->data + dst. */
+struct ps_sc_iov_copy {
+	__u64 iov; /* the user's struct iovec array */
+	__u32 cnt; /* its length */
+	__u32 dst;
+	__u64 from, to;
+	__u64 pos; /* offset of the current iovec's first byte */
+	__u32 got; /* bytes copied */
+	__u32 failed;
+};
+
+/*
+ * bpf_loop callback, one iovec per call: a loop body the verifier checks
+ * once instead of once per iteration and path.
+ */
+static long ps_sc_iov_step(__u32 i, void *data)
+{
+	struct ps_sc_iov_copy *x = data;
+	struct ps_sc_scratch *s = ps_sc_scratch_get();
+	__u64 end, lo, hi, n, off;
+	struct iovec v;
+
+	if (!s || i >= x->cnt || x->pos >= x->to)
+		return 1;
+	if (bpf_probe_read_user(&v, sizeof(v), &((const struct iovec *)x->iov)[i])) {
+		x->failed = 1;
+		return 1;
+	}
+	end = x->pos + v.iov_len;
+	if (end > x->from) {
+		lo = x->pos > x->from ? x->pos : x->from;
+		hi = end < x->to ? end : x->to;
+		off = x->dst + (lo - x->from);
+		asm volatile("%[o] &= %[mask]"
+			     : [o] "+r"(off)
+			     : [mask] "i"(2 * PS_SC_CAPTURE_MAX - 1));
+		n = ps_sc_bound(hi - lo);
+		if (bpf_probe_read_user(&s->data[off], n, v.iov_base + (lo - x->pos))) {
+			x->failed = 1;
+			return 1;
+		}
+		x->got += n;
+	}
+	x->pos = end;
+	return 0;
+}
+
+/* Copies bytes [from, to) of what moved through up to PS_SC_IOV_MAX iovecs; returns how many. */
+static __always_inline __u32 ps_sc_copy_iov_range(__u64 iov, __u32 cnt, __u64 from, __u64 to,
+						  __u32 dst, bool *failed)
+{
+	struct ps_sc_iov_copy x = { .iov = iov, .cnt = cnt, .dst = dst, .from = from, .to = to };
+
+	bpf_loop(PS_SC_IOV_MAX, ps_sc_iov_step, &x, 0);
+	*failed = x.failed;
+	return x.got;
+}
+
+/* The first `want` bytes spread over the iovecs. */
+static __always_inline __u32 ps_sc_copy_iov(__u64 iov, __u32 cnt, __u32 want)
+{
+	bool failed;
+
+	return ps_sc_copy_iov_range(iov, cnt, 0, want, 0, &failed);
+}
+
+/*
+ * The last bytes of what moved, past the captured prefix (at s->data + len):
+ * a message that ends beyond the prefix is still seen to end. 0 when the end
+ * cannot be read.
+ */
+static __always_inline __u32 ps_sc_tail_len(__u64 total, __u32 len)
+{
+	__u64 t = total - len;
+
+	return t > PS_SC_TAIL_MAX ? PS_SC_TAIL_MAX : t;
+}
+
+static __always_inline __u32 ps_sc_copy_tail_buf(struct ps_sc_scratch *s, __u64 ptr, __u64 total,
+						 __u32 len)
+{
+	__u64 t = ps_sc_tail_len(total, len);
+
+	if (bpf_probe_read_user(&s->data[len & (2 * PS_SC_CAPTURE_MAX - 1)], ps_sc_bound(t),
+				(const void *)(ptr + total - t)))
+		return 0;
+	return t;
+}
+
+static __always_inline __u32 ps_sc_copy_tail_iov(__u64 iov, __u32 cnt, __u64 total, __u32 len)
+{
+	__u32 t = ps_sc_tail_len(total, len);
+	bool failed;
+
+	if (ps_sc_copy_iov_range(iov, cnt, total - t, total, len, &failed) != t || failed)
+		return 0;
+	return t;
+}
+
+/*
+ * Decides about an UNKNOWN connection on its first captured bytes: true when
+ * it is (now) ours. Not ours moves the fd to the skip map.
+ */
+static __always_inline bool ps_sc_classify(__u64 key, struct ps_sc_conn *c,
+					   const struct ps_sc_scratch *s, __u32 len, __u8 dir)
+{
+	__u8 head[PS_SC_CLASSIFY_BYTES] = {};
+	bool inherited = c->role == PS_SC_ROLE_UNKNOWN;
+	__u32 tgid = key >> 32;
+	__u8 one = 1;
+	int verdict;
+
+	__builtin_memcpy(head, s->data, sizeof(head));
+	verdict = ps_classify(head, len < sizeof(head) ? len : sizeof(head), dir);
+	if (verdict == PS_SC_MINE) {
+		c->state = PS_SC_MINE;
+		bpf_map_update_elem(&ps_sc_procs, &tgid, &one, BPF_ANY);
+		return true;
+	}
+	/* Joined midway, the next message may still start in a later syscall. */
+	if (verdict == PS_SC_UNKNOWN || inherited) {
+		c->tries++;
+		if (c->tries < (inherited ? PS_SC_TRIES_INHERITED : PS_SC_TRIES_FRESH))
+			return false;
+	}
+	ps_sc_skip_fd(key);
+	bpf_map_delete_elem(&ps_sc_conns, &key);
+	return false;
+}
+
+/* One DATA event for `total` bytes moved, prefix and tail already in s->data. */
+static __always_inline void ps_sc_emit_data(struct ps_sc_scratch *s, const struct ps_sc_conn *c,
+					    __u32 fd, __u8 dir, __u64 total, __u32 len, __u32 tail)
+{
+	ps_sc_fill_header(&s->ev, PS_SC_EV_DATA, fd, c);
+	s->ev.dir = dir;
+	s->ev.total = total;
+	s->ev.len = len;
+	s->ev.tail = tail;
+	ps_rb_output(&ps_sc_events, s, sizeof(s->ev) + ps_sc_bound(len + tail));
+}
+
+/*
+ * One stretch of bytes moved on a connection: capture, classify if needed,
+ * send. kind is a constant in every caller, so each program carries only the
+ * copy code of its own syscall.
+ */
+static __always_inline void ps_sc_moved(__u64 key, __u32 fd, __u8 dir, const __u8 kind, __u64 ptr,
+					__u32 cnt, __u64 total)
+{
+	struct ps_sc_scratch *s;
+	struct ps_sc_conn *c;
+	__u32 len = 0, tail = 0, want;
+
+	c = bpf_map_lookup_elem(&ps_sc_conns, &key);
+	if (!c)
+		return;
+	s = ps_sc_scratch_get();
+	if (!s)
+		return;
+	want = ps_sc_want(total);
+	if (kind == PS_SC_K_BUF)
+		len = ps_sc_copy_buf(s, ptr, want);
+	else if (kind == PS_SC_K_IOV)
+		len = ps_sc_copy_iov(ptr, cnt, want);
+	if (c->state != PS_SC_MINE && !ps_sc_classify(key, c, s, len, dir))
+		return;
+	if (len == want && total > want) {
+		if (kind == PS_SC_K_BUF)
+			tail = ps_sc_copy_tail_buf(s, ptr, total, len);
+		else if (kind == PS_SC_K_IOV)
+			tail = ps_sc_copy_tail_iov(ptr, cnt, total, len);
+	}
+	ps_sc_emit_data(s, c, fd, dir, total, len, tail);
+}
+
+struct ps_sc_mmsg_ctx {
+	__u64 key;
+	__u64 ptr;
+	__u32 fd;
+	__u32 n;
+	__u8 dir;
+};
+
+/* bpf_loop callback: message i of a recvmmsg/sendmmsg, each like one recvmsg/sendmsg. */
+static long ps_sc_mmsg_one(__u32 i, void *data)
+{
+	struct ps_sc_mmsg_ctx *m = data;
+	const struct mmsghdr *v = (const struct mmsghdr *)m->ptr;
+	struct mmsghdr h;
+
+	if (i >= m->n || bpf_probe_read_user(&h, sizeof(h), &v[i]))
+		return 1;
+	if (h.msg_len)
+		ps_sc_moved(m->key, m->fd, m->dir, PS_SC_K_IOV, (__u64)h.msg_hdr.msg_iov,
+			    h.msg_hdr.msg_iovlen, h.msg_len);
+	return 0;
+}
+
+/* The entry's arguments if this exit completes a syscall of `kind` that moved bytes. */
+static __always_inline bool ps_sc_exit_args(const struct trace_event_raw_sys_exit *ctx,
+					    const __u8 kind, struct ps_sc_args *a)
+{
+	if (!ps_sc_unstash(a))
+		return false;
+	return a->nr == (__u32)ctx->id && a->kind == kind && ctx->ret > 0;
+}
+
+static __always_inline int ps_sc_exit(const struct trace_event_raw_sys_exit *ctx, const __u8 kind)
+{
+	struct ps_sc_args a;
+	__u32 tgid;
+
+	if (!ps_sc_exit_args(ctx, kind, &a))
+		return 0;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	ps_sc_moved(ps_sc_key(tgid, a.fd), a.fd, a.dir, kind, a.ptr, a.cnt, ctx->ret);
+	return 0;
+}
+
+/* recvmmsg/sendmmsg return how many messages went; each counts like one recvmsg/sendmsg. */
+static __always_inline int ps_sc_exit_mmsg(const struct trace_event_raw_sys_exit *ctx)
+{
+	struct ps_sc_mmsg_ctx m = {};
+	struct ps_sc_args a;
+
+	if (!ps_sc_exit_args(ctx, PS_SC_K_MMSG, &a))
+		return 0;
+	m.key = ps_sc_key(bpf_get_current_pid_tgid() >> 32, a.fd);
+	m.ptr = a.ptr;
+	m.fd = a.fd;
+	m.dir = a.dir;
+	m.n = ctx->ret < a.cnt ? ctx->ret : a.cnt;
+	bpf_loop(PS_SC_MMSG_MAX, ps_sc_mmsg_one, &m, 0);
+	return 0;
+}
+
+/* ---- connection boundaries ------------------------------------------------------------ */
+
+/* A new connection on fd: whatever the fd was before is over. */
+static __always_inline void ps_sc_begin(__u32 fd, __u8 role)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 key = ps_sc_key(tgid, fd);
+
+	ps_sc_forget(key, fd);
+	ps_sc_track(key, fd, role);
+}
+
+static __always_inline int ps_sc_accepted(const struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->ret < 0 || ps_is_self())
+		return 0;
+	ps_sc_begin(ctx->ret, PS_SC_ROLE_SERVER);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_accept")
+int ps_sc_exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return ps_sc_accepted(ctx);
+}
+
+SEC("tp/syscalls/sys_exit_accept4")
+int ps_sc_exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return ps_sc_accepted(ctx);
+}
+
+SEC("tp/syscalls/sys_enter_connect")
+int ps_sc_enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct ps_sc_args a = {};
+
+	if ((__u32)(pid_tgid >> 32) == ps_self_tgid)
+		return 0;
+	a.fd = ctx->args[0];
+	a.nr = (__u32)ctx->id; /* an int in the per-syscall events */
+	a.kind = PS_SC_K_CONNECT;
+	ps_sc_stash(&a);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_connect")
+int ps_sc_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	long ret = ctx->ret;
+	struct ps_sc_args a;
+
+	if (!ps_sc_unstash(&a) || a.nr != (__u32)ctx->id || a.kind != PS_SC_K_CONNECT)
+		return 0;
+	if (ret == 0 || ret == -PS_SC_EINPROGRESS)
+		ps_sc_begin(a.fd, PS_SC_ROLE_CLIENT);
+	else
+		ps_sc_forget(ps_sc_key(tgid, a.fd), a.fd);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_close")
+int ps_sc_enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 fd = ctx->args[0];
+
+	if (tgid == ps_self_tgid)
+		return 0;
+	ps_sc_forget(ps_sc_key(tgid, fd), fd);
+	return 0;
+}
+
+/* dup2/dup3 close newfd silently when it was open. */
+static __always_inline int ps_sc_dup_over(const struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 oldfd = ctx->args[0], newfd = ctx->args[1];
+
+	if (tgid == ps_self_tgid || oldfd == newfd)
+		return 0;
+	ps_sc_forget(ps_sc_key(tgid, newfd), newfd);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_dup2")
+int ps_sc_enter_dup2(struct trace_event_raw_sys_enter *ctx)
+{
+	return ps_sc_dup_over(ctx);
+}
+
+SEC("tp/syscalls/sys_enter_dup3")
+int ps_sc_enter_dup3(struct trace_event_raw_sys_enter *ctx)
+{
+	return ps_sc_dup_over(ctx);
+}
+
+/* The last thread of a process that had connections of ours is going. */
+SEC("tp/sched/sched_process_exit")
+int ps_sc_process_exit(void *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	if (!bpf_map_lookup_elem(&ps_sc_procs, &tgid))
+		return 0;
+	bpf_map_delete_elem(&ps_sc_procs, &tgid);
+	ps_sc_emit_control(PS_SC_EV_EXIT, 0, NULL);
+	return 0;
+}
+
+/* ---- the data syscalls ---------------------------------------------------------------- */
+
+#define PS_SC_EXIT_PROG(name, kind)                                 \
+	SEC("tp/syscalls/sys_exit_" #name)                          \
+	int ps_sc_exit_##name(struct trace_event_raw_sys_exit *ctx) \
+	{                                                           \
+		return ps_sc_exit(ctx, kind);                       \
+	}
+
+#define PS_SC_EXIT_MMSG_PROG(name)                                  \
+	SEC("tp/syscalls/sys_exit_" #name)                          \
+	int ps_sc_exit_##name(struct trace_event_raw_sys_exit *ctx) \
+	{                                                           \
+		return ps_sc_exit_mmsg(ctx);                        \
+	}
+
+SEC("tp/syscalls/sys_enter_read")
+int ps_sc_enter_read(struct trace_event_raw_sys_enter *ctx)
+{
+	return ps_sc_enter(ctx, ctx->args[0], ctx->args[1], 0, PS_SC_K_BUF, PS_SC_DIR_IN);
+}
+PS_SC_EXIT_PROG(read, PS_SC_K_BUF)
+
+SEC("tp/syscalls/sys_enter_write")
+int ps_sc_enter_write(struct trace_event_raw_sys_enter *ctx)
+{
+	return ps_sc_enter(ctx, ctx->args[0], ctx->args[1], 0, PS_SC_K_BUF, PS_SC_DIR_OUT);
+}
+PS_SC_EXIT_PROG(write, PS_SC_K_BUF)
+
+SEC("tp/syscalls/sys_enter_readv")
+int ps_sc_enter_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	return ps_sc_enter(ctx, ctx->args[0], ctx->args[1], ctx->args[2], PS_SC_K_IOV,
+			   PS_SC_DIR_IN);
+}
+PS_SC_EXIT_PROG(readv, PS_SC_K_IOV)
+
+SEC("tp/syscalls/sys_enter_writev")
+int ps_sc_enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	return ps_sc_enter(ctx, ctx->args[0], ctx->args[1], ctx->args[2], PS_SC_K_IOV,
+			   PS_SC_DIR_OUT);
+}
+PS_SC_EXIT_PROG(writev, PS_SC_K_IOV)
+
+/* recvfrom(fd, buf, len, flags, addr, addrlen): a peek is read again later. */
+SEC("tp/syscalls/sys_enter_recvfrom")
+int ps_sc_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+{
+	if (ctx->args[3] & PS_SC_MSG_PEEK)
+		return 0;
+	return ps_sc_enter(ctx, ctx->args[0], ctx->args[1], 0, PS_SC_K_BUF, PS_SC_DIR_IN);
+}
+PS_SC_EXIT_PROG(recvfrom, PS_SC_K_BUF)
+
+SEC("tp/syscalls/sys_enter_sendto")
+int ps_sc_enter_sendto(struct trace_event_raw_sys_enter *ctx)
+{
+	return ps_sc_enter(ctx, ctx->args[0], ctx->args[1], 0, PS_SC_K_BUF, PS_SC_DIR_OUT);
+}
+PS_SC_EXIT_PROG(sendto, PS_SC_K_BUF)
+
+/* recvmsg(fd, msg, flags) */
+SEC("tp/syscalls/sys_enter_recvmsg")
+int ps_sc_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	if (ctx->args[2] & PS_SC_MSG_PEEK)
+		return 0;
+	return ps_sc_enter_msg(ctx, ctx->args[0], (const struct user_msghdr *)ctx->args[1],
+			       PS_SC_DIR_IN);
+}
+PS_SC_EXIT_PROG(recvmsg, PS_SC_K_IOV)
+
+SEC("tp/syscalls/sys_enter_sendmsg")
+int ps_sc_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return ps_sc_enter_msg(ctx, ctx->args[0], (const struct user_msghdr *)ctx->args[1],
+			       PS_SC_DIR_OUT);
+}
+PS_SC_EXIT_PROG(sendmsg, PS_SC_K_IOV)
+
+/* recvmmsg(fd, mmsg, vlen, flags, timeout) */
+SEC("tp/syscalls/sys_enter_recvmmsg")
+int ps_sc_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	if (ctx->args[3] & PS_SC_MSG_PEEK)
+		return 0;
+	return ps_sc_enter(ctx, ctx->args[0], ctx->args[1], ctx->args[2], PS_SC_K_MMSG,
+			   PS_SC_DIR_IN);
+}
+PS_SC_EXIT_MMSG_PROG(recvmmsg)
+
+SEC("tp/syscalls/sys_enter_sendmmsg")
+int ps_sc_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return ps_sc_enter(ctx, ctx->args[0], ctx->args[1], ctx->args[2], PS_SC_K_MMSG,
+			   PS_SC_DIR_OUT);
+}
+PS_SC_EXIT_MMSG_PROG(sendmmsg)
+
+/* sendfile(out_fd, in_fd, offset, count): nginx's static files. Counted, not captured. */
+SEC("tp/syscalls/sys_enter_sendfile64")
+int ps_sc_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
+{
+	return ps_sc_enter(ctx, ctx->args[0], 0, 0, PS_SC_K_NOCOPY, PS_SC_DIR_OUT);
+}
+PS_SC_EXIT_PROG(sendfile64, PS_SC_K_NOCOPY)
+
+/* splice(fd_in, off_in, fd_out, off_out, len, flags): one end is a pipe. */
+SEC("tp/syscalls/sys_enter_splice")
+int ps_sc_enter_splice(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 in = ctx->args[0], out = ctx->args[2];
+
+	if (tgid == ps_self_tgid)
+		return 0;
+	if (bpf_map_lookup_elem(&ps_sc_conns, &(__u64){ ps_sc_key(tgid, out) }))
+		return ps_sc_enter(ctx, out, 0, 0, PS_SC_K_NOCOPY, PS_SC_DIR_OUT);
+	if (bpf_map_lookup_elem(&ps_sc_conns, &(__u64){ ps_sc_key(tgid, in) }))
+		return ps_sc_enter(ctx, in, 0, 0, PS_SC_K_NOCOPY, PS_SC_DIR_IN);
+	return 0;
+}
+PS_SC_EXIT_PROG(splice, PS_SC_K_NOCOPY)
+
+#endif

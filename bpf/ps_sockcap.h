@@ -1,0 +1,101 @@
+/*
+ * Socket capture: what the kernel side (ps_sockcap.bpf.h) and the user side
+ * of an L7 plugin share.
+ *
+ * The kernel follows stream sockets (TCP, AF_UNIX SOCK_STREAM) per (tgid, fd).
+ * Each plugin's object classifies a connection on its first bytes; only
+ * connections that are the plugin's own (MINE) produce events:
+ *
+ *   DATA   one per syscall that moved bytes: a header, the first `len` of
+ *          `total` bytes (len <= capture_bytes; 0 for sendfile/splice) and,
+ *          when more moved than that, the last `tail` bytes: where chunked
+ *          bodies and pipelined messages usually end
+ *   CLOSE  the process closed the connection (close, dup2/dup3 over it)
+ *   EXIT   a process that had MINE connections exited: all of them are over
+ *
+ * Events of one connection arrive in syscall order (one ring buffer).
+ */
+#ifndef PS_SOCKCAP_H
+#define PS_SOCKCAP_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define PS_SC_COMM_LEN		  16
+#define PS_SC_CAPTURE_MAX	  4096 /* a power of two: the kernel masks lengths with it */
+#define PS_SC_CAPTURE_MIN	  64
+#define PS_SC_CAPTURE_DEFAULT	  1024
+#define PS_SC_DEFAULT_CONNECTIONS 65536
+#define PS_SC_DEFAULT_SKIPPED_FDS 262144
+#define PS_SC_DEFAULT_RINGBUF	  (8 << 20)
+#define PS_SC_CLASSIFY_BYTES	  16 /* what a classifier gets to see */
+#define PS_SC_TAIL_MAX		  64 /* the end of a syscall's bytes, past the prefix */
+
+/* What a classifier says about a connection; also its state in the conns map. */
+enum ps_sc_verdict {
+	PS_SC_UNKNOWN = 0,  /* not enough bytes yet: ask again on the next syscall */
+	PS_SC_MINE = 1,	    /* follow it: data events from now on */
+	PS_SC_NOT_MINE = 2, /* never look at it again */
+};
+
+/* How we came to know a connection. */
+enum ps_sc_role {
+	PS_SC_ROLE_UNKNOWN = 0, /* open before we started, inherited, or passed over */
+	PS_SC_ROLE_SERVER = 1,	/* accept()ed by this process */
+	PS_SC_ROLE_CLIENT = 2,	/* connect()ed by this process */
+};
+
+/* Same values as enum http_dir. */
+enum ps_sc_dir {
+	PS_SC_DIR_IN = 0,  /* the process read these bytes */
+	PS_SC_DIR_OUT = 1, /* the process wrote these bytes */
+};
+
+enum ps_sc_event_type {
+	PS_SC_EV_DATA = 1,
+	PS_SC_EV_CLOSE = 2,
+	PS_SC_EV_EXIT = 3,
+};
+
+#ifndef PS_SC_AF_UNIX
+#define PS_SC_AF_UNIX 1
+#endif
+
+/* Value of the conns map, key (tgid << 32 | fd). Only sockets still worth looking at. */
+struct ps_sc_conn {
+	__u64 id;    /* unique per connection while periscoped runs */
+	__u8 state;  /* enum ps_sc_verdict: UNKNOWN or MINE (NOT_MINE moves to the skip map) */
+	__u8 role;   /* enum ps_sc_role */
+	__u8 family; /* AF_INET, AF_INET6 (never IPv4-mapped) or AF_UNIX */
+	__u8 tries;  /* classifications that came back UNKNOWN */
+	__u16 lport; /* host order; 0 for AF_UNIX */
+	__u16 rport;
+	__u8 laddr[16], raddr[16]; /* network order; IPv4 in the first 4 bytes */
+};
+
+/*
+ * Every event starts with this. DATA is followed (at ev + 1) by `len` bytes,
+ * the start of what moved, then `tail` bytes, the last `tail` of the `total`.
+ */
+struct ps_sc_event {
+	__u32 type; /* enum ps_sc_event_type */
+	__u32 tgid;
+	__u32 tid;
+	__u32 fd;
+	__u64 ts_ns;   /* bpf_ktime_get_ns() when the syscall returned */
+	__u64 conn_id; /* 0 for EXIT */
+	__u64 total;   /* DATA: bytes the syscall moved */
+	__u32 len;     /* DATA: payload bytes that follow (<= capture_bytes) */
+	__u8 dir;      /* enum ps_sc_dir */
+	__u8 role;     /* enum ps_sc_role */
+	__u8 family;
+	__u8 pad;
+	__u16 lport, rport;
+	__u16 tail; /* DATA: bytes that follow the prefix: the last of the total */
+	__u16 pad2;
+	__u8 laddr[16], raddr[16];
+	char comm[PS_SC_COMM_LEN];
+};
+
+#endif

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""make bench: what tracing costs nginx under wrk with keep-alive on loopback.
+
+Rounds interleave an untraced and a traced run (periscoped with every plugin
+in the plugin directory) so that a noisy machine hurts both alike. Prints the
+median of each figure and exits 1 when a target is missed.
+"""
+import json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+
+PERISCOPED = os.environ["PERISCOPED"]
+PLUGIN_DIR = os.environ["PLUGIN_DIR"]
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+TARGETS = {"ratio": 0.95, "kernel_ns": 300, "daemon_ns": 2000, "drops": 0, "rss_mib": 20}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_nginx(work):
+    port = free_port()
+    conf = os.path.join(work, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
+    fastcgi_temp_path {work}/fastcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 200 "periscope bench\\n"; }}
+    }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", conf, "-p", work, "-g", "daemon off;"])
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("bench: nginx did not start")
+
+
+def wrk(port):
+    out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s",
+                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+                         check=True).stdout
+    requests = int(next(l for l in out.splitlines() if "requests in" in l).split()[0])
+    rps = float(next(l for l in out.splitlines() if l.startswith("Requests/sec")).split()[1])
+    return requests, rps
+
+
+def bpf_prog_stats(pid):
+    """Sum of run_time_ns and run_cnt over the BPF programs the process holds."""
+    total_ns = total_cnt = 0
+    fd_dir = f"/proc/{pid}/fd"
+    for fd in os.listdir(fd_dir):
+        try:
+            if "bpf-prog" not in os.readlink(os.path.join(fd_dir, fd)):
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                info = dict(l.split(":", 1) for l in f if ":" in l)
+        except OSError:
+            continue
+        total_ns += int(info.get("run_time_ns", "0"))
+        total_cnt += int(info.get("run_cnt", "0"))
+    return total_ns, total_cnt
+
+
+def cpu_ns(pid):
+    """CPU time of every thread, in ns (schedstat; /proc/PID/stat counts 10 ms ticks)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(l for l in f if l.startswith("VmRSS")).split()[1])
+
+
+def last_value(text, name):
+    block = text.rsplit("# periscope snapshot", 1)[-1]
+    return sum(float(l.rsplit(" ", 1)[1]) for l in block.splitlines()
+               if l.startswith(name + "{") or l.startswith(name + " "))
+
+
+def traced_round(port, work):
+    conf = os.path.join(work, "periscope.yaml")
+    with open(conf, "w") as f:
+        f.write("daemon: { flush_interval: 1s }\nsinks: { stdout: { format: prometheus } }\n")
+    out_path = os.path.join(work, "periscoped.out")
+    with open(out_path, "w") as out, open(os.path.join(work, "periscoped.err"), "w") as err:
+        daemon = subprocess.Popen([PERISCOPED, "-c", conf, "--plugin-dir", PLUGIN_DIR],
+                                  stdout=out, stderr=err)
+    deadline = time.time() + 30
+    while "running:" not in open(os.path.join(work, "periscoped.err")).read():
+        if time.time() > deadline or daemon.poll() is not None:
+            raise SystemExit("bench: periscoped did not start")
+        time.sleep(0.05)
+    ns0, cnt0 = bpf_prog_stats(daemon.pid)
+    cpu0 = cpu_ns(daemon.pid)
+    requests, rps = wrk(port)
+    time.sleep(1.2)  # one more flush: the daemon's share of the work is done
+    ns1, cnt1 = bpf_prog_stats(daemon.pid)
+    cpu1 = cpu_ns(daemon.pid)
+    rss = rss_kib(daemon.pid)
+    daemon.send_signal(signal.SIGTERM)
+    daemon.wait(timeout=30)
+    text = open(out_path).read()
+    return {
+        "rps": rps,
+        "kernel_ns": (ns1 - ns0) / requests,
+        "daemon_ns": (cpu1 - cpu0) / requests,
+        "rss_mib": rss / 1024,
+        "drops": last_value(text, "periscope_events_dropped_total"),
+        "progs_runs_per_request": (cnt1 - cnt0) / requests,
+    }
+
+
+def main():
+    if os.geteuid() != 0:
+        print("bench: needs root"); return 77
+    for tool in ("nginx", "wrk"):
+        if not shutil.which(tool):
+            print(f"bench: {tool} is missing (apt-get install nginx-light wrk)"); return 77
+    work = tempfile.mkdtemp(prefix="periscope-bench.")
+    stats_before = open("/proc/sys/kernel/bpf_stats_enabled").read().strip()
+    nginx, port = start_nginx(work)
+    rows = []
+    try:
+        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+            f.write("1")
+        wrk(port)  # warm up
+        for i in range(ROUNDS):
+            _, base = wrk(port)
+            traced = traced_round(port, work)
+            traced["ratio"] = traced["rps"] / base
+            traced["base_rps"] = base
+            rows.append(traced)
+            print(f"round {i + 1}: untraced {base:.0f} req/s, traced {traced['rps']:.0f} req/s "
+                  f"(ratio {traced['ratio']:.3f}), kernel {traced['kernel_ns']:.0f} ns/req, "
+                  f"daemon {traced['daemon_ns']:.0f} ns/req, rss {traced['rss_mib']:.1f} MiB, "
+                  f"drops {traced['drops']:.0f}", flush=True)
+    finally:
+        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+            f.write(stats_before)
+        nginx.terminate(); nginx.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    checks = [("throughput ratio", med["ratio"], ">=", TARGETS["ratio"], "{:.3f}"),
+              ("kernel BPF time per request (ns)", med["kernel_ns"], "<=", TARGETS["kernel_ns"], "{:.0f}"),
+              ("daemon CPU per request (ns)", med["daemon_ns"], "<=", TARGETS["daemon_ns"], "{:.0f}"),
+              ("daemon RSS (MiB)", med["rss_mib"], "<=", TARGETS["rss_mib"], "{:.1f}"),
+              ("dropped events", max(r["drops"] for r in rows), "<=", TARGETS["drops"], "{:.0f}")]
+    print(f"\nmedian of {ROUNDS} rounds, wrk -t1 -c{CONNECTIONS} -d{SECONDS}s against nginx (1 worker):")
+    missed = 0
+    for name, value, op, target, fmt in checks:
+        ok = value >= target if op == ">=" else value <= target
+        missed += not ok
+        print(f"  {name:34s} {fmt.format(value):>8s}   target {op} {target}   {'ok' if ok else 'MISSED'}")
+    print(f"  (BPF program runs per request: {med['progs_runs_per_request']:.1f})")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

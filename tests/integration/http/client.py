@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""HTTP/1.1 client patterns for tests/integration/http.sh, against one host:port.
+
+  pipeline PATH N   N GET requests in a single write, then reads N responses
+  early PATH LATE N one keep-alive connection: a GET of PATH now; after a line on
+                    stdin (periscoped started meanwhile), N GETs of LATE on the same
+                    connection, one at a time
+Prints the statuses it got, one per line; exits 1 on anything unexpected.
+
+Responses are read 512 bytes at a time: ten pipelined responses in one read would be
+larger than the default capture_bytes (1024), and the heads of those past the captured
+prefix are out of sight of the client view (the server view, one write per response,
+is not affected).
+"""
+import socket
+import sys
+
+
+def read_response(f):
+    status = f.readline()
+    if not status.startswith(b"HTTP/1."):
+        raise RuntimeError("bad status line %r" % status)
+    length = None
+    while True:
+        line = f.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    if length is None:
+        raise RuntimeError("response without Content-Length")
+    f.read(length)
+    return int(status.split()[1])
+
+
+def request(path, host):
+    return b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path.encode(), host.encode())
+
+
+def main():
+    host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    hostport = "%s:%d" % (host, port)
+    s = socket.create_connection((host, port))
+    f = s.makefile("rb", buffering=512)
+    if mode == "pipeline":
+        path, n = sys.argv[4], int(sys.argv[5])
+        s.sendall(request(path, hostport) * n)
+        statuses = [read_response(f) for _ in range(n)]
+    elif mode == "early":
+        early, late, n = sys.argv[4], sys.argv[5], int(sys.argv[6])
+        s.sendall(request(early, hostport))
+        statuses = [read_response(f)]
+        print("ready", flush=True)
+        if not sys.stdin.readline():
+            return  # the test gave up
+        statuses = []
+        for _ in range(n):
+            s.sendall(request(late, hostport))
+            statuses.append(read_response(f))
+    else:
+        raise SystemExit("unknown mode " + mode)
+    s.close()
+    for st in statuses:
+        print(st)
+
+
+if __name__ == "__main__":
+    main()
