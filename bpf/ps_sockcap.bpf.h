@@ -25,6 +25,15 @@
  * dup2/dup3 end it. Entries of fds closed without a syscall (exit, exec)
  * age out of the LRU maps; user space drops the conns of processes that
  * exited (EXIT event).
+ *
+ * TLS (an object that defines PS_SC_WITH_TLS before including this, with
+ * ps_sc_tls set): a connection whose first bytes are TLS records is marked
+ * tls and stays in the conns map, silent. User space attaches uprobes to
+ * SSL_read/SSL_write(_ex) of every libssl; the entry remembers (ssl, buf) per
+ * thread, the first syscall on a tls connection during that call names the
+ * fd (and is remembered per ssl for calls that need no syscall), and the
+ * return sends the plaintext as DATA with PS_SC_F_TLS, classified like any
+ * connection's first bytes. Only threads inside OpenSSL pay for this.
  */
 #ifndef PS_SOCKCAP_BPF_H
 #define PS_SOCKCAP_BPF_H
@@ -53,6 +62,7 @@ static __always_inline int ps_classify(const __u8 *buf, __u32 len, int dir);
 const volatile __u32 ps_sc_capture_bytes = PS_SC_CAPTURE_DEFAULT;
 const volatile __u8 ps_sc_filter_ports = 0; /* follow only connections with a port in ps_sc_ports */
 const volatile __u8 ps_sc_filter_pids = 0;  /* follow only processes in ps_sc_pids */
+const volatile __u8 ps_sc_tls = 0;	    /* TLS records mark a connection tls (PS_SC_WITH_TLS) */
 
 /* What the syscall entry remembers for its exit. */
 enum ps_sc_kind {
@@ -324,7 +334,7 @@ static __always_inline void ps_sc_fill_header(struct ps_sc_event *ev, __u32 type
 	ev->len = 0;
 	ev->tail = 0;
 	ev->dir = 0;
-	ev->pad = 0;
+	ev->flags = 0;
 	ev->pad2 = 0;
 	if (c) {
 		ev->conn_id = c->id;
@@ -564,12 +574,149 @@ static __always_inline __u32 ps_sc_copy_tail_iov(__u64 iov, __u32 cnt, __u64 tot
 	return t;
 }
 
+/* ---- TLS: connections whose plaintext comes from the OpenSSL uprobes ------------------- */
+
+#ifdef PS_SC_WITH_TLS
+#define PS_SC_TLS_RECORD_MAX (16384 + 2048) /* a TLSCiphertext fragment's largest length */
+
+/* An SSL_read/SSL_write(_ex) call in flight, per thread. */
+struct ps_sc_tls_call {
+	__u64 ssl;
+	__u64 buf;
+	__u64 nbytes; /* _ex: the size_t * that receives the count; 0: the return value is it */
+	__u32 fd;     /* valid when bound */
+	__u8 active;  /* between entry and return */
+	__u8 bound;   /* a syscall on a tls connection named the fd */
+	__u8 dir;     /* enum ps_sc_dir */
+	__u8 pad;
+};
+
+struct ps_sc_tls_key {
+	__u64 ssl;
+	__u32 tgid;
+	__u32 pad;
+};
+
+/* Where an SSL object's records went last time. */
+struct ps_sc_tls_fd {
+	__u64 conn_id; /* a reused fd or ssl pointer does not match */
+	__u32 fd;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct ps_sc_tls_call);
+} ps_sc_tls_calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PS_SC_DEFAULT_CONNECTIONS);
+	__type(key, struct ps_sc_tls_key);
+	__type(value, struct ps_sc_tls_fd);
+} ps_sc_tls_fds SEC(".maps");
+
+/* Processes whose first TLS connection user space heard of (a hint to look for libssl). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u8);
+} ps_sc_tls_procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PS_SC_TLS_STATS);
+	__type(key, __u32);
+	__type(value, __u64);
+} ps_sc_tls_stats SEC(".maps");
+
+static __always_inline void ps_sc_tls_count(__u32 stat)
+{
+	__u64 *n = bpf_map_lookup_elem(&ps_sc_tls_stats, &stat);
+
+	if (n)
+		*n += 1;
+}
+
+/* A TLS record header: content type 20..23, version 3.x, a length a record can have. */
+static __always_inline bool ps_sc_looks_like_tls(const __u8 *b, __u32 len)
+{
+	if (len < 5 || b[0] < 20 || b[0] > 23 || b[1] != 3 || b[2] > 4)
+		return false;
+	return ((__u32)b[3] << 8 | b[4]) <= PS_SC_TLS_RECORD_MAX;
+}
+
+/*
+ * A syscall on a tls connection: if this thread is inside SSL_read/SSL_write,
+ * that call's records travel on this fd.
+ */
+static __always_inline void ps_sc_tls_bind(__u64 key, const struct ps_sc_conn *c)
+{
+	struct ps_sc_tls_call *call =
+		bpf_task_storage_get(&ps_sc_tls_calls, bpf_get_current_task_btf(), 0, 0);
+	struct ps_sc_tls_key k = {};
+	struct ps_sc_tls_fd v = {};
+
+	if (!call || !call->active || call->bound)
+		return;
+	call->bound = 1;
+	call->fd = (__u32)key;
+	k.ssl = call->ssl;
+	k.tgid = key >> 32;
+	v.conn_id = c->id;
+	v.fd = (__u32)key;
+	bpf_map_update_elem(&ps_sc_tls_fds, &k, &v, BPF_ANY);
+}
+
+/* The connection turned out to be TLS; user space hears once per process image. */
+static __always_inline void ps_sc_tls_mark(__u64 key, struct ps_sc_conn *c)
+{
+	__u32 tgid = key >> 32;
+	__u8 one = 1;
+
+	c->tls = 1;
+	c->tries = 0;
+	ps_sc_tls_bind(key, c);
+	if (bpf_map_lookup_elem(&ps_sc_tls_procs, &tgid))
+		return;
+	bpf_map_update_elem(&ps_sc_tls_procs, &tgid, &one, BPF_ANY);
+	ps_sc_emit_control(PS_SC_EV_TLS, (__u32)key, c);
+}
+
+static __always_inline void ps_sc_tls_forget_proc(__u32 tgid)
+{
+	bpf_map_delete_elem(&ps_sc_tls_procs, &tgid);
+}
+#else
+static __always_inline bool ps_sc_looks_like_tls(const __u8 *b, __u32 len)
+{
+	return false;
+}
+
+static __always_inline void ps_sc_tls_bind(__u64 key, const struct ps_sc_conn *c)
+{
+}
+
+static __always_inline void ps_sc_tls_mark(__u64 key, struct ps_sc_conn *c)
+{
+}
+
+static __always_inline void ps_sc_tls_forget_proc(__u32 tgid)
+{
+}
+#endif
+
 /*
  * Decides about an UNKNOWN connection on its first captured bytes: true when
- * it is (now) ours. Not ours moves the fd to the skip map.
+ * it is (now) ours. Not ours moves the fd to the skip map. TLS records (not
+ * in plaintext that came out of OpenSSL) mark it tls instead.
  */
 static __always_inline bool ps_sc_classify(__u64 key, struct ps_sc_conn *c,
-					   const struct ps_sc_scratch *s, __u32 len, __u8 dir)
+					   const struct ps_sc_scratch *s, __u32 len, __u8 dir,
+					   const __u8 flags)
 {
 	__u8 head[PS_SC_CLASSIFY_BYTES] = {};
 	bool inherited = c->role == PS_SC_ROLE_UNKNOWN;
@@ -578,6 +725,10 @@ static __always_inline bool ps_sc_classify(__u64 key, struct ps_sc_conn *c,
 	int verdict;
 
 	__builtin_memcpy(head, s->data, sizeof(head));
+	if (ps_sc_tls && !(flags & PS_SC_F_TLS) && ps_sc_looks_like_tls(head, len)) {
+		ps_sc_tls_mark(key, c);
+		return false;
+	}
 	verdict = ps_classify(head, len < sizeof(head) ? len : sizeof(head), dir);
 	if (verdict == PS_SC_MINE) {
 		c->state = PS_SC_MINE;
@@ -597,9 +748,11 @@ static __always_inline bool ps_sc_classify(__u64 key, struct ps_sc_conn *c,
 
 /* One DATA event for `total` bytes moved, prefix and tail already in s->data. */
 static __always_inline void ps_sc_emit_data(struct ps_sc_scratch *s, const struct ps_sc_conn *c,
-					    __u32 fd, __u8 dir, __u64 total, __u32 len, __u32 tail)
+					    __u32 fd, __u8 dir, __u64 total, __u32 len, __u32 tail,
+					    __u8 flags)
 {
 	ps_sc_fill_header(&s->ev, PS_SC_EV_DATA, fd, c);
+	s->ev.flags = flags;
 	s->ev.dir = dir;
 	s->ev.total = total;
 	s->ev.len = len;
@@ -608,20 +761,17 @@ static __always_inline void ps_sc_emit_data(struct ps_sc_scratch *s, const struc
 }
 
 /*
- * One stretch of bytes moved on a connection: capture, classify if needed,
- * send. kind is a constant in every caller, so each program carries only the
- * copy code of its own syscall.
+ * One stretch of bytes moved on connection c: capture, classify if needed,
+ * send. kind and flags are constants in every caller, so each program
+ * carries only the copy code of its own syscall.
  */
-static __always_inline void ps_sc_moved(__u64 key, __u32 fd, __u8 dir, const __u8 kind, __u64 ptr,
-					__u32 cnt, __u64 total)
+static __always_inline void ps_sc_capture(__u64 key, struct ps_sc_conn *c, __u32 fd, __u8 dir,
+					  const __u8 kind, __u64 ptr, __u32 cnt, __u64 total,
+					  const __u8 flags)
 {
 	struct ps_sc_scratch *s;
-	struct ps_sc_conn *c;
 	__u32 len = 0, tail = 0, want;
 
-	c = bpf_map_lookup_elem(&ps_sc_conns, &key);
-	if (!c)
-		return;
 	s = ps_sc_scratch_get();
 	if (!s)
 		return;
@@ -630,7 +780,7 @@ static __always_inline void ps_sc_moved(__u64 key, __u32 fd, __u8 dir, const __u
 		len = ps_sc_copy_buf(s, ptr, want);
 	else if (kind == PS_SC_K_IOV)
 		len = ps_sc_copy_iov(ptr, cnt, want);
-	if (c->state != PS_SC_MINE && !ps_sc_classify(key, c, s, len, dir))
+	if (c->state != PS_SC_MINE && !ps_sc_classify(key, c, s, len, dir, flags))
 		return;
 	if (len == want && total > want) {
 		if (kind == PS_SC_K_BUF)
@@ -638,7 +788,22 @@ static __always_inline void ps_sc_moved(__u64 key, __u32 fd, __u8 dir, const __u
 		else if (kind == PS_SC_K_IOV)
 			tail = ps_sc_copy_tail_iov(ptr, cnt, total, len);
 	}
-	ps_sc_emit_data(s, c, fd, dir, total, len, tail);
+	ps_sc_emit_data(s, c, fd, dir, total, len, tail, flags);
+}
+
+/* A syscall moved bytes on a followed fd; a tls connection's are ciphertext: never sent. */
+static __always_inline void ps_sc_moved(__u64 key, __u32 fd, __u8 dir, const __u8 kind, __u64 ptr,
+					__u32 cnt, __u64 total)
+{
+	struct ps_sc_conn *c = bpf_map_lookup_elem(&ps_sc_conns, &key);
+
+	if (!c)
+		return;
+	if (c->tls) {
+		ps_sc_tls_bind(key, c);
+		return;
+	}
+	ps_sc_capture(key, c, fd, dir, kind, ptr, cnt, total, 0);
 }
 
 struct ps_sc_mmsg_ctx {
@@ -810,6 +975,7 @@ int ps_sc_process_exit(void *ctx)
 
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
+	ps_sc_tls_forget_proc(tgid);
 	if (!bpf_map_lookup_elem(&ps_sc_procs, &tgid))
 		return 0;
 	bpf_map_delete_elem(&ps_sc_procs, &tgid);
@@ -942,5 +1108,124 @@ int ps_sc_enter_splice(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 PS_SC_EXIT_PROG(splice, PS_SC_K_NOCOPY)
+
+/* ---- TLS: OpenSSL uprobes, attached by user space to each libssl ----------------------- */
+
+#ifdef PS_SC_WITH_TLS
+static __always_inline int ps_sc_tls_enter(__u64 ssl, __u64 buf, __u64 nbytes, __u8 dir)
+{
+	struct ps_sc_tls_call *call;
+
+	if (ps_is_self())
+		return 0;
+	call = bpf_task_storage_get(&ps_sc_tls_calls, bpf_get_current_task_btf(), 0,
+				    BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!call)
+		return 0;
+	call->ssl = ssl;
+	call->buf = buf;
+	call->nbytes = nbytes;
+	call->fd = 0;
+	call->active = 1;
+	call->bound = 0;
+	call->dir = dir;
+	return 0;
+}
+
+/* int SSL_read(SSL *ssl, void *buf, int num) */
+SEC("uprobe")
+int BPF_KPROBE(ps_sc_ssl_read, void *ssl, void *buf)
+{
+	return ps_sc_tls_enter((__u64)ssl, (__u64)buf, 0, PS_SC_DIR_IN);
+}
+
+/* int SSL_write(SSL *ssl, const void *buf, int num) */
+SEC("uprobe")
+int BPF_KPROBE(ps_sc_ssl_write, void *ssl, void *buf)
+{
+	return ps_sc_tls_enter((__u64)ssl, (__u64)buf, 0, PS_SC_DIR_OUT);
+}
+
+/* int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes) */
+SEC("uprobe")
+int BPF_KPROBE(ps_sc_ssl_read_ex, void *ssl, void *buf, __u64 num, void *readbytes)
+{
+	return ps_sc_tls_enter((__u64)ssl, (__u64)buf, (__u64)readbytes, PS_SC_DIR_IN);
+}
+
+/* int SSL_write_ex(SSL *ssl, const void *buf, size_t num, size_t *written) */
+SEC("uprobe")
+int BPF_KPROBE(ps_sc_ssl_write_ex, void *ssl, void *buf, __u64 num, void *written)
+{
+	return ps_sc_tls_enter((__u64)ssl, (__u64)buf, (__u64)written, PS_SC_DIR_OUT);
+}
+
+/* Plaintext bytes the call moved: the return value, or *nbytes when _ex succeeded. */
+static __always_inline __u64 ps_sc_tls_moved_bytes(__u64 nbytes, int ret)
+{
+	__u64 n = 0;
+
+	if (!nbytes)
+		return ret > 0 ? ret : 0;
+	if (ret != 1 || bpf_probe_read_user(&n, sizeof(n), (const void *)nbytes))
+		return 0;
+	return n;
+}
+
+/* The return of all four: the plaintext goes out on the connection its records used. */
+SEC("uretprobe")
+int BPF_KRETPROBE(ps_sc_ssl_return, int ret)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct ps_sc_tls_key k = {};
+	struct ps_sc_tls_call *call;
+	struct ps_sc_tls_fd *v;
+	struct ps_sc_conn *c;
+	__u64 total, key, buf, conn_id = 0;
+	__u32 fd;
+	__u8 dir;
+
+	call = bpf_task_storage_get(&ps_sc_tls_calls, bpf_get_current_task_btf(), 0, 0);
+	if (!call || !call->active)
+		return 0;
+	call->active = 0;
+	total = ps_sc_tls_moved_bytes(call->nbytes, ret);
+	if (!total)
+		return 0; /* WANT_READ/WANT_WRITE, errors, close_notify */
+	buf = call->buf;
+	dir = call->dir;
+	fd = call->fd;
+	if (!call->bound) {
+		k.ssl = call->ssl;
+		k.tgid = tgid;
+		v = bpf_map_lookup_elem(&ps_sc_tls_fds, &k);
+		if (!v) {
+			ps_sc_tls_count(PS_SC_TLS_UNBOUND);
+			return 0;
+		}
+		fd = v->fd;
+		conn_id = v->conn_id;
+	}
+	key = ps_sc_key(tgid, fd);
+	c = bpf_map_lookup_elem(&ps_sc_conns, &key);
+	if (!c || !c->tls || (conn_id && c->id != conn_id))
+		return 0; /* not followed (filtered, not ours), or the fd moved on */
+	ps_sc_capture(key, c, fd, dir, PS_SC_K_BUF, buf, 0, total, PS_SC_F_TLS);
+	return 0;
+}
+
+/* A new program image may map a libssl we have not attached to yet. */
+SEC("tp/sched/sched_process_exec")
+int ps_sc_process_exec(void *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	if (!ps_sc_tls || tgid == ps_self_tgid)
+		return 0;
+	ps_sc_tls_forget_proc(tgid);
+	ps_sc_emit_control(PS_SC_EV_EXEC, 0, NULL);
+	return 0;
+}
+#endif
 
 #endif

@@ -13,6 +13,15 @@
  *   CLOSE  the process closed the connection (close, dup2/dup3 over it)
  *   EXIT   a process that had MINE connections exited: all of them are over
  *
+ * With TLS capture (an object built with PS_SC_WITH_TLS and ps_sc_tls set), a
+ * connection whose first bytes are TLS records is marked `tls`: its syscalls
+ * never produce DATA (ciphertext), and the OpenSSL uprobes send what
+ * SSL_read/SSL_write moved instead, as DATA with PS_SC_F_TLS. Two more events
+ * tell user space where to look for libssl:
+ *
+ *   EXEC   a process called execve: it may map a libssl not seen yet
+ *   TLS    a process's first TLS connection (once per process image)
+ *
  * Events of one connection arrive in syscall order (one ring buffer).
  */
 #ifndef PS_SOCKCAP_H
@@ -56,11 +65,24 @@ enum ps_sc_event_type {
 	PS_SC_EV_DATA = 1,
 	PS_SC_EV_CLOSE = 2,
 	PS_SC_EV_EXIT = 3,
+	PS_SC_EV_EXEC = 4,
+	PS_SC_EV_TLS = 5,
+};
+
+/* ps_sc_event.flags */
+enum ps_sc_event_flags {
+	PS_SC_F_TLS = 1, /* DATA: plaintext of a TLS connection, from the OpenSSL uprobes */
 };
 
 #ifndef PS_SC_AF_UNIX
 #define PS_SC_AF_UNIX 1
 #endif
+
+/* Slots of the ps_sc_tls_stats per-CPU array (TLS capture). */
+enum ps_sc_tls_stat {
+	PS_SC_TLS_UNBOUND = 0, /* SSL_read/SSL_write plaintext whose fd no syscall named: lost */
+	PS_SC_TLS_STATS,
+};
 
 /* Value of the conns map, key (tgid << 32 | fd). Only sockets still worth looking at. */
 struct ps_sc_conn {
@@ -72,6 +94,8 @@ struct ps_sc_conn {
 	__u16 lport; /* host order; 0 for AF_UNIX */
 	__u16 rport;
 	__u8 laddr[16], raddr[16]; /* network order; IPv4 in the first 4 bytes */
+	__u8 tls; /* TLS records seen: state is about the plaintext, syscalls are silent */
+	__u8 pad[7];
 };
 
 /*
@@ -90,7 +114,7 @@ struct ps_sc_event {
 	__u8 dir;      /* enum ps_sc_dir */
 	__u8 role;     /* enum ps_sc_role */
 	__u8 family;
-	__u8 pad;
+	__u8 flags; /* enum ps_sc_event_flags */
 	__u16 lport, rport;
 	__u16 tail; /* DATA: bytes that follow the prefix: the last of the total */
 	__u16 pad2;

@@ -530,6 +530,22 @@ out:
 	return code;
 }
 
+/* Some sink settings (a file name, a remote address) are only judged by opening the sink. */
+static int try_sinks(const struct ps_settings *s)
+{
+	for (size_t i = 0; i < s->n_sinks; i++) {
+		void *state = s->sinks[i].type->open(s->sinks[i].config);
+
+		if (!state) {
+			ps_error("config", "sinks.%s: rejected: %s", s->sinks[i].type->name,
+				 strerror(errno));
+			return -EINVAL;
+		}
+		s->sinks[i].type->close(state);
+	}
+	return 0;
+}
+
 int ps_daemon_check_config(const struct ps_daemon_opts *o)
 {
 	const char *path = resolve_config_path(o);
@@ -546,6 +562,8 @@ int ps_daemon_check_config(const struct ps_daemon_opts *o)
 	r = ps_registry_new(0);
 	ps_registry_set_default(r);
 	rc = open_plugins(dir, &s, &plugins);
+	if (!rc)
+		rc = try_sinks(&s);
 	names[0] = '\0';
 	for (size_t i = 0; i < plugins.n; i++)
 		if (plugins.v[i])

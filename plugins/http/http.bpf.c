@@ -1,8 +1,11 @@
 /*
  * http, kernel side: the shared socket capture (ps_sockcap.bpf.h) with an
  * HTTP/1.x classifier, so only HTTP/1.x connections produce events. The
- * decoder in user space pairs requests and responses.
+ * decoder in user space pairs requests and responses. With TLS capture, the
+ * plaintext of HTTPS connections comes from the OpenSSL uprobes and meets the
+ * same classifier; their ciphertext is never sent.
  */
+#define PS_SC_WITH_TLS 1
 #include "ps_sockcap.bpf.h"
 #include "http.h"
 

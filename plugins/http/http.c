@@ -11,6 +11,10 @@
  *
  * A connection the decoder proves not to be HTTP/1.x is handed back to the
  * kernel's skip map, so that it stops producing events.
+ *
+ * TLS (tls: auto): the kernel keeps HTTPS connections' ciphertext to itself
+ * and sends their plaintext from the OpenSSL uprobes (tls.c attaches them),
+ * flagged PS_SC_F_TLS: those connections' exchanges carry url_scheme="https".
  */
 #include "config.h"
 
@@ -34,10 +38,10 @@
 #include "http.h"
 #include "http.skel.h"
 #include "http_proto.h"
+#include "tls.h"
 
 #define SUBSYS	     "http"
 #define CONN_BUCKETS 4096 /* a power of two */
-#define SCHEME	     "http"
 
 struct http_config {
 	struct ps_portlist ports;
@@ -54,6 +58,7 @@ struct conn {
 	uint32_t tgid, fd;
 	uint64_t last_ns;	    /* monotonic time of the last event */
 	struct http_stream *stream; /* NULL: rejected (not HTTP/1.x), events are ignored */
+	bool tls;		    /* the plaintext of a TLS connection */
 	/* From the latest event. */
 	uint32_t tid;
 	uint8_t family;
@@ -70,6 +75,8 @@ struct http {
 	struct conn *newest, *oldest;
 	size_t n_conns;
 	uint64_t exchanges, unanswered, rejected, evicted;
+	bool tls_on;	      /* tls: auto */
+	struct http_tls *tls; /* the uprobes, once started */
 
 	struct ps_metric *server_duration, *server_req_body, *server_resp_body;
 	struct ps_metric *client_duration;
@@ -186,10 +193,16 @@ static void client_server_of(const struct conn *c, const struct http_exchange *e
 		port[0] = '\0';
 }
 
-static void observe_server(struct http *st, const char *service, const struct http_exchange *ex,
-			   const char *route, const char *status, double seconds)
+static const char *scheme_of(const struct conn *c)
 {
-	const char *v[] = { service, ex->method, status, route, SCHEME };
+	return c->tls ? "https" : "http";
+}
+
+static void observe_server(struct http *st, const char *service, const struct conn *c,
+			   const struct http_exchange *ex, const char *route, const char *status,
+			   double seconds)
+{
+	const char *v[] = { service, ex->method, status, route, scheme_of(c) };
 
 	ps_metric_observe(st->server_duration, v, seconds);
 	ps_metric_observe(st->server_req_body, v, (double)ex->request_body_bytes);
@@ -200,7 +213,7 @@ static void observe_client(struct http *st, const char *service, const struct co
 			   const struct http_exchange *ex, const char *status, double seconds)
 {
 	char addr[HTTP_HOST_MAX > INET6_ADDRSTRLEN ? HTTP_HOST_MAX : INET6_ADDRSTRLEN], port[8];
-	const char *v[] = { service, ex->method, status, addr, port, SCHEME };
+	const char *v[] = { service, ex->method, status, addr, port, scheme_of(c) };
 
 	client_server_of(c, ex, addr, sizeof(addr), port, sizeof(port));
 	ps_metric_observe(st->client_duration, v, seconds);
@@ -219,7 +232,7 @@ static void emit_exchange(const struct conn *c, const struct http_exchange *ex, 
 		.end_unix_ns = ps_clock_mono_to_unix_ns(ex->response_end_ns),
 		.operation = ex->method,
 		.target = route,
-		.scheme = SCHEME,
+		.scheme = scheme_of(c),
 		.status = ex->status,
 		.error = ex->status == 0 || ex->status >= 500,
 		.traceparent = ex->traceparent[0] ? ex->traceparent : NULL,
@@ -259,7 +272,7 @@ static void on_exchange(const struct http_exchange *ex, void *arg)
 	if (ex->response_end_ns > ex->request_start_ns)
 		seconds = (double)(ex->response_end_ns - ex->request_start_ns) / 1e9;
 	if (server)
-		observe_server(st, service, ex, route, status, seconds);
+		observe_server(st, service, c, ex, route, status, seconds);
 	else
 		observe_client(st, service, c, ex, status, seconds);
 }
@@ -325,6 +338,8 @@ static void conn_update(struct conn *c, const struct ps_sc_event *e)
 	memcpy(c->raddr, e->raddr, sizeof(c->raddr));
 	memcpy(c->comm, e->comm, PS_SC_COMM_LEN);
 	c->comm[PS_SC_COMM_LEN] = '\0';
+	if (e->flags & PS_SC_F_TLS)
+		c->tls = true;
 }
 
 /* Not HTTP/1.x after all: the kernel stops sending it, unless the fd already moved on. */
@@ -416,6 +431,14 @@ static void on_process_exit(struct http *st, const struct ps_sc_event *e)
 	ps_proc_forget(e->tgid);
 }
 
+/* A new program image: its service name may differ, and it may map a libssl of its own. */
+static void on_exec(struct http *st, const struct ps_sc_event *e)
+{
+	ps_proc_forget(e->tgid);
+	if (st->tls)
+		http_tls_on_exec(st->tls, e->tgid, e->ts_ns);
+}
+
 static int on_event(void *ctx, void *data, size_t size)
 {
 	const struct ps_sc_event *e = data;
@@ -425,6 +448,8 @@ static int on_event(void *ctx, void *data, size_t size)
 		ps_debug(SUBSYS, "short event: %zu bytes", size);
 		return -EINVAL;
 	}
+	if (st->tls)
+		http_tls_tick(st->tls, e->ts_ns);
 	switch (e->type) {
 	case PS_SC_EV_DATA:
 		return on_data(st, e, size);
@@ -433,6 +458,13 @@ static int on_event(void *ctx, void *data, size_t size)
 		return 0;
 	case PS_SC_EV_EXIT:
 		on_process_exit(st, e);
+		return 0;
+	case PS_SC_EV_EXEC:
+		on_exec(st, e);
+		return 0;
+	case PS_SC_EV_TLS:
+		if (st->tls)
+			http_tls_on_hint(st->tls, e->tgid);
 		return 0;
 	default:
 		ps_debug(SUBSYS, "unknown event type %u", e->type);
@@ -458,6 +490,8 @@ static int http_collect(struct ps_plugin *p)
 	}
 	if (expired)
 		ps_debug(SUBSYS, "%zu idle connections dropped", expired);
+	if (st->tls)
+		http_tls_tick(st->tls, now);
 	return 0;
 }
 
@@ -531,6 +565,7 @@ static void http_free(struct http *st)
 		return;
 	while (st->oldest)
 		conn_free(st, st->oldest);
+	http_tls_free(st->tls);
 	free(st->routes);
 	http_bpf__destroy(st->skel);
 	free(st);
@@ -548,6 +583,41 @@ static int fill_ports(struct http *st, const struct ps_portlist *ports)
 			return -errno;
 	}
 	return 0;
+}
+
+/* tls: off loads none of the TLS programs. */
+static void skip_tls_programs(struct http_bpf *skel)
+{
+	bpf_program__set_autoload(skel->progs.ps_sc_ssl_read, false);
+	bpf_program__set_autoload(skel->progs.ps_sc_ssl_write, false);
+	bpf_program__set_autoload(skel->progs.ps_sc_ssl_read_ex, false);
+	bpf_program__set_autoload(skel->progs.ps_sc_ssl_write_ex, false);
+	bpf_program__set_autoload(skel->progs.ps_sc_ssl_return, false);
+	bpf_program__set_autoload(skel->progs.ps_sc_process_exec, false);
+}
+
+/*
+ * The uprobes go on every libssl there is. Without them HTTP over TLS is not
+ * seen, but plaintext HTTP still is: a failure here is logged, not fatal.
+ */
+static void start_tls(struct http *st)
+{
+	const struct http_tls_progs progs = {
+		.read = st->skel->progs.ps_sc_ssl_read,
+		.write = st->skel->progs.ps_sc_ssl_write,
+		.read_ex = st->skel->progs.ps_sc_ssl_read_ex,
+		.write_ex = st->skel->progs.ps_sc_ssl_write_ex,
+		.ret = st->skel->progs.ps_sc_ssl_return,
+	};
+	int n;
+
+	st->tls = http_tls_new(&progs);
+	if (!st->tls) {
+		ps_warn(SUBSYS, "TLS capture is off: %s", strerror(errno));
+		return;
+	}
+	n = http_tls_scan_all(st->tls);
+	ps_info(SUBSYS, "TLS capture: %d libssl file%s found", n, n == 1 ? "" : "s");
 }
 
 static int check_config(const struct http_config *cfg)
@@ -587,9 +657,7 @@ static int http_init(struct ps_plugin *p, const void *config)
 			st->routes[i] = cfg->routes.v[i];
 		st->n_routes = cfg->routes.n;
 	}
-	if (!cfg->tls || strcmp(cfg->tls, "off") != 0)
-		ps_info(SUBSYS, "TLS capture (OpenSSL uprobes) is not implemented yet: "
-				"HTTPS traffic is not seen");
+	st->tls_on = !cfg->tls || strcmp(cfg->tls, "off") != 0;
 
 	st->skel = http_bpf__open();
 	if (!st->skel) {
@@ -600,6 +668,9 @@ static int http_init(struct ps_plugin *p, const void *config)
 	st->skel->rodata->ps_self_tgid = ps_bpf_self_tgid();
 	st->skel->rodata->ps_sc_capture_bytes = (__u32)cfg->capture_bytes;
 	st->skel->rodata->ps_sc_filter_ports = cfg->ports.n > 0;
+	st->skel->rodata->ps_sc_tls = st->tls_on;
+	if (!st->tls_on)
+		skip_tls_programs(st->skel);
 	err = http_bpf__load(st->skel);
 	if (err) {
 		ps_error(SUBSYS, "load failed: %s", strerror(-err));
@@ -641,6 +712,8 @@ static int http_start(struct ps_plugin *p)
 		ps_error(SUBSYS, "attach failed: %s", strerror(-err));
 		return err;
 	}
+	if (st->tls_on)
+		start_tls(st);
 	return 0;
 }
 
@@ -648,19 +721,28 @@ static void http_stop(struct ps_plugin *p)
 {
 	struct http *st = ps_plugin_data(p);
 
-	if (st && st->skel)
+	if (!st)
+		return;
+	http_tls_free(st->tls);
+	st->tls = NULL;
+	if (st->skel)
 		http_bpf__detach(st->skel);
 }
 
 static void http_destroy(struct ps_plugin *p)
 {
 	struct http *st = ps_plugin_data(p);
+	uint64_t unbound = 0;
 
+	if (st && st->skel && st->tls_on)
+		ps_bpf_percpu_sum(bpf_map__fd(st->skel->maps.ps_sc_tls_stats), PS_SC_TLS_UNBOUND,
+				  &unbound);
 	if (st)
 		ps_debug(SUBSYS,
 			 "%" PRIu64 " exchanges, %" PRIu64 " unanswered requests, %" PRIu64
-			 " connections rejected, %" PRIu64 " evicted",
-			 st->exchanges, st->unanswered, st->rejected, st->evicted);
+			 " connections rejected, %" PRIu64 " evicted, %" PRIu64
+			 " TLS reads/writes on an unknown connection",
+			 st->exchanges, st->unanswered, st->rejected, st->evicted, unbound);
 	http_free(st);
 	ps_plugin_set_data(p, NULL);
 }
@@ -694,7 +776,7 @@ static const struct ps_cfg_key http_config_map[] = {
 		.def = "auto",
 		.offset = offsetof(struct http_config, tls),
 		.choices = tls_choices,
-		.help = "auto: also capture TLS through OpenSSL uprobes (not implemented yet); off",
+		.help = "auto: also capture HTTPS through uprobes on OpenSSL's libssl; off",
 	},
 	{ .name = NULL },
 };
