@@ -39,6 +39,13 @@ YAML
 check "bad value is a config error" exit_code 78 "$PERISCOPED" -c "$work/badvalue.yaml" --check-config
 check "bad value error names the choices" grep -q "badvalue.yaml:2:21: .*table" "$work/err"
 
+cat >"$work/badsink.yaml" <<'YAML'
+sinks:
+  prometheus_textfile: { directory: /tmp, filename: periscope.txt }
+YAML
+check "--check-config judges sink settings too" exit_code 78 "$PERISCOPED" -c "$work/badsink.yaml" --plugin-dir "$PLUGIN_DIR" --check-config
+check "the sink rejection says why" grep -q "prometheus_textfile" "$work/err"
+
 plugins=$work/plugins
 mkdir -m 755 "$plugins"
 cp "$PLUGIN_DIR/tcpflow.so" "$plugins/"

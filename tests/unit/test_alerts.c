@@ -179,11 +179,11 @@ static void http_mix(const char *svc, const char *route, int ok, int bad)
 
 static const char *port_str(int port)
 {
-	static char buf[8][8];
+	static char buf[8][12];
 	static int next;
 	char *p = buf[next++ % 8];
 
-	snprintf(p, 8, "%d", port);
+	snprintf(p, 12, "%d", port);
 	return p;
 }
 
