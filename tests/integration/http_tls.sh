@@ -45,11 +45,6 @@ cleanup() {
 	rm -rf "$work" "${DAEMON_OUT:-}" "${DAEMON_ERR:-}"
 }
 trap cleanup EXIT
-fail() {
-	echo "FAIL: $*" >&2
-	[ -n "${DAEMON_ERR:-}" ] && [ -s "$DAEMON_ERR" ] && sed 's/^/  periscoped: /' "$DAEMON_ERR" | tail -20 >&2
-	exit 1
-}
 
 # Our own copies: their exe paths name the services below.
 bin=$work/bin
@@ -200,25 +195,11 @@ for _ in $(seq "$PLAIN"); do
 	expect_status 200 "http://127.0.0.1:$PLAIN_PORT/plain"
 done
 
-wait_for_snapshots 1 || fail "no flush after the load"
-stop_daemon
-[ "$DAEMON_STATUS" = 0 ] || fail "periscoped exited with $DAEMON_STATUS"
 snap=$work/snapshot.prom
-last_snapshot <"$DAEMON_OUT" >"$snap"
-[ -s "$snap" ] || fail "no snapshot in the daemon's output"
+final_snapshot "$snap"
+SNAPSHOT=$snap DIFF=$work/diff
 
 # ---- checks -------------------------------------------------------------------------------
-failures=0
-# expect WANT NAME MATCHER...: series_value (0 when absent) must equal WANT.
-expect() {
-	local want=$1 name=$2 got
-	shift 2
-	got=$(series_value "$snap" "$name" "$@")
-	[ "$got" = "$want" ] && return
-	printf '  %-40s %-100s want %-6s got %s\n' "$name" "{$(IFS=,; echo "$*")}" "$want" "$got" \
-		>>"$work/diff"
-	failures=$((failures + 1))
-}
 
 SD=http_server_request_duration_seconds
 CD=http_client_request_duration_seconds

@@ -94,3 +94,35 @@ series_is() {
 		return 1
 	fi
 }
+
+# fail MESSAGE: the test failed; says why, with the daemon's last log lines, and exits 1.
+fail() {
+	echo "FAIL: $*" >&2
+	if [ -n "${DAEMON_ERR:-}" ] && [ -s "$DAEMON_ERR" ]; then
+		tail -n 20 "$DAEMON_ERR" | sed 's/^/  periscoped: /' >&2
+	fi
+	exit 1
+}
+
+# final_snapshot FILE: one more flush after the load, SIGTERM (the final flush), and the
+# last snapshot of the stdout sink into FILE.
+final_snapshot() {
+	wait_for_snapshots 1 || fail "no flush after the load"
+	stop_daemon
+	[ "$DAEMON_STATUS" = 0 ] || fail "periscoped exited with $DAEMON_STATUS"
+	last_snapshot <"$DAEMON_OUT" >"$1"
+	[ -s "$1" ] || fail "no snapshot in the daemon's output"
+}
+
+# expect WANT NAME MATCHER...: series_value of $SNAPSHOT (0 when absent) must equal WANT,
+# the ground truth; a mismatch is appended to the file $DIFF and counted in $failures.
+failures=0
+expect() {
+	local want=$1 name=$2 got
+	shift 2
+	got=$(series_value "$SNAPSHOT" "$name" "$@")
+	[ "$got" = "$want" ] && return
+	printf '  %-44s %-90s want %-8s got %s\n' "$name" "{$(IFS=,; echo "$*")}" "$want" "$got" \
+		>>"$DIFF"
+	failures=$((failures + 1))
+}

@@ -16,10 +16,6 @@ fi
 
 work=$(mktemp -d)
 trap 'stop_daemon; rm -rf "$work" "${DAEMON_OUT:-}" "${DAEMON_ERR:-}"' EXIT
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
 
 cat >"$work/periscope.yaml" <<'YAML'
 daemon: { flush_interval: 1s }
@@ -36,24 +32,10 @@ read -r P4 P6 PC < <(printf '%s' "$ports" | "$PYTHON" -c \
 echo "load done: IPv4 port $P4, IPv6 port $P6, refused port $PC"
 
 # One flush after the load, then the final one on SIGTERM.
-wait_for_snapshots 1 || fail "no flush after the load"
-stop_daemon
-[ "$DAEMON_STATUS" = 0 ] || fail "periscoped exited with $DAEMON_STATUS; its log:$(sed 's/^/\n  /' "$DAEMON_ERR")"
 snap=$work/snapshot.prom
-last_snapshot <"$DAEMON_OUT" >"$snap"
-[ -s "$snap" ] || fail "no snapshot in the daemon's output"
+final_snapshot "$snap"
+SNAPSHOT=$snap DIFF=$work/diff
 
-failures=0
-# expect WANT NAME MATCHER...: series_value (0 when absent) must equal WANT.
-expect() {
-	local want=$1 name=$2 got
-	shift 2
-	got=$(series_value "$snap" "$name" "$@")
-	[ "$got" = "$want" ] && return
-	printf '  %-44s %-70s want %-10s got %s\n' "$name" "{$(IFS=,; echo "$*")}" "$want" "$got" \
-		>>"$work/diff"
-	failures=$((failures + 1))
-}
 
 v4_out=('direction="outbound"' 'peer_address="127.0.0.1"' "peer_port=\"$P4\"")
 v6_out=('direction="outbound"' 'peer_address="::1"' "peer_port=\"$P6\"")
