@@ -45,12 +45,19 @@ static __always_inline void ps_count_drop(void)
 		*n += 1;
 }
 
+/*
+ * Wakes the reader when this record crosses a multiple of the watermark, not
+ * for every record past it: each wake-up is an irq_work (an IPI, a VM exit on
+ * guests), and a reader still draining would be woken over and over. A
+ * crossing that concurrent producers miss is caught by the next one.
+ */
 static __always_inline long ps_rb_output(void *rb, void *data, __u64 size)
 {
+	__u64 avail = bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA);
 	__u64 flags = BPF_RB_NO_WAKEUP;
 	long err;
 
-	if (bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= PS_RB_WAKEUP_BYTES)
+	if (avail / PS_RB_WAKEUP_BYTES != (avail + size) / PS_RB_WAKEUP_BYTES)
 		flags = BPF_RB_FORCE_WAKEUP;
 	err = bpf_ringbuf_output(rb, data, size, flags);
 	if (err)
