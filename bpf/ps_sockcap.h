@@ -37,7 +37,7 @@
 #define PS_SC_CAPTURE_DEFAULT	  1024
 #define PS_SC_DEFAULT_CONNECTIONS 65536
 #define PS_SC_DEFAULT_SKIPPED_FDS 262144
-#define PS_SC_DEFAULT_RINGBUF	  (8 << 20)
+#define PS_SC_DEFAULT_RINGBUF	  (2 << 20) /* 8 wake-up watermarks; every page of it ends up in RSS */
 #define PS_SC_CLASSIFY_BYTES	  16 /* what a classifier gets to see */
 #define PS_SC_TAIL_MAX		  64 /* the end of a syscall's bytes, past the prefix */
 
