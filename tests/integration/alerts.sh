@@ -20,7 +20,6 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 
-PYTHON=${PYTHON:-/usr/bin/python3}
 RSYSLOGD=${RSYSLOGD:-$(command -v rsyslogd || echo /usr/sbin/rsyslogd)}
 SCENARIO=${1:-all}
 RULE=alert-it # the rule's name in every scenario
@@ -250,19 +249,7 @@ start_nginx() {
 	# Our own copy: its exe path names the service below.
 	cp "$(command -v nginx)" "$work/bin/pstest-alert-nginx"
 	NGINX_PORT=$(free_port tcp)
-	cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
-error_log $work/nginx/error.log;
-pid $work/nginx/nginx.pid;
-events { worker_connections 1024; }
-http {
-	access_log off;
-	client_body_temp_path $work/nginx/tmp;
-	proxy_temp_path $work/nginx/tmp;
-	fastcgi_temp_path $work/nginx/tmp;
-	uwsgi_temp_path $work/nginx/tmp;
-	scgi_temp_path $work/nginx/tmp;
-	keepalive_requests 1000000;
+	write_nginx_conf "$work/nginx" <<EOF
 	server {
 		listen 127.0.0.1:$NGINX_PORT;
 		# /req/N: 500 when N ends in 0 or 5 (every 5th of /req/1, /req/2, ...), else 200.
@@ -270,7 +257,6 @@ http {
 		location /req/ { return 200 "ok\n"; }
 		location = /ok { return 200 "ok\n"; }
 	}
-}
 EOF
 	"$work/bin/pstest-alert-nginx" -e "$work/nginx/error.log" -p "$work/nginx" \
 		-c "$work/nginx/nginx.conf" -g 'daemon off;' >"$work/nginx/out" 2>&1 &

@@ -15,7 +15,6 @@ set -u
 
 N=${HTTP_TEST_N:-500} # ab requests per nginx location
 PIPELINED=10 EARLY=5 FILES_OK=7 FILES_MISSING=3 SLOW=5 UNIX=4 UPLOAD_BYTES=3000 ROUTED=6
-PYTHON=${PYTHON:-/usr/bin/python3}
 here=$(cd "$(dirname "$0")" && pwd)
 
 require_root
@@ -52,39 +51,13 @@ py=$bin/pstest-python
 pyclient=$bin/pstest-pyclient
 curl=("$bin/pstest-curl" -s -S --max-time 10)
 
-free_port() {
-	"$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_port() {
-	local deadline=$((SECONDS + 10))
-	until "$PYTHON" -c "import socket, sys; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; do
-		[ $SECONDS -lt $deadline ] || return 1
-		sleep 0.1
-	done
-}
-
 # ---- servers ----------------------------------------------------------------------------
 NGINX_PORT=$(free_port)
 FILES_PORT=$(free_port)
 mkdir -p "$work/nginx/www" "$work/nginx/tmp" "$work/files"
 printf 'hello static\n' >"$work/nginx/www/static.html"
 printf 'hello files\n' >"$work/files/index.txt"
-cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
-error_log $work/nginx/error.log;
-pid $work/nginx/nginx.pid;
-events { worker_connections 1024; }
-http {
-	access_log off;
-	client_body_temp_path $work/nginx/tmp;
-	proxy_temp_path $work/nginx/tmp;
-	fastcgi_temp_path $work/nginx/tmp;
-	uwsgi_temp_path $work/nginx/tmp;
-	scgi_temp_path $work/nginx/tmp;
-	sendfile on;
-	keepalive_requests 1000000;
-	keepalive_timeout 60s;
+write_nginx_conf "$work/nginx" <<EOF
 	server {
 		listen 127.0.0.1:$NGINX_PORT;
 		root $work/nginx/www;
@@ -96,7 +69,6 @@ http {
 		location /users/ { return 200 "user\n"; }
 		location /items/ { return 200 "item\n"; }
 	}
-}
 EOF
 "$bin/pstest-nginx" -c "$work/nginx/nginx.conf" -p "$work/nginx" -g 'daemon off;' &
 children+=($!)

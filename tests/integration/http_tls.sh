@@ -16,7 +16,6 @@ set -u
 
 N=${HTTP_TEST_N:-300} # ab requests per location
 CURL=5 PLAIN=4 EARLY=5 PRIVATE=6 OFF=3
-PYTHON=${PYTHON:-/usr/bin/python3}
 here=$(cd "$(dirname "$0")" && pwd)
 
 require_root
@@ -62,18 +61,6 @@ curl=("$bin/pstest-curl" -s -S --max-time 10)
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
 	-keyout "$work/key.pem" -out "$work/cert.pem" >/dev/null 2>&1 || fail "openssl req failed"
 
-free_port() {
-	"$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_port() {
-	local deadline=$((SECONDS + 10))
-	until "$PYTHON" -c "import socket, sys; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; do
-		[ $SECONDS -lt $deadline ] || return 1
-		sleep 0.1
-	done
-}
-
 # wait_line FILE TEXT: until a line of FILE is TEXT (10 s).
 wait_line() {
 	for _ in $(seq 100); do
@@ -87,20 +74,7 @@ wait_line() {
 TLS_PORT=$(free_port)
 PLAIN_PORT=$(free_port)
 mkdir -p "$work/nginx/tmp"
-cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
-error_log $work/nginx/error.log;
-pid $work/nginx/nginx.pid;
-events { worker_connections 1024; }
-http {
-	access_log off;
-	client_body_temp_path $work/nginx/tmp;
-	proxy_temp_path $work/nginx/tmp;
-	fastcgi_temp_path $work/nginx/tmp;
-	uwsgi_temp_path $work/nginx/tmp;
-	scgi_temp_path $work/nginx/tmp;
-	keepalive_requests 1000000;
-	keepalive_timeout 60s;
+write_nginx_conf "$work/nginx" <<EOF
 	server {
 		listen 127.0.0.1:$TLS_PORT ssl;
 		ssl_certificate $work/cert.pem;
@@ -116,7 +90,6 @@ http {
 		listen 127.0.0.1:$PLAIN_PORT;
 		location = /plain { return 200 "plain\n"; }
 	}
-}
 EOF
 "$bin/pstest-nginx" -c "$work/nginx/nginx.conf" -p "$work/nginx" -g 'daemon off;' &
 children+=($!)

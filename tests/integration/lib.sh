@@ -3,6 +3,8 @@
 
 : "${PERISCOPED:?run through make check (PERISCOPED is unset)}"
 : "${PLUGIN_DIR:?run through make check (PLUGIN_DIR is unset)}"
+# Debian's python3: the tests' clients and servers use its stdlib only.
+PYTHON=${PYTHON:-/usr/bin/python3}
 
 # Integration tests load BPF programs: root only, skip (77) otherwise.
 require_root() {
@@ -15,6 +17,7 @@ require_root() {
 # start_daemon ARGS...: periscoped in the background; returns once every plugin is up.
 # Sets DAEMON_PID, DAEMON_OUT (stdout file), DAEMON_ERR (stderr file).
 start_daemon() {
+	rm -f "${DAEMON_OUT:-}" "${DAEMON_ERR:-}"
 	DAEMON_OUT=$(mktemp)
 	DAEMON_ERR=$(mktemp)
 	DAEMON_LOG_SEEN=0
@@ -125,4 +128,46 @@ expect() {
 	printf '  %-44s %-90s want %-8s got %s\n' "$name" "{$(IFS=,; echo "$*")}" "$want" "$got" \
 		>>"$DIFF"
 	failures=$((failures + 1))
+}
+
+# free_port: a TCP port on 127.0.0.1 that nobody listens on right now.
+free_port() {
+	"$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT: until something accepts connections on 127.0.0.1:PORT (10 s).
+wait_port() {
+	local deadline=$((SECONDS + 10))
+	until "$PYTHON" -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; do
+		[ $SECONDS -lt $deadline ] || return 1
+		sleep 0.1
+	done
+}
+
+# write_nginx_conf DIR < SERVERS: DIR/nginx.conf for a private nginx (one worker, keep-alive,
+# its logs, pid and temp files under DIR) serving the server blocks read from stdin.
+# Start it with: nginx -c DIR/nginx.conf -p DIR -g 'daemon off;'
+write_nginx_conf() {
+	local dir=$1
+	mkdir -p "$dir/tmp"
+	{
+		cat <<CONF
+worker_processes 1;
+error_log $dir/error.log;
+pid $dir/nginx.pid;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	client_body_temp_path $dir/tmp;
+	proxy_temp_path $dir/tmp;
+	fastcgi_temp_path $dir/tmp;
+	uwsgi_temp_path $dir/tmp;
+	scgi_temp_path $dir/tmp;
+	sendfile on;
+	keepalive_requests 1000000;
+	keepalive_timeout 60s;
+CONF
+		cat
+		echo "}"
+	} >"$dir/nginx.conf"
 }

@@ -6,7 +6,6 @@ set -u
 . "$(dirname "$0")/lib.sh"
 
 N=25 M=15 A=7777 B=3333 K=10
-PYTHON=${PYTHON:-/usr/bin/python3}
 
 require_root
 if [ ! -x "$PYTHON" ]; then

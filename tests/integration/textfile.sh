@@ -15,7 +15,6 @@ set -u
 
 N=20 M=10 A=5555 B=2222 K=5
 KILLS=${KILLS:-30}
-PYTHON=${PYTHON:-/usr/bin/python3}
 NODE_EXPORTER=${NODE_EXPORTER:-/usr/bin/prometheus-node-exporter}
 PROMTOOL=${PROMTOOL:-/usr/bin/promtool}
 FILE=periscope.prom
@@ -40,18 +39,6 @@ cleanup() {
 	rm -rf "$work" "${DAEMON_OUT:-}" "${DAEMON_ERR:-}"
 }
 trap cleanup EXIT
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-# start_periscoped CONFIG: start_daemon with a fresh log cursor (each start has a new log).
-start_periscoped() {
-	rm -f "${DAEMON_OUT:-}" "${DAEMON_ERR:-}"
-	DAEMON_LOG_SEEN=0
-	start_daemon -c "$1" --plugin-dir "$PLUGIN_DIR"
-}
-
 # The directory's entries, space-separated.
 listing() {
 	ls -A "$textdir" | tr '\n' ' ' | sed 's/ $//'
@@ -86,7 +73,7 @@ daemon: { flush_interval: 1s }
 plugins: { tcpflow: {} }
 sinks: { prometheus_textfile: { directory: $textdir } }
 YAML
-start_periscoped "$work/exact.yaml" || fail "periscoped did not start"
+start_daemon -c "$work/exact.yaml" --plugin-dir "$PLUGIN_DIR" || fail "periscoped did not start"
 
 ports=$("$PYTHON" "$(dirname "$0")/tcp_load.py" --v4 $N --v6 $M --send $A --recv $B --refused $K) ||
 	fail "tcp_load.py failed"
@@ -184,7 +171,7 @@ YAML
 
 # A killed predecessor's temporary file: gone once periscoped has started.
 printf 'periscope_half' >"$textdir/.periscope.prom.Zz9Zz9"
-start_periscoped "$work/fast.yaml" || fail "periscoped did not start"
+start_daemon -c "$work/fast.yaml" --plugin-dir "$PLUGIN_DIR" || fail "periscoped did not start"
 [ ! -e "$textdir/.periscope.prom.Zz9Zz9" ] || fail "a stale temporary file survived the start"
 grep -q 'removed .periscope.prom.Zz9Zz9' "$DAEMON_ERR" || fail "the stale file's removal was not logged"
 kill -KILL "$DAEMON_PID"
@@ -201,7 +188,7 @@ SCRAPER_PID=$!
 
 kills=0 files=0
 for i in $(seq "$KILLS"); do
-	start_periscoped "$work/fast.yaml" || fail "periscoped did not start (kill $i)"
+	start_daemon -c "$work/fast.yaml" --plugin-dir "$PLUGIN_DIR" || fail "periscoped did not start (kill $i)"
 	sleep "$((RANDOM % 2)).$(printf '%03d' $((RANDOM % 1000)))"
 	kill -KILL "$DAEMON_PID"
 	wait "$DAEMON_PID" 2>/dev/null
