@@ -13,7 +13,9 @@
  * Every read/write-like syscall passes through here, so the common case is
  * cheap: our own process is skipped with a compare, an fd we do not follow
  * (a file, a pipe, a UDP socket, a connection that is not ours) costs one
- * lookup in the skip map at entry and a task-storage read at exit. A new fd
+ * lookup in the skip map. Only syscall exits are traced: the arguments are
+ * read from the registers the entry saved, so nothing is stashed per thread
+ * and each data syscall runs one program, not two. A new fd
  * is looked up once in the task's fd table (sockets opened before we started
  * are found the same way), then lands in the skip map or in the conns map
  * (stream sockets still being classified, or ours). Connections that are
@@ -70,17 +72,6 @@ enum ps_sc_kind {
 	PS_SC_K_IOV,	 /* ptr: cnt iovecs */
 	PS_SC_K_MMSG,	 /* ptr: cnt struct mmsghdr */
 	PS_SC_K_NOCOPY,	 /* sendfile, splice: bytes moved, none seen */
-	PS_SC_K_CONNECT,
-};
-
-struct ps_sc_args {
-	__u64 ptr;
-	__u32 fd;
-	__u32 cnt;
-	__u32 nr; /* the syscall's number: an exit only completes its own entry */
-	__u8 kind;
-	__u8 dir;
-	__u16 pad;
 };
 
 struct ps_sc_scratch {
@@ -114,18 +105,6 @@ struct {
 	__type(key, __u64);
 	__type(value, __u8);
 } ps_sc_skip SEC(".maps");
-
-/*
- * The syscall in flight on a followed fd, per thread: task storage, so that
- * neither the entry nor the (far more frequent) exit of a syscall does a hash
- * operation, and nothing leaks when a thread dies mid-syscall.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct ps_sc_args);
-} ps_sc_args SEC(".maps");
 
 /* Processes with connections of ours: their exit is worth an EXIT event. */
 struct {
@@ -169,28 +148,6 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, PS_SC_DEFAULT_RINGBUF);
 } ps_sc_events SEC(".maps");
-
-static __always_inline void ps_sc_stash(const struct ps_sc_args *a)
-{
-	struct ps_sc_args *slot = bpf_task_storage_get(&ps_sc_args, bpf_get_current_task_btf(), 0,
-						       BPF_LOCAL_STORAGE_GET_F_CREATE);
-
-	if (slot)
-		*slot = *a;
-}
-
-/* What the entry of this thread's syscall stashed (kind 0: nothing); the slot is emptied. */
-static __always_inline bool ps_sc_unstash(struct ps_sc_args *a)
-{
-	struct ps_sc_args *slot =
-		bpf_task_storage_get(&ps_sc_args, bpf_get_current_task_btf(), 0, 0);
-
-	if (!slot || !slot->kind)
-		return false;
-	*a = *slot;
-	slot->kind = 0;
-	return true;
-}
 
 static __always_inline __u64 ps_sc_key(__u32 tgid, __u32 fd)
 {
@@ -380,8 +337,6 @@ static __always_inline void ps_sc_forget(__u64 key, __u32 fd)
 	bpf_map_delete_elem(&ps_sc_conns, &key);
 }
 
-/* ---- syscall entry: is this fd followed? remember the arguments ------------------------ */
-
 /*
  * The conns entry of a followed fd (creating it on first sight), or NULL.
  * Most syscalls of the machine end here after one lookup.
@@ -396,56 +351,6 @@ static __always_inline struct ps_sc_conn *ps_sc_followed(__u64 key, __u32 fd)
 	if (c)
 		return c;
 	return ps_sc_track(key, fd, PS_SC_ROLE_UNKNOWN);
-}
-
-static __always_inline int ps_sc_enter(const struct trace_event_raw_sys_enter *ctx, __u32 fd,
-				       __u64 ptr, __u32 cnt, __u8 kind, __u8 dir)
-{
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32;
-	struct ps_sc_args a = {};
-	struct ps_sc_conn *c;
-
-	if (tgid == ps_self_tgid)
-		return 0;
-	c = ps_sc_followed(ps_sc_key(tgid, fd), fd);
-	if (!c)
-		return 0;
-	if (kind == PS_SC_K_NOCOPY && c->state != PS_SC_MINE)
-		return 0; /* nothing to classify on */
-	a.ptr = ptr;
-	a.fd = fd;
-	a.cnt = cnt;
-	a.nr = (__u32)ctx->id; /* an int in the per-syscall events */
-	a.kind = kind;
-	a.dir = dir;
-	ps_sc_stash(&a);
-	return 0;
-}
-
-/* recvmsg/sendmsg: the iovecs come from the user's msghdr, read only for followed fds. */
-static __always_inline int ps_sc_enter_msg(const struct trace_event_raw_sys_enter *ctx, __u32 fd,
-					   const struct user_msghdr *msg, __u8 dir)
-{
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32;
-	struct ps_sc_args a = {};
-	struct user_msghdr m;
-
-	if (tgid == ps_self_tgid)
-		return 0;
-	if (!ps_sc_followed(ps_sc_key(tgid, fd), fd))
-		return 0;
-	if (bpf_probe_read_user(&m, sizeof(m), msg))
-		return 0;
-	a.ptr = (__u64)m.msg_iov;
-	a.fd = fd;
-	a.cnt = m.msg_iovlen;
-	a.nr = (__u32)ctx->id; /* an int in the per-syscall events */
-	a.kind = PS_SC_K_IOV;
-	a.dir = dir;
-	ps_sc_stash(&a);
-	return 0;
 }
 
 /* ---- syscall exit: capture, classify, send -------------------------------------------- */
@@ -791,19 +696,73 @@ static __always_inline void ps_sc_capture(__u64 key, struct ps_sc_conn *c, __u32
 	ps_sc_emit_data(s, c, fd, dir, total, len, tail, flags);
 }
 
-/* A syscall moved bytes on a followed fd; a tls connection's are ciphertext: never sent. */
-static __always_inline void ps_sc_moved(__u64 key, __u32 fd, __u8 dir, const __u8 kind, __u64 ptr,
-					__u32 cnt, __u64 total)
+/* A syscall moved bytes on followed connection c; a tls connection's are ciphertext: never sent. */
+static __always_inline void ps_sc_moved(__u64 key, struct ps_sc_conn *c, __u32 fd, __u8 dir,
+					const __u8 kind, __u64 ptr, __u32 cnt, __u64 total)
 {
-	struct ps_sc_conn *c = bpf_map_lookup_elem(&ps_sc_conns, &key);
-
-	if (!c)
-		return;
 	if (c->tls) {
 		ps_sc_tls_bind(key, c);
 		return;
 	}
+	if (kind == PS_SC_K_NOCOPY && c->state != PS_SC_MINE)
+		return; /* nothing to classify on */
 	ps_sc_capture(key, c, fd, dir, kind, ptr, cnt, total, 0);
+}
+
+/*
+ * The registers the syscall now returning was entered with. No data syscall
+ * changes its argument registers, so the exit reads the arguments there: the
+ * data syscalls need no entry program and no per-thread stash.
+ */
+static __always_inline struct pt_regs *ps_sc_regs(void)
+{
+	return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+}
+
+/* The followed connection behind fd when a data syscall of someone else's moved bytes. */
+static __always_inline struct ps_sc_conn *ps_sc_data_conn(long ret, __u32 fd, __u64 *key)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	if (ret <= 0 || tgid == ps_self_tgid)
+		return NULL;
+	*key = ps_sc_key(tgid, fd);
+	return ps_sc_followed(*key, fd);
+}
+
+/* read, write, recvfrom, sendto (fd, buf, ...); readv, writev (fd, iov, iovcnt). */
+static __always_inline int ps_sc_exit_data(long ret, const __u8 kind, const __u8 dir)
+{
+	struct pt_regs *regs = ps_sc_regs();
+	__u32 fd = PT_REGS_PARM1_SYSCALL(regs);
+	struct ps_sc_conn *c;
+	__u64 key;
+
+	c = ps_sc_data_conn(ret, fd, &key);
+	if (c)
+		ps_sc_moved(key, c, fd, dir, kind, PT_REGS_PARM2_SYSCALL(regs),
+			    kind == PS_SC_K_IOV ? PT_REGS_PARM3_SYSCALL(regs) : 0, ret);
+	return 0;
+}
+
+/* recvmsg, sendmsg (fd, msg, flags): the iovecs come from the msghdr, read only when followed. */
+static __always_inline int ps_sc_exit_msg(long ret, const __u8 dir)
+{
+	struct pt_regs *regs = ps_sc_regs();
+	__u32 fd = PT_REGS_PARM1_SYSCALL(regs);
+	struct user_msghdr m;
+	struct ps_sc_conn *c;
+	__u64 key;
+
+	c = ps_sc_data_conn(ret, fd, &key);
+	if (!c)
+		return 0;
+	if (dir == PS_SC_DIR_IN && (PT_REGS_PARM3_SYSCALL(regs) & PS_SC_MSG_PEEK))
+		return 0; /* read again later */
+	if (bpf_probe_read_user(&m, sizeof(m), (const void *)PT_REGS_PARM2_SYSCALL(regs)))
+		return 0;
+	ps_sc_moved(key, c, fd, dir, PS_SC_K_IOV, (__u64)m.msg_iov, m.msg_iovlen, ret);
+	return 0;
 }
 
 struct ps_sc_mmsg_ctx {
@@ -819,50 +778,36 @@ static long ps_sc_mmsg_one(__u32 i, void *data)
 {
 	struct ps_sc_mmsg_ctx *m = data;
 	const struct mmsghdr *v = (const struct mmsghdr *)m->ptr;
+	struct ps_sc_conn *c;
 	struct mmsghdr h;
 
 	if (i >= m->n || bpf_probe_read_user(&h, sizeof(h), &v[i]))
 		return 1;
+	c = bpf_map_lookup_elem(&ps_sc_conns, &m->key);
+	if (!c)
+		return 1;
 	if (h.msg_len)
-		ps_sc_moved(m->key, m->fd, m->dir, PS_SC_K_IOV, (__u64)h.msg_hdr.msg_iov,
+		ps_sc_moved(m->key, c, m->fd, m->dir, PS_SC_K_IOV, (__u64)h.msg_hdr.msg_iov,
 			    h.msg_hdr.msg_iovlen, h.msg_len);
 	return 0;
 }
 
-/* The entry's arguments if this exit completes a syscall of `kind` that moved bytes. */
-static __always_inline bool ps_sc_exit_args(const struct trace_event_raw_sys_exit *ctx,
-					    const __u8 kind, struct ps_sc_args *a)
+/* recvmmsg, sendmmsg (fd, msgvec, vlen, flags): they return how many messages went. */
+static __always_inline int ps_sc_exit_mmsg(long ret, const __u8 dir)
 {
-	if (!ps_sc_unstash(a))
-		return false;
-	return a->nr == (__u32)ctx->id && a->kind == kind && ctx->ret > 0;
-}
-
-static __always_inline int ps_sc_exit(const struct trace_event_raw_sys_exit *ctx, const __u8 kind)
-{
-	struct ps_sc_args a;
-	__u32 tgid;
-
-	if (!ps_sc_exit_args(ctx, kind, &a))
-		return 0;
-	tgid = bpf_get_current_pid_tgid() >> 32;
-	ps_sc_moved(ps_sc_key(tgid, a.fd), a.fd, a.dir, kind, a.ptr, a.cnt, ctx->ret);
-	return 0;
-}
-
-/* recvmmsg/sendmmsg return how many messages went; each counts like one recvmsg/sendmsg. */
-static __always_inline int ps_sc_exit_mmsg(const struct trace_event_raw_sys_exit *ctx)
-{
+	struct pt_regs *regs = ps_sc_regs();
 	struct ps_sc_mmsg_ctx m = {};
-	struct ps_sc_args a;
+	__u32 vlen;
 
-	if (!ps_sc_exit_args(ctx, PS_SC_K_MMSG, &a))
+	m.fd = PT_REGS_PARM1_SYSCALL(regs);
+	if (!ps_sc_data_conn(ret, m.fd, &m.key))
 		return 0;
-	m.key = ps_sc_key(bpf_get_current_pid_tgid() >> 32, a.fd);
-	m.ptr = a.ptr;
-	m.fd = a.fd;
-	m.dir = a.dir;
-	m.n = ctx->ret < a.cnt ? ctx->ret : a.cnt;
+	if (dir == PS_SC_DIR_IN && (PT_REGS_PARM4_SYSCALL(regs) & PS_SC_MSG_PEEK))
+		return 0;
+	vlen = PT_REGS_PARM3_SYSCALL(regs);
+	m.ptr = PT_REGS_PARM2_SYSCALL(regs);
+	m.dir = dir;
+	m.n = ret < vlen ? ret : vlen;
 	bpf_loop(PS_SC_MMSG_MAX, ps_sc_mmsg_one, &m, 0);
 	return 0;
 }
@@ -899,34 +844,20 @@ int ps_sc_exit_accept4(struct trace_event_raw_sys_exit *ctx)
 	return ps_sc_accepted(ctx);
 }
 
-SEC("tp/syscalls/sys_enter_connect")
-int ps_sc_enter_connect(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct ps_sc_args a = {};
-
-	if ((__u32)(pid_tgid >> 32) == ps_self_tgid)
-		return 0;
-	a.fd = ctx->args[0];
-	a.nr = (__u32)ctx->id; /* an int in the per-syscall events */
-	a.kind = PS_SC_K_CONNECT;
-	ps_sc_stash(&a);
-	return 0;
-}
-
+/* connect(fd, addr, len): in progress counts, the bytes will tell. */
 SEC("tp/syscalls/sys_exit_connect")
 int ps_sc_exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 fd = PT_REGS_PARM1_SYSCALL(ps_sc_regs());
 	long ret = ctx->ret;
-	struct ps_sc_args a;
 
-	if (!ps_sc_unstash(&a) || a.nr != (__u32)ctx->id || a.kind != PS_SC_K_CONNECT)
+	if (tgid == ps_self_tgid)
 		return 0;
 	if (ret == 0 || ret == -PS_SC_EINPROGRESS)
-		ps_sc_begin(a.fd, PS_SC_ROLE_CLIENT);
+		ps_sc_begin(fd, PS_SC_ROLE_CLIENT);
 	else
-		ps_sc_forget(ps_sc_key(tgid, a.fd), a.fd);
+		ps_sc_forget(ps_sc_key(tgid, fd), fd);
 	return 0;
 }
 
@@ -983,131 +914,85 @@ int ps_sc_process_exit(void *ctx)
 	return 0;
 }
 
-/* ---- the data syscalls ---------------------------------------------------------------- */
+/* ---- the data syscalls: one exit program each ----------------------------------------- */
 
-#define PS_SC_EXIT_PROG(name, kind)                                 \
+#define PS_SC_DATA_PROG(name, kind, dir)                            \
 	SEC("tp/syscalls/sys_exit_" #name)                          \
 	int ps_sc_exit_##name(struct trace_event_raw_sys_exit *ctx) \
 	{                                                           \
-		return ps_sc_exit(ctx, kind);                       \
+		return ps_sc_exit_data(ctx->ret, kind, dir);        \
 	}
 
-#define PS_SC_EXIT_MMSG_PROG(name)                                  \
-	SEC("tp/syscalls/sys_exit_" #name)                          \
-	int ps_sc_exit_##name(struct trace_event_raw_sys_exit *ctx) \
-	{                                                           \
-		return ps_sc_exit_mmsg(ctx);                        \
-	}
-
-SEC("tp/syscalls/sys_enter_read")
-int ps_sc_enter_read(struct trace_event_raw_sys_enter *ctx)
-{
-	return ps_sc_enter(ctx, ctx->args[0], ctx->args[1], 0, PS_SC_K_BUF, PS_SC_DIR_IN);
-}
-PS_SC_EXIT_PROG(read, PS_SC_K_BUF)
-
-SEC("tp/syscalls/sys_enter_write")
-int ps_sc_enter_write(struct trace_event_raw_sys_enter *ctx)
-{
-	return ps_sc_enter(ctx, ctx->args[0], ctx->args[1], 0, PS_SC_K_BUF, PS_SC_DIR_OUT);
-}
-PS_SC_EXIT_PROG(write, PS_SC_K_BUF)
-
-SEC("tp/syscalls/sys_enter_readv")
-int ps_sc_enter_readv(struct trace_event_raw_sys_enter *ctx)
-{
-	return ps_sc_enter(ctx, ctx->args[0], ctx->args[1], ctx->args[2], PS_SC_K_IOV,
-			   PS_SC_DIR_IN);
-}
-PS_SC_EXIT_PROG(readv, PS_SC_K_IOV)
-
-SEC("tp/syscalls/sys_enter_writev")
-int ps_sc_enter_writev(struct trace_event_raw_sys_enter *ctx)
-{
-	return ps_sc_enter(ctx, ctx->args[0], ctx->args[1], ctx->args[2], PS_SC_K_IOV,
-			   PS_SC_DIR_OUT);
-}
-PS_SC_EXIT_PROG(writev, PS_SC_K_IOV)
+PS_SC_DATA_PROG(read, PS_SC_K_BUF, PS_SC_DIR_IN)
+PS_SC_DATA_PROG(write, PS_SC_K_BUF, PS_SC_DIR_OUT)
+PS_SC_DATA_PROG(readv, PS_SC_K_IOV, PS_SC_DIR_IN)
+PS_SC_DATA_PROG(writev, PS_SC_K_IOV, PS_SC_DIR_OUT)
+PS_SC_DATA_PROG(sendto, PS_SC_K_BUF, PS_SC_DIR_OUT)
 
 /* recvfrom(fd, buf, len, flags, addr, addrlen): a peek is read again later. */
-SEC("tp/syscalls/sys_enter_recvfrom")
-int ps_sc_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+SEC("tp/syscalls/sys_exit_recvfrom")
+int ps_sc_exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
 {
-	if (ctx->args[3] & PS_SC_MSG_PEEK)
+	if (PT_REGS_PARM4_SYSCALL(ps_sc_regs()) & PS_SC_MSG_PEEK)
 		return 0;
-	return ps_sc_enter(ctx, ctx->args[0], ctx->args[1], 0, PS_SC_K_BUF, PS_SC_DIR_IN);
+	return ps_sc_exit_data(ctx->ret, PS_SC_K_BUF, PS_SC_DIR_IN);
 }
-PS_SC_EXIT_PROG(recvfrom, PS_SC_K_BUF)
 
-SEC("tp/syscalls/sys_enter_sendto")
-int ps_sc_enter_sendto(struct trace_event_raw_sys_enter *ctx)
+SEC("tp/syscalls/sys_exit_recvmsg")
+int ps_sc_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 {
-	return ps_sc_enter(ctx, ctx->args[0], ctx->args[1], 0, PS_SC_K_BUF, PS_SC_DIR_OUT);
+	return ps_sc_exit_msg(ctx->ret, PS_SC_DIR_IN);
 }
-PS_SC_EXIT_PROG(sendto, PS_SC_K_BUF)
 
-/* recvmsg(fd, msg, flags) */
-SEC("tp/syscalls/sys_enter_recvmsg")
-int ps_sc_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+SEC("tp/syscalls/sys_exit_sendmsg")
+int ps_sc_exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
 {
-	if (ctx->args[2] & PS_SC_MSG_PEEK)
-		return 0;
-	return ps_sc_enter_msg(ctx, ctx->args[0], (const struct user_msghdr *)ctx->args[1],
-			       PS_SC_DIR_IN);
+	return ps_sc_exit_msg(ctx->ret, PS_SC_DIR_OUT);
 }
-PS_SC_EXIT_PROG(recvmsg, PS_SC_K_IOV)
 
-SEC("tp/syscalls/sys_enter_sendmsg")
-int ps_sc_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+SEC("tp/syscalls/sys_exit_recvmmsg")
+int ps_sc_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
 {
-	return ps_sc_enter_msg(ctx, ctx->args[0], (const struct user_msghdr *)ctx->args[1],
-			       PS_SC_DIR_OUT);
+	return ps_sc_exit_mmsg(ctx->ret, PS_SC_DIR_IN);
 }
-PS_SC_EXIT_PROG(sendmsg, PS_SC_K_IOV)
 
-/* recvmmsg(fd, mmsg, vlen, flags, timeout) */
-SEC("tp/syscalls/sys_enter_recvmmsg")
-int ps_sc_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
+SEC("tp/syscalls/sys_exit_sendmmsg")
+int ps_sc_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
 {
-	if (ctx->args[3] & PS_SC_MSG_PEEK)
-		return 0;
-	return ps_sc_enter(ctx, ctx->args[0], ctx->args[1], ctx->args[2], PS_SC_K_MMSG,
-			   PS_SC_DIR_IN);
+	return ps_sc_exit_mmsg(ctx->ret, PS_SC_DIR_OUT);
 }
-PS_SC_EXIT_MMSG_PROG(recvmmsg)
-
-SEC("tp/syscalls/sys_enter_sendmmsg")
-int ps_sc_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return ps_sc_enter(ctx, ctx->args[0], ctx->args[1], ctx->args[2], PS_SC_K_MMSG,
-			   PS_SC_DIR_OUT);
-}
-PS_SC_EXIT_MMSG_PROG(sendmmsg)
 
 /* sendfile(out_fd, in_fd, offset, count): nginx's static files. Counted, not captured. */
-SEC("tp/syscalls/sys_enter_sendfile64")
-int ps_sc_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
+SEC("tp/syscalls/sys_exit_sendfile64")
+int ps_sc_exit_sendfile64(struct trace_event_raw_sys_exit *ctx)
 {
-	return ps_sc_enter(ctx, ctx->args[0], 0, 0, PS_SC_K_NOCOPY, PS_SC_DIR_OUT);
+	return ps_sc_exit_data(ctx->ret, PS_SC_K_NOCOPY, PS_SC_DIR_OUT);
 }
-PS_SC_EXIT_PROG(sendfile64, PS_SC_K_NOCOPY)
 
 /* splice(fd_in, off_in, fd_out, off_out, len, flags): one end is a pipe. */
-SEC("tp/syscalls/sys_enter_splice")
-int ps_sc_enter_splice(struct trace_event_raw_sys_enter *ctx)
+SEC("tp/syscalls/sys_exit_splice")
+int ps_sc_exit_splice(struct trace_event_raw_sys_exit *ctx)
 {
+	struct pt_regs *regs = ps_sc_regs();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u32 in = ctx->args[0], out = ctx->args[2];
+	__u32 in = PT_REGS_PARM1_SYSCALL(regs), out = PT_REGS_PARM3_SYSCALL(regs);
+	struct ps_sc_conn *c;
+	__u64 key;
 
-	if (tgid == ps_self_tgid)
+	if (ctx->ret <= 0 || tgid == ps_self_tgid)
 		return 0;
-	if (bpf_map_lookup_elem(&ps_sc_conns, &(__u64){ ps_sc_key(tgid, out) }))
-		return ps_sc_enter(ctx, out, 0, 0, PS_SC_K_NOCOPY, PS_SC_DIR_OUT);
-	if (bpf_map_lookup_elem(&ps_sc_conns, &(__u64){ ps_sc_key(tgid, in) }))
-		return ps_sc_enter(ctx, in, 0, 0, PS_SC_K_NOCOPY, PS_SC_DIR_IN);
+	key = ps_sc_key(tgid, out);
+	c = bpf_map_lookup_elem(&ps_sc_conns, &key);
+	if (c) {
+		ps_sc_moved(key, c, out, PS_SC_DIR_OUT, PS_SC_K_NOCOPY, 0, 0, ctx->ret);
+		return 0;
+	}
+	key = ps_sc_key(tgid, in);
+	c = bpf_map_lookup_elem(&ps_sc_conns, &key);
+	if (c)
+		ps_sc_moved(key, c, in, PS_SC_DIR_IN, PS_SC_K_NOCOPY, 0, 0, ctx->ret);
 	return 0;
 }
-PS_SC_EXIT_PROG(splice, PS_SC_K_NOCOPY)
 
 /* ---- TLS: OpenSSL uprobes, attached by user space to each libssl ----------------------- */
 
