@@ -35,6 +35,16 @@ struct {
 
 /* Wake the reader only when this much is waiting; the drain timer does the rest. */
 #define PS_RB_WAKEUP_BYTES (256 * 1024)
+/* How much a CPU writes between two looks at how much is waiting. */
+#define PS_RB_CHECK_BYTES (16 * 1024)
+
+/* Bytes this CPU wrote to ring buffers since it last looked at what is waiting. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} ps_rb_unchecked SEC(".maps");
 
 static __always_inline void ps_count_drop(void)
 {
@@ -46,19 +56,23 @@ static __always_inline void ps_count_drop(void)
 }
 
 /*
- * Wakes the reader when this record crosses a multiple of the watermark, not
- * for every record past it: each wake-up is an irq_work (an IPI, a VM exit on
- * guests), and a reader still draining would be woken over and over. A
- * crossing that concurrent producers miss is caught by the next one.
+ * Wakes the reader when the watermark is passed, looking only once per
+ * PS_RB_CHECK_BYTES this CPU wrote: the waiting count lives on the cache line
+ * the reader writes, and each wake-up is an irq_work (an IPI, a VM exit on
+ * guests), so neither is paid per record.
  */
 static __always_inline long ps_rb_output(void *rb, void *data, __u64 size)
 {
-	__u64 avail = bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA);
+	__u32 zero = 0;
+	__u64 *unchecked = bpf_map_lookup_elem(&ps_rb_unchecked, &zero);
 	__u64 flags = BPF_RB_NO_WAKEUP;
 	long err;
 
-	if (avail / PS_RB_WAKEUP_BYTES != (avail + size) / PS_RB_WAKEUP_BYTES)
-		flags = BPF_RB_FORCE_WAKEUP;
+	if (unchecked && (*unchecked += size) >= PS_RB_CHECK_BYTES) {
+		*unchecked = 0;
+		if (bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) + size >= PS_RB_WAKEUP_BYTES)
+			flags = BPF_RB_FORCE_WAKEUP;
+	}
 	err = bpf_ringbuf_output(rb, data, size, flags);
 	if (err)
 		ps_count_drop();
