@@ -12,24 +12,27 @@
  *   tcp_destroy_sock        the entry goes
  *
  * Softirq handlers never trust `current`: on loopback the peer's process is
- * often the one running them. Bytes come from sock_send_length and
- * sock_recv_length, which report what the application really moved.
+ * often the one running them. Nothing here runs per packet or per system
+ * call: bytes are read from the tcp_sock (conn_bytes) at close, and for open
+ * connections by tcpflow_refresh, which user space runs once per flush.
  */
 #include "ps_common.bpf.h"
 #include "tcpflow.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define MSG_PEEK 2
-
 /* include/net/tcp_states.h */
 enum {
 	TS_ESTABLISHED = 1,
 	TS_SYN_SENT = 2,
 	TS_SYN_RECV = 3,
+	TS_FIN_WAIT1 = 4,
 	TS_CLOSE = 7,
+	TS_LAST_ACK = 9,
 	TS_LISTEN = 10,
 };
+
+#define barrier() asm volatile("" ::: "memory")
 
 /* max_entries is set by the plugin before load (config key max_connections). */
 struct {
@@ -111,6 +114,87 @@ conn_set_endpoints(struct tcpflow_conn *c, const struct trace_event_raw_inet_soc
 	__builtin_memcpy(c->raddr, r, 16);
 }
 
+/*
+ * Payload the application moved so far, from the tcp_sock alone:
+ *
+ *   sent     = bytes_acked + (write_seq - snd_una)          - SYN - FIN
+ *   received = bytes_received - (rcv_nxt - copied_seq)      - FIN
+ *
+ * bytes_acked and bytes_received count sequence space: our SYN once acked
+ * (active opens only; a passive child starts past its SYN-ACK), our FIN once
+ * acked, the peer's FIN once received. Adding what is queued but not acked
+ * and taking away what is queued but not read gives what the application
+ * wrote and read (peeks excluded), as sendmsg/recvmsg return values did. The
+ * FIN is then in the sums once queued (fin_out) or once read past (SOCK_DONE
+ * and copied_seq == rcv_nxt; a read that empties an skb carrying the FIN
+ * passes it too).
+ *
+ * Without the socket lock (the refresh), (bytes_acked, snd_una) and
+ * (bytes_received, rcv_nxt) may be caught between their two updates. They
+ * move in step, so their difference is fixed for the connection's life
+ * (snd_k, rcv_k, taken at ESTABLISHED under the lock): a reading that does
+ * not match is dropped, and so is one of a socket freed and reused meanwhile.
+ * write_seq is read before fin_out and copied_seq before SOCK_DONE, so that a
+ * FIN is never counted as payload -- at worst it is taken away one reading
+ * early. check_keys is false only before ESTABLISHED (FAILED), under the lock.
+ */
+static __always_inline bool conn_bytes(__u64 skaddr, const struct tcpflow_conn *c, bool check_keys,
+				       __u64 *sent, __u64 *received)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)skaddr;
+	const struct sock *sk = (const struct sock *)skaddr;
+	__u32 copied = BPF_CORE_READ(tp, copied_seq);
+	__u64 bytes_received = BPF_CORE_READ(tp, bytes_received);
+	__u32 rcv_nxt = BPF_CORE_READ(tp, rcv_nxt);
+	__u64 bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	__u32 snd_una = BPF_CORE_READ(tp, snd_una);
+	__u32 write_seq = BPF_CORE_READ(tp, write_seq);
+	unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+	__u64 done = 1ull << bpf_core_enum_value(enum sock_flags, SOCK_DONE);
+	__s64 s, r;
+
+	barrier();
+	if (check_keys && ((__u32)(snd_una - (__u32)bytes_acked) != c->snd_k ||
+			   (__u32)(rcv_nxt - (__u32)bytes_received) != c->rcv_k))
+		return false;
+	s = (__s64)bytes_acked + (__s32)(write_seq - snd_una);
+	s -= (c->direction == TCPFLOW_DIR_OUTBOUND) + c->fin_out;
+	r = (__s64)bytes_received - (__s32)(rcv_nxt - copied);
+	if ((flags & done) && copied == rcv_nxt)
+		r--;
+	*sent = s > 0 ? s : 0;
+	*received = r > 0 ? r : 0;
+	return true;
+}
+
+/* Under the lock at ESTABLISHED: the differences conn_bytes checks its readings against. */
+static __always_inline void conn_set_keys(__u64 skaddr, struct tcpflow_conn *c)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)skaddr;
+
+	c->snd_k = BPF_CORE_READ(tp, snd_una) - (__u32)BPF_CORE_READ(tp, bytes_acked);
+	c->rcv_k = BPF_CORE_READ(tp, rcv_nxt) - (__u32)BPF_CORE_READ(tp, bytes_received);
+}
+
+/*
+ * The totals, once TCP reached CLOSE: nothing is sent or received any more,
+ * but the application may still read what is queued until its close(). Read
+ * at CLOSE under the socket lock (no key check needed), then again when the
+ * connection ends; a socket reset by connect(AF_UNSPEC) meanwhile fails the
+ * key check and keeps what was read at CLOSE.
+ */
+static __always_inline void conn_settle_bytes(__u64 sk, struct tcpflow_conn *c, bool check_keys)
+{
+	__u64 sent, received;
+
+	if (!conn_bytes(sk, c, check_keys, &sent, &received))
+		return;
+	if (sent > c->bytes_sent)
+		c->bytes_sent = sent;
+	if (received > c->bytes_received)
+		c->bytes_received = received;
+}
+
 static __always_inline void emit(__u64 sk, __u32 type, const struct tcpflow_conn *c)
 {
 	struct tcpflow_event ev = {};
@@ -183,6 +267,14 @@ static __always_inline void conn_end(__u64 sk, struct tcpflow_conn *c)
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	struct tcpflow_event ev = {};
 
+	if (c->established) {
+		conn_settle_bytes(sk, c, true);
+	} else {
+		__u64 received;
+
+		/* TCP Fast Open data; the lock is held (CLOSE) or nobody else has the socket. */
+		conn_bytes(sk, c, false, &c->bytes_sent, &received);
+	}
 	/* Marked before the events go out: a map walk must not count it once they are read. */
 	c->closed = 1;
 	ev.sk = sk;
@@ -241,6 +333,7 @@ inbound_begin(__u64 sk, const struct trace_event_raw_inet_sock_set_state *ctx)
 	conn_replace(sk);
 	c.start_ns = bpf_ktime_get_ns();
 	c.direction = TCPFLOW_DIR_INBOUND;
+	c.netns = key.netns;
 	if (l) {
 		c.tgid = l->tgid;
 		__builtin_memcpy(c.comm, l->comm, sizeof(c.comm));
@@ -260,6 +353,7 @@ static __always_inline void established(__u64 sk, int oldstate,
 	if (!c)
 		return;
 	conn_set_endpoints(c, ctx); /* connect() picks the source port after SYN_SENT */
+	conn_set_keys(sk, c);
 	c->established = 1;
 	maybe_emit_open(sk, c);
 }
@@ -309,54 +403,23 @@ int tcpflow_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		if (!c->tgid && sk_locked_by_task(sk))
 			claim_owner(sk, c); /* close() with unread data: straight to CLOSE */
 		c->end_ns = bpf_ktime_get_ns();
+		conn_settle_bytes(sk, c, false);
 		/* Still held: reads of data that came with the FIN (and an abortive close's RST) follow. */
 		if (sk_orphaned(sk))
 			conn_end(sk, c);
 		break;
 	default:
-		/* close(), shutdown(): the owner of an inbound connection may show up here. */
 		c = bpf_map_lookup_elem(&flows, &sk);
-		if (c && !c->closed && !c->tgid && sk_locked_by_task(sk))
+		if (!c || c->closed)
+			break;
+		/* Before tcp_send_fin() puts the FIN in write_seq: conn_bytes must know first. */
+		if (newstate == TS_FIN_WAIT1 || newstate == TS_LAST_ACK)
+			c->fin_out = 1;
+		/* close(), shutdown(): the owner of an inbound connection may show up here. */
+		if (!c->tgid && sk_locked_by_task(sk))
 			claim_owner(sk, c);
 		break;
 	}
-	return 0;
-}
-
-static __always_inline void count_bytes(const struct trace_event_raw_sock_msg_length *ctx,
-					bool sent)
-{
-	__u64 sk = (__u64)ctx->sk;
-	struct tcpflow_conn *c;
-	int ret = ctx->ret;
-
-	if (ret <= 0 || ctx->protocol != IPPROTO_TCP)
-		return;
-	if (ctx->family != AF_INET && ctx->family != AF_INET6)
-		return;
-	if (!sent && (ctx->flags & MSG_PEEK))
-		return;
-	c = bpf_map_lookup_elem(&flows, &sk);
-	if (!c || c->closed)
-		return;
-	if (sent)
-		__sync_fetch_and_add(&c->bytes_sent, ret);
-	else
-		__sync_fetch_and_add(&c->bytes_received, ret);
-	claim_owner(sk, c);
-}
-
-SEC("tp/sock/sock_send_length")
-int tcpflow_send_length(struct trace_event_raw_sock_msg_length *ctx)
-{
-	count_bytes(ctx, true);
-	return 0;
-}
-
-SEC("tp/sock/sock_recv_length")
-int tcpflow_recv_length(struct trace_event_raw_sock_msg_length *ctx)
-{
-	count_bytes(ctx, false);
 	return 0;
 }
 
@@ -418,5 +481,59 @@ int tcpflow_destroy_sock(struct trace_event_raw_tcp_event_sk *ctx)
 	if (!c->closed)
 		conn_end(sk, c);
 	bpf_map_delete_elem(&flows, &sk);
+	return 0;
+}
+
+/* ---- refresh: open connections' bytes, read once per flush ---------------------------- */
+
+/* User space fills sk and start_ns of refresh_n slots; tcpflow_refresh answers the rest. */
+struct tcpflow_refresh refresh_batch[TCPFLOW_REFRESH_BATCH];
+__u32 refresh_n = 0;
+
+static __always_inline __u64 sk_inode(__u64 skaddr)
+{
+	const struct sock *sk = (const struct sock *)skaddr;
+
+	return BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+}
+
+/*
+ * The entry may be recycled for another connection while we read it (LRU
+ * maps reuse at once): start_ns is read again last, and the socket must
+ * match the entry's keys (conn_bytes).
+ */
+static long refresh_one(__u32 i, void *unused)
+{
+	struct tcpflow_refresh *r;
+	struct tcpflow_conn *c;
+	__u64 start;
+
+	if (i >= TCPFLOW_REFRESH_BATCH)
+		return 1;
+	r = &refresh_batch[i];
+	r->valid = 0;
+	c = bpf_map_lookup_elem(&flows, &r->sk);
+	if (!c)
+		return 0;
+	start = c->start_ns;
+	if (start != r->start_ns || !c->established || c->closed || c->end_ns)
+		return 0;
+	if (!conn_bytes(r->sk, c, true, &r->sent, &r->received))
+		return 0;
+	r->ino = c->tgid ? 0 : sk_inode(r->sk); /* user space looks the owner up in /proc */
+	barrier();
+	r->valid = c->start_ns == start;
+	return 0;
+}
+
+/*
+ * Never attached: user space runs it (BPF_PROG_TEST_RUN) for each batch of
+ * its walk of the flows map, so that it costs per tracked connection, in
+ * every network namespace, and nothing per packet.
+ */
+SEC("raw_tp")
+int tcpflow_refresh(void *ctx)
+{
+	bpf_loop(refresh_n, refresh_one, NULL, 0);
 	return 0;
 }

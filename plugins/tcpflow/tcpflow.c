@@ -4,10 +4,11 @@
  * kernel (see tcpflow.bpf.c).
  *
  * The kernel sends OPEN and CLOSE (or FAILED) per connection; bytes and
- * retransmits of long-lived connections are picked up each flush by walking
- * the flows map. User space remembers, per connection (socket pointer + start
- * time), what it already reported, so that every number is counted once
- * whichever of the event or the map walk sees it first.
+ * retransmits of long-lived connections are picked up each flush by running
+ * the refresh program (it reads every tracked tcp_sock) and walking the flows
+ * map. User space remembers, per connection (socket pointer + start time),
+ * what it already reported, so that every number is counted once whichever
+ * of the event or the map walk sees it first.
  */
 #include "config.h"
 
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -31,9 +33,11 @@
 #include "tcpflow.skel.h"
 
 #define SUBSYS		   "tcpflow"
-#define WALK_BATCH	   512
+#define WALK_BATCH	   TCPFLOW_REFRESH_BATCH
 #define FLOW_BUCKETS_MIN   1024
 #define SERIES_BUCKETS_MIN 256
+/* /proc is walked for owners of inbound connections at most this often. */
+#define OWNER_SCAN_INTERVAL_NS (30ull * 1000000000ull)
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -147,6 +151,22 @@ static uint64_t hash_str(uint64_t h, const char *s)
 	return (h ^ 0xff) * 0x100000001b3ull; /* a separator, so "ab","c" != "a","bc" */
 }
 
+/* Grows *v (of *cap elements of size sz) to hold one more. 0 or -ENOMEM. */
+static int grow(void **v, size_t *cap, size_t n, size_t sz)
+{
+	size_t cap2 = *cap ? *cap * 2 : 64;
+	void *v2;
+
+	if (n < *cap)
+		return 0;
+	v2 = realloc(*v, cap2 * sz);
+	if (!v2)
+		return -ENOMEM;
+	*v = v2;
+	*cap = cap2;
+	return 0;
+}
+
 /* ---- plugin state ----------------------------------------------------------------------- */
 
 enum { L_SERVICE, L_DIRECTION, L_PEER_ADDRESS, L_PEER_PORT, N_LABELS };
@@ -165,9 +185,17 @@ struct flow {
 	uint64_t sk, start_ns;
 	struct series *series; /* labels fixed at open; NULL: closed, swallows late duplicates */
 	uint64_t generation;   /* last map walk that saw it, or when it closed */
+	uint32_t tgid;	       /* owner when opened, for flow records of a kernel that lacks it */
 	/* What was already added to the counters. */
 	uint64_t bytes_sent, bytes_received;
 	uint32_t retransmits, resets;
+};
+
+/* An established inbound connection the kernel knows no owner of (see resolve_unowned). */
+struct unowned {
+	uint64_t sk;
+	struct tcpflow_conn conn; /* with the refresh's reading */
+	uint64_t ino;		  /* its socket inode; 0 before accept() */
 };
 
 struct tcpflow {
@@ -176,8 +204,12 @@ struct tcpflow {
 	struct htable flows, series;
 	uint64_t generation; /* map walks so far */
 	bool batch_unsupported;
+	bool refresh_warned;
 	__u64 *walk_keys;
 	struct tcpflow_conn *walk_vals;
+	struct unowned *unowned; /* found by this collect's walk */
+	size_t n_unowned, cap_unowned;
+	uint64_t last_owner_scan; /* CLOCK_MONOTONIC ns; 0: never */
 
 	struct ps_metric *opened, *closed, *failed;
 	struct ps_metric *sent, *received, *retransmits, *resets;
@@ -344,6 +376,7 @@ static struct flow *flow_open(struct tcpflow *st, uint64_t sk, const struct tcpf
 	}
 	f->sk = sk;
 	f->start_ns = c->start_ns;
+	f->tgid = c->tgid;
 	f->generation = st->generation;
 	htable_insert(&st->flows, &f->node, hash_flow(sk, c->start_ns));
 
@@ -380,11 +413,12 @@ static void endpoint_of(struct ps_endpoint *ep, const struct tcpflow_conn *c, bo
 	ep->port = local ? c->lport : c->rport;
 }
 
-static void emit_flow_record(const struct tcpflow_event *e, const char *service, bool failed)
+static void emit_flow_record(const struct tcpflow_event *e, uint32_t pid, const char *service,
+			     bool failed)
 {
 	const struct tcpflow_conn *c = &e->conn;
 	struct ps_flow_record r = {
-		.pid = c->tgid,
+		.pid = pid,
 		.service_name = service,
 		.direction =
 			c->direction == TCPFLOW_DIR_OUTBOUND ? PS_DIR_OUTBOUND : PS_DIR_INBOUND,
@@ -438,7 +472,8 @@ static void on_close(struct tcpflow *st, const struct tcpflow_event *ev)
 		ps_metric_observe(st->rtt, f->series->values, e.srtt_us / 1e6);
 	duration = e.ts_ns > e.conn.start_ns ? (e.ts_ns - e.conn.start_ns) / 1e9 : 0;
 	ps_metric_observe(st->duration, f->series->values, duration);
-	emit_flow_record(&e, f->series->values[L_SERVICE], false);
+	emit_flow_record(&e, e.conn.tgid ? e.conn.tgid : f->tgid, f->series->values[L_SERVICE],
+			 false);
 	flow_end(st, f);
 }
 
@@ -456,7 +491,7 @@ static void on_failed(struct tcpflow *st, const struct tcpflow_event *e)
 		ps_metric_add(st->resets, l.v, c->resets);
 	if (c->bytes_sent) /* TCP Fast Open data */
 		ps_metric_add(st->sent, l.v, (double)c->bytes_sent);
-	emit_flow_record(e, l.v[L_SERVICE], true);
+	emit_flow_record(e, c->tgid, l.v[L_SERVICE], true);
 }
 
 /* An RST sent after the CLOSE or FAILED event went out (an orphan's linger timeout). */
@@ -498,22 +533,103 @@ static int on_event(void *ctx, void *data, size_t size)
 
 /* ---- collect: progress of long-lived connections ----------------------------------------- */
 
-static void visit_conn(struct tcpflow *st, uint64_t sk, const struct tcpflow_conn *c)
+/*
+ * Asks tcpflow_refresh for the bytes of the open connections among n entries
+ * of a map walk; slot[i] is where entry i's answer is, or -1.
+ */
+static void refresh_batch(struct tcpflow *st, uint32_t n, int *slot)
 {
+	struct tcpflow_bpf__bss *bss = st->skel->bss;
+	LIBBPF_OPTS(bpf_test_run_opts, opts);
+	uint32_t m = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		const struct tcpflow_conn *c = &st->walk_vals[i];
+
+		slot[i] = -1;
+		if (!c->established || c->closed || c->end_ns)
+			continue;
+		bss->refresh_batch[m].sk = st->walk_keys[i];
+		bss->refresh_batch[m].start_ns = c->start_ns;
+		slot[i] = (int)m++;
+	}
+	if (!m)
+		return;
+	bss->refresh_n = m;
+	if (!bpf_prog_test_run_opts(bpf_program__fd(st->skel->progs.tcpflow_refresh), &opts))
+		return;
+	if (!st->refresh_warned)
+		ps_warn(SUBSYS,
+			"cannot run the refresh program (%s): bytes of open connections "
+			"will show when they close",
+			strerror(errno));
+	st->refresh_warned = true;
+	for (uint32_t i = 0; i < n; i++)
+		slot[i] = -1;
+}
+
+/* What the kernel counted so far: the totals once closed, the refresh's reading before. */
+static void conn_progress(struct tcpflow_conn *cur, const struct tcpflow_conn *c,
+			  const struct tcpflow_refresh *r)
+{
+	*cur = *c;
+	if (!r || !r->valid)
+		return;
+	if (r->sent > cur->bytes_sent)
+		cur->bytes_sent = r->sent;
+	if (r->received > cur->bytes_received)
+		cur->bytes_received = r->received;
+}
+
+static void unowned_add(struct tcpflow *st, uint64_t sk, const struct tcpflow_conn *c,
+			const struct tcpflow_refresh *r)
+{
+	struct unowned *u;
+
+	if (grow((void **)&st->unowned, &st->cap_unowned, st->n_unowned, sizeof(*st->unowned)))
+		return;
+	u = &st->unowned[st->n_unowned++];
+	u->sk = sk;
+	conn_progress(&u->conn, c, r);
+	u->ino = r && r->valid ? r->ino : 0;
+}
+
+static void visit_conn(struct tcpflow *st, uint64_t sk, const struct tcpflow_conn *c,
+		       const struct tcpflow_refresh *r)
+{
+	struct tcpflow_conn cur;
 	struct flow *f;
 
-	/* Not opened yet: its OPEN or FAILED will carry the counts; closed: its CLOSE did. */
-	if (!c->open_sent || c->closed)
+	if (c->closed) /* its CLOSE carried the counts */
 		return;
 	f = flow_find(st, sk, c->start_ns);
 	if (f && !f->series)
 		return;
+	if (!f && !c->open_sent) {
+		/* Its OPEN or FAILED will carry the counts -- unless nobody is known to own it. */
+		if (c->established && !c->tgid)
+			unowned_add(st, sk, c, r);
+		return;
+	}
 	if (!f)
 		f = flow_open(st, sk, c); /* its OPEN is still in the ring buffer, or was lost */
 	if (!f)
 		return;
 	f->generation = st->generation;
-	flow_report(st, f, c);
+	conn_progress(&cur, c, r);
+	flow_report(st, f, &cur);
+}
+
+/* The first n entries of walk_keys/walk_vals: their bytes read, then counted. */
+static void visit_batch(struct tcpflow *st, uint32_t n)
+{
+	const struct tcpflow_refresh *answers = st->skel->bss->refresh_batch;
+	int slot[WALK_BATCH];
+
+	refresh_batch(st, n, slot);
+	for (uint32_t i = 0; i < n; i++)
+		visit_conn(st, st->walk_keys[i], &st->walk_vals[i],
+			   slot[i] < 0 ? NULL : &answers[slot[i]]);
 }
 
 static int walk_batched(struct tcpflow *st, int fd)
@@ -528,8 +644,7 @@ static int walk_batched(struct tcpflow *st, int fd)
 		err = bpf_map_lookup_batch(fd, in, &token, st->walk_keys, st->walk_vals, &n, NULL);
 		if (err && err != -ENOENT)
 			return err;
-		for (__u32 i = 0; i < n; i++)
-			visit_conn(st, st->walk_keys[i], &st->walk_vals[i]);
+		visit_batch(st, n);
 		in = &token;
 	} while (!err);
 	return 0;
@@ -541,18 +656,26 @@ static int walk_by_key(struct tcpflow *st, int fd)
 	size_t budget = 4 * (size_t)st->max_connections;
 	__u64 key, next;
 	void *prev = NULL;
+	uint32_t n = 0;
+	int err = -EAGAIN;
 
 	while (budget--) {
-		struct tcpflow_conn c;
-
-		if (bpf_map_get_next_key(fd, prev, &next))
-			return errno == ENOENT ? 0 : -errno;
-		if (!bpf_map_lookup_elem(fd, &next, &c))
-			visit_conn(st, next, &c);
+		if (bpf_map_get_next_key(fd, prev, &next)) {
+			err = errno == ENOENT ? 0 : -errno;
+			break;
+		}
+		if (!bpf_map_lookup_elem(fd, &next, &st->walk_vals[n])) {
+			st->walk_keys[n] = next;
+			if (++n == WALK_BATCH) {
+				visit_batch(st, n);
+				n = 0;
+			}
+		}
 		key = next;
 		prev = &key;
 	}
-	return -EAGAIN;
+	visit_batch(st, n);
+	return err;
 }
 
 static int walk_flows(struct tcpflow *st)
@@ -570,6 +693,8 @@ static int walk_flows(struct tcpflow *st)
 	}
 	return walk_by_key(st, fd);
 }
+
+static void resolve_unowned(struct tcpflow *st);
 
 struct sweep {
 	struct tcpflow *st;
@@ -609,6 +734,7 @@ static int tcpflow_collect(struct ps_plugin *p)
 	err = walk_flows(st);
 	if (err)
 		ps_warn(SUBSYS, "cannot walk the flows map: %s", strerror(-err));
+	resolve_unowned(st);
 	sw.walk_complete = !err;
 	htable_each(&st->flows, sweep_flow, &sw);
 	if (sw.lost)
@@ -617,7 +743,7 @@ static int tcpflow_collect(struct ps_plugin *p)
 	return 0;
 }
 
-/* ---- listeners that predate us ----------------------------------------------------------- */
+/* ---- /proc: owners of sockets the kernel side did not see opened ------------------------ */
 
 struct sock_owner {
 	unsigned long inode;
@@ -642,22 +768,6 @@ struct proc_scan {
 	struct seed *seeds;
 	size_t n_seeds, cap_seeds;
 };
-
-/* Grows *v (of *cap elements of size sz) to hold one more. 0 or -ENOMEM. */
-static int grow(void **v, size_t *cap, size_t n, size_t sz)
-{
-	size_t cap2 = *cap ? *cap * 2 : 64;
-	void *v2;
-
-	if (n < *cap)
-		return 0;
-	v2 = realloc(*v, cap2 * sz);
-	if (!v2)
-		return -ENOMEM;
-	*v = v2;
-	*cap = cap2;
-	return 0;
-}
 
 static void scan_netns(struct proc_scan *ps, uint32_t pid)
 {
@@ -795,51 +905,168 @@ static void scan_listen_table(struct proc_scan *ps, const struct netns_pid *net,
 }
 
 /*
- * The kernel learns listeners from listen(); those opened before we attached
- * are read from /proc once: socket inode -> pid through /proc/PID/fd, and the
- * LISTEN sockets of every network namespace a process lives in.
+ * Every process's socket inodes (-> pid, sorted) and, when listeners is set,
+ * the LISTEN sockets of every network namespace a process lives in. -errno
+ * when /proc cannot be read.
  */
-static void seed_listeners(struct tcpflow *st)
+static int proc_scan_run(struct proc_scan *ps, bool listeners)
 {
-	int fd = bpf_map__fd(st->skel->maps.listeners);
 	uint32_t self = ps_bpf_self_tgid();
-	struct proc_scan ps = { 0 };
 	struct dirent *de;
-	size_t written = 0;
 	DIR *proc;
 
+	memset(ps, 0, sizeof(*ps));
 	proc = opendir("/proc");
-	if (!proc) {
-		ps_warn(SUBSYS,
-			"cannot read /proc (%s): listeners opened before start will "
-			"be attributed at their connections' first read or write",
-			strerror(errno));
-		return;
-	}
+	if (!proc)
+		return -errno;
 	while ((de = readdir(proc))) {
 		char *end;
 		unsigned long pid = strtoul(de->d_name, &end, 10);
 
 		if (*end || !pid || pid == self)
 			continue;
-		scan_netns(&ps, pid);
-		scan_fds(&ps, pid);
+		if (listeners)
+			scan_netns(ps, pid);
+		scan_fds(ps, pid);
 	}
 	closedir(proc);
 
-	qsort(ps.owners, ps.n_owners, sizeof(*ps.owners), cmp_owner);
-	for (size_t i = 0; i < ps.n_nets; i++) {
-		scan_listen_table(&ps, &ps.nets[i], "tcp");
-		scan_listen_table(&ps, &ps.nets[i], "tcp6");
+	qsort(ps->owners, ps->n_owners, sizeof(*ps->owners), cmp_owner);
+	for (size_t i = 0; i < ps->n_nets; i++) {
+		scan_listen_table(ps, &ps->nets[i], "tcp");
+		scan_listen_table(ps, &ps->nets[i], "tcp6");
 	}
-	for (size_t i = 0; i < ps.n_seeds; i++)
-		if (!bpf_map_update_elem(fd, &ps.seeds[i].key, &ps.seeds[i].val, BPF_ANY))
+	return 0;
+}
+
+static void proc_scan_free(struct proc_scan *ps)
+{
+	free(ps->owners);
+	free(ps->nets);
+	free(ps->seeds);
+}
+
+/*
+ * Listeners found in /proc that the kernel side does not know. Those it
+ * learned from listen() meanwhile stay: they are as fresh, and counted.
+ */
+static size_t seed_write(struct tcpflow *st, const struct proc_scan *ps)
+{
+	int fd = bpf_map__fd(st->skel->maps.listeners);
+	size_t written = 0;
+
+	for (size_t i = 0; i < ps->n_seeds; i++)
+		if (!bpf_map_update_elem(fd, &ps->seeds[i].key, &ps->seeds[i].val, BPF_NOEXIST))
 			written++;
+	return written;
+}
+
+/*
+ * The kernel learns listeners from listen(); those opened before we attached
+ * are read from /proc once, after attaching so that none falls in between:
+ * socket inode -> pid through /proc/PID/fd, and the LISTEN sockets of every
+ * network namespace a process lives in.
+ */
+static void seed_listeners(struct tcpflow *st)
+{
+	struct proc_scan ps;
+	size_t written;
+	int err;
+
+	err = proc_scan_run(&ps, true);
+	if (err) {
+		ps_warn(SUBSYS,
+			"cannot read /proc (%s): connections to listeners opened before start "
+			"will be attributed when their owner closes them",
+			strerror(-err));
+		return;
+	}
+	written = seed_write(st, &ps);
 	ps_debug(SUBSYS, "%zu listening ports known from /proc (%zu network namespaces)", written,
 		 ps.n_nets);
-	free(ps.owners);
-	free(ps.nets);
-	free(ps.seeds);
+	proc_scan_free(&ps);
+}
+
+/* ---- inbound connections without an owner ---------------------------------------------- */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Counts an unowned connection as opened, under the owner user space found. */
+static void unowned_open(struct tcpflow *st, struct unowned *u, uint32_t tgid,
+			 const char comm[TCPFLOW_COMM_LEN])
+{
+	struct flow *f;
+
+	u->conn.tgid = tgid;
+	memcpy(u->conn.comm, comm, TCPFLOW_COMM_LEN);
+	f = flow_open(st, u->sk, &u->conn);
+	if (f)
+		flow_report(st, f, &u->conn);
+}
+
+/* Its listening port's owner, if the kernel side knows it by now (seeded since). */
+static bool unowned_from_listener(struct tcpflow *st, struct unowned *u)
+{
+	struct tcpflow_listener_key key = { .netns = u->conn.netns, .port = u->conn.lport };
+	struct tcpflow_listener l;
+
+	if (bpf_map_lookup_elem(bpf_map__fd(st->skel->maps.listeners), &key, &l) || !l.tgid)
+		return false;
+	unowned_open(st, u, l.tgid, l.comm);
+	return true;
+}
+
+/*
+ * Established inbound connections whose listener the kernel side never saw
+ * (opened before us and missed by the first /proc scan, or the listeners map
+ * was full) have no owner until the application closes them. Ask the
+ * listeners map again, then -- at most every OWNER_SCAN_INTERVAL_NS, and only
+ * for accepted sockets -- find the process holding the socket's inode in
+ * /proc, which also re-seeds the listeners for the connections to come.
+ */
+static void resolve_unowned(struct tcpflow *st)
+{
+	struct proc_scan ps;
+	size_t left = 0;
+	uint64_t now;
+
+	for (size_t i = 0; i < st->n_unowned; i++) {
+		struct unowned *u = &st->unowned[i];
+
+		/* unowned_open() gives it a tgid: the /proc pass below skips it. */
+		if (!unowned_from_listener(st, u) && u->ino)
+			left++;
+	}
+	now = mono_ns();
+	if (!left || (st->last_owner_scan && now - st->last_owner_scan < OWNER_SCAN_INTERVAL_NS))
+		goto out;
+	st->last_owner_scan = now;
+	if (proc_scan_run(&ps, true))
+		goto out;
+	seed_write(st, &ps);
+	for (size_t i = 0; i < st->n_unowned; i++) {
+		struct unowned *u = &st->unowned[i];
+		const struct sock_owner *o;
+		char comm[TCPFLOW_COMM_LEN];
+
+		if (u->conn.tgid || !u->ino)
+			continue;
+		o = owner_of(&ps, u->ino);
+		if (!o)
+			continue;
+		read_comm(o->pid, comm);
+		unowned_open(st, u, o->pid, comm);
+	}
+	ps_debug(SUBSYS, "/proc scanned for the owners of %zu inbound connections", left);
+	proc_scan_free(&ps);
+out:
+	st->n_unowned = 0;
 }
 
 /* ---- life cycle -------------------------------------------------------------------------- */
@@ -938,6 +1165,7 @@ static void tcpflow_free(struct tcpflow *st)
 	free(st->series.buckets);
 	free(st->walk_keys);
 	free(st->walk_vals);
+	free(st->unowned);
 	tcpflow_bpf__destroy(st->skel);
 	free(st);
 }
@@ -973,6 +1201,8 @@ static int tcpflow_init(struct ps_plugin *p, const void *config)
 		goto fail;
 	}
 	st->skel->rodata->ps_self_tgid = ps_bpf_self_tgid();
+	/* Run by collect through BPF_PROG_TEST_RUN, never attached. */
+	bpf_program__set_autoattach(st->skel->progs.tcpflow_refresh, false);
 	err = bpf_map__set_max_entries(st->skel->maps.flows, st->max_connections);
 	if (err) {
 		ps_error(SUBSYS, "cannot size the flows map: %s", strerror(-err));
@@ -999,12 +1229,12 @@ static int tcpflow_start(struct ps_plugin *p)
 	err = register_metrics(st);
 	if (err)
 		return err;
-	seed_listeners(st);
 	err = tcpflow_bpf__attach(st->skel);
 	if (err) {
 		ps_error(SUBSYS, "attach failed: %s", strerror(-err));
 		return err;
 	}
+	seed_listeners(st);
 	err = ps_bpf_ringbuf_add(p, bpf_map__fd(st->skel->maps.events), on_event, st);
 	if (err) {
 		ps_error(SUBSYS, "cannot register the ring buffer: %s", strerror(-err));
