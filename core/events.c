@@ -76,13 +76,26 @@ static uint64_t clock_ns(clockid_t id)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * Unix time is monotonic time plus an offset that moves only when the wall clock is
+ * stepped. Reading both clocks on every call cost two vDSO calls per timestamp, four
+ * per exchange; the offset is re-read instead whenever the time asked about is more
+ * than OFFSET_FRESH_NS past the last reading. Timestamps come from events drained
+ * moments after they happened, so a step shows within that much of traffic, and an
+ * idle daemon re-reads on its first event.
+ */
+#define OFFSET_FRESH_NS 1000000ull
+
+static uint64_t offset_read_at; /* monotonic ns of the last reading; 0: never */
+static uint64_t offset_ns;	/* realtime - monotonic then, modulo 2^64 */
+
 uint64_t ps_clock_mono_to_unix_ns(uint64_t mono_ns)
 {
-	/* The offset drifts only with clock steps; reading both each time keeps it honest. */
-	uint64_t now_mono = clock_ns(CLOCK_MONOTONIC);
-	uint64_t now_real = clock_ns(CLOCK_REALTIME);
-
-	return now_real - (now_mono - mono_ns);
+	if (!offset_read_at || mono_ns > offset_read_at + OFFSET_FRESH_NS) {
+		offset_read_at = clock_ns(CLOCK_MONOTONIC);
+		offset_ns = clock_ns(CLOCK_REALTIME) - offset_read_at;
+	}
+	return mono_ns + offset_ns;
 }
 
 const char *ps_endpoint_addr_str(const struct ps_endpoint *ep, char *buf, unsigned len)

@@ -29,6 +29,8 @@ const double ps_buckets_duration[] = {
 const size_t ps_buckets_duration_len = sizeof(ps_buckets_duration) / sizeof(ps_buckets_duration[0]);
 
 static struct ps_registry *default_registry;
+/* Removals so far, in every registry: what invalidates cached series handles. */
+static unsigned long series_generation = 1;
 
 /* ---- validation ---------------------------------------------------------------------------- */
 
@@ -561,6 +563,13 @@ static size_t bucket_index(const struct ps_family *f, double v)
 	return lo;
 }
 
+static void histogram_add(const struct ps_family *f, struct ps_series *s, double v)
+{
+	s->buckets[bucket_index(f, v)]++;
+	s->sum += v;
+	s->count++;
+}
+
 int ps_metric_observe(struct ps_metric *m, const char *const *values, double v)
 {
 	struct ps_family *f = ps_metric_family(m);
@@ -572,10 +581,52 @@ int ps_metric_observe(struct ps_metric *m, const char *const *values, double v)
 	err = resolve(m, values, &s);
 	if (err)
 		return err;
-	s->buckets[bucket_index(f, v)]++;
-	s->sum += v;
-	s->count++;
+	histogram_add(f, s, v);
 	return 0;
+}
+
+/* ---- series handles ------------------------------------------------------------------------ */
+
+/*
+ * An existing series is what every observation of its labels lands in, cap or
+ * not; a new one is created only below the cap. Folding is left to
+ * ps_metric_observe, which counts every folded observation.
+ */
+struct ps_series *ps_metric_series(struct ps_metric *m, const char *const *values)
+{
+	struct ps_family *f = ps_metric_family(m);
+	struct ps_series *s;
+
+	if (!f || !values) {
+		errno = EINVAL;
+		return NULL;
+	}
+	s = find_series(f, values);
+	if (s)
+		return s;
+	if (cap_reached(f)) {
+		errno = ENOSPC;
+		return NULL;
+	}
+	s = create_series(f, values);
+	if (!s)
+		errno = ENOMEM;
+	return s;
+}
+
+int ps_series_observe(struct ps_metric *m, struct ps_series *s, double v)
+{
+	struct ps_family *f = ps_metric_family(m);
+
+	if (!f || !s || f->type != PS_METRIC_HISTOGRAM || !isfinite(v))
+		return -EINVAL;
+	histogram_add(f, s, v);
+	return 0;
+}
+
+unsigned long ps_metric_generation(void)
+{
+	return series_generation;
 }
 
 static void unlink_from_hash(struct ps_family *f, struct ps_series *s)
@@ -602,6 +653,7 @@ int ps_metric_remove(struct ps_metric *m, const char *const *values)
 	if (!s)
 		return -ENOENT;
 	unlink_from_hash(f, s);
+	series_generation++;
 	for (i = 0; i < f->n_series && f->series[i] != s; i++)
 		;
 	memmove(&f->series[i], &f->series[i + 1], (f->n_series - i - 1) * sizeof(*f->series));
@@ -650,6 +702,7 @@ void ps_registry_free(struct ps_registry *r)
 		return;
 	if (default_registry == r)
 		default_registry = NULL;
+	series_generation++; /* its series go with it */
 	for (size_t i = 0; i < r->n_families; i++)
 		family_free(r->families[i]);
 	free(r->families);

@@ -40,8 +40,12 @@
 #include "http_proto.h"
 #include "tls.h"
 
-#define SUBSYS	     "http"
-#define CONN_BUCKETS 4096 /* a power of two */
+#define SUBSYS		  "http"
+#define CONN_BUCKETS	  4096	  /* a power of two */
+#define LABEL_SLOTS	  512	  /* a power of two */
+#define LABEL_SERVICE_MAX 64	  /* longer service names are observed without the cache */
+#define LABEL_SERIES	  3	  /* server: duration, request and response body size */
+#define TLS_TICK_NS	  1000000 /* TLS looks wait a second; checking each ms of events is enough */
 
 struct http_config {
 	struct ps_portlist ports;
@@ -67,6 +71,33 @@ struct conn {
 	char comm[PS_SC_COMM_LEN + 1];
 };
 
+/* An exchange's label values, the scheme aside (it follows tls). */
+struct label_key {
+	bool server, tls;
+	uint16_t status;
+	uint16_t port; /* client view: server_port, 0 for none; 0 on the server side */
+	const char *service;
+	const char *method;
+	const char *text; /* server view: http_route; client view: server_address */
+	size_t service_len;
+	size_t text_len;
+};
+
+/*
+ * The series one label set resolved to: an exchange whose labels were seen
+ * before observes without the registry hashing and comparing every label value
+ * of every histogram. Keys are compared whole, by value.
+ */
+struct label_slot {
+	unsigned long generation; /* ps_metric_generation() when filled; 0: empty */
+	bool server, tls;
+	uint16_t status, port;
+	char method[HTTP_METHOD_MAX];
+	char service[LABEL_SERVICE_MAX];
+	char text[HTTP_PATH_MAX];
+	struct ps_series *series[LABEL_SERIES];
+};
+
 struct http {
 	struct http_bpf *skel;
 	const char **routes; /* the configured templates, borrowed from the config */
@@ -77,9 +108,11 @@ struct http {
 	uint64_t exchanges, unanswered, rejected, evicted;
 	bool tls_on;	      /* tls: auto */
 	struct http_tls *tls; /* the uprobes, once started */
+	uint64_t tls_tick_ns; /* event time from which the next TLS tick is due */
 
 	struct ps_metric *server_duration, *server_req_body, *server_resp_body;
 	struct ps_metric *client_duration;
+	struct label_slot labels[LABEL_SLOTS];
 };
 
 /* What the decoder's exchange callback needs. */
@@ -163,7 +196,197 @@ static void conn_free(struct http *st, struct conn *c)
 	st->n_conns--;
 }
 
+/* ---- label values ------------------------------------------------------------------------- */
+
+/* Decimal digits of v, as "%u" prints them; buf holds at least 6 bytes. */
+static const char *format_u16(char *buf, uint16_t v)
+{
+	char digits[5];
+	size_t n = 0, i = 0;
+
+	do {
+		digits[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		buf[i++] = digits[--n];
+	buf[i] = '\0';
+	return buf;
+}
+
+/* server_address of the client view: the Host header, else the peer, else "". */
+static const char *client_server_address(const struct conn *c, const struct http_exchange *ex,
+					 char *buf, size_t len)
+{
+	if (ex->host[0])
+		return ex->host;
+	if ((c->family == AF_INET || c->family == AF_INET6) &&
+	    inet_ntop(c->family, c->raddr, buf, (socklen_t)len))
+		return buf;
+	return "";
+}
+
+/* server_port of the client view: the Host header's, else the peer's; 0 for none. */
+static uint16_t client_server_port(const struct conn *c, const struct http_exchange *ex)
+{
+	return ex->host_port ? ex->host_port : c->rport;
+}
+
+static const char *scheme_of(bool tls)
+{
+	return tls ? "https" : "http";
+}
+
+/* ---- label sets -> series ------------------------------------------------------------------ */
+
+/* The histograms one side observes per exchange, all under the same label set. */
+struct side_metrics {
+	struct ps_metric *m[LABEL_SERIES];
+	size_t n;
+};
+
+/* Room for the label values that are formatted, not borrowed. */
+struct label_buf {
+	char status[8];
+	char port[8];
+	const char *v[7];
+};
+
+/*
+ * The label values of k, in the order of server_labels or client_labels:
+ * service, method, status, route, scheme or service, method, status,
+ * server_address, server_port, scheme.
+ */
+static const char *const *label_values(const struct label_key *k, struct label_buf *b)
+{
+	size_t n = 0;
+
+	b->v[n++] = k->service;
+	b->v[n++] = k->method;
+	b->v[n++] = format_u16(b->status, k->status);
+	b->v[n++] = k->text;
+	if (!k->server)
+		b->v[n++] = k->port ? format_u16(b->port, k->port) : "";
+	b->v[n++] = scheme_of(k->tls);
+	b->v[n] = NULL;
+	return b->v;
+}
+
+/* FNV-1a over the key; the slot still compares every field. */
+static size_t label_hash(const struct label_key *k)
+{
+	uint64_t h = 14695981039346656037ull;
+
+	h = (h ^ ((uint64_t)k->status << 16 | k->port)) * 1099511628211ull;
+	h = (h ^ (uint64_t)(k->server << 1 | k->tls)) * 1099511628211ull;
+	h = (h ^ (uint8_t)k->method[0]) * 1099511628211ull;
+	h = (h ^ (uintptr_t)k->service) * 1099511628211ull;
+	for (size_t i = 0; i < k->text_len; i++)
+		h = (h ^ (uint8_t)k->text[i]) * 1099511628211ull;
+	return (size_t)(h ^ h >> 32) & (LABEL_SLOTS - 1);
+}
+
+static bool label_slot_matches(const struct label_slot *sl, const struct label_key *k)
+{
+	return sl->generation == ps_metric_generation() && sl->status == k->status &&
+	       sl->port == k->port && sl->server == k->server && sl->tls == k->tls &&
+	       strcmp(sl->method, k->method) == 0 && strcmp(sl->text, k->text) == 0 &&
+	       strcmp(sl->service, k->service) == 0;
+}
+
+/* Resolves the series of every metric; false (slot left empty) when one cannot be had. */
+static bool label_slot_fill(struct label_slot *sl, const struct label_key *k,
+			    const struct side_metrics *sm, const char *const *values)
+{
+	size_t method_len = strlen(k->method);
+
+	sl->generation = 0;
+	if (k->service_len >= sizeof(sl->service) || k->text_len >= sizeof(sl->text) ||
+	    method_len >= sizeof(sl->method))
+		return false;
+	for (size_t i = 0; i < sm->n; i++) {
+		sl->series[i] = ps_metric_series(sm->m[i], values);
+		if (!sl->series[i])
+			return false; /* past the series cap: ps_metric_observe folds and counts */
+	}
+	sl->server = k->server;
+	sl->tls = k->tls;
+	sl->status = k->status;
+	sl->port = k->port;
+	memcpy(sl->method, k->method, method_len + 1);
+	memcpy(sl->service, k->service, k->service_len + 1);
+	memcpy(sl->text, k->text, k->text_len + 1);
+	sl->generation = ps_metric_generation();
+	return true;
+}
+
+/*
+ * Observes v[i] into sm->m[i], all under the label set k. Label sets seen before
+ * go straight to their series; others are resolved (their values formatted) once.
+ */
+static void observe_labels(struct http *st, const struct label_key *k,
+			   const struct side_metrics *sm, const double *v)
+{
+	struct label_slot *sl = &st->labels[label_hash(k)];
+	const char *const *values;
+	struct label_buf buf;
+
+	if (!label_slot_matches(sl, k)) {
+		values = label_values(k, &buf);
+		if (!label_slot_fill(sl, k, sm, values)) {
+			for (size_t i = 0; i < sm->n; i++)
+				ps_metric_observe(sm->m[i], values, v[i]);
+			return;
+		}
+	}
+	for (size_t i = 0; i < sm->n; i++)
+		ps_series_observe(sm->m[i], sl->series[i], v[i]);
+}
+
 /* ---- exchanges -> metrics and events ------------------------------------------------------ */
+
+static void observe_server(struct http *st, const char *service, const struct conn *c,
+			   const struct http_exchange *ex, const char *route, double seconds)
+{
+	const struct side_metrics sm = {
+		{ st->server_duration, st->server_req_body, st->server_resp_body }, 3
+	};
+	const double v[] = { seconds, (double)ex->request_body_bytes,
+			     (double)ex->response_body_bytes };
+	const struct label_key k = {
+		.server = true,
+		.tls = c->tls,
+		.status = ex->status,
+		.service = service,
+		.method = ex->method,
+		.text = route,
+		.service_len = strlen(service),
+		.text_len = strlen(route),
+	};
+
+	observe_labels(st, &k, &sm, v);
+}
+
+static void observe_client(struct http *st, const char *service, const struct conn *c,
+			   const struct http_exchange *ex, double seconds)
+{
+	const struct side_metrics sm = { { st->client_duration }, 1 };
+	char addr_buf[INET6_ADDRSTRLEN];
+	const char *addr = client_server_address(c, ex, addr_buf, sizeof(addr_buf));
+	const struct label_key k = {
+		.server = false,
+		.tls = c->tls,
+		.status = ex->status,
+		.port = client_server_port(c, ex),
+		.service = service,
+		.method = ex->method,
+		.text = addr,
+		.service_len = strlen(service),
+		.text_len = strlen(addr),
+	};
+
+	observe_labels(st, &k, &sm, &seconds);
+}
 
 static void endpoint_of(struct ps_endpoint *ep, const struct conn *c, bool local)
 {
@@ -172,51 +395,6 @@ static void endpoint_of(struct ps_endpoint *ep, const struct conn *c, bool local
 	if (c->family == AF_INET || c->family == AF_INET6)
 		memcpy(ep->addr, local ? c->laddr : c->raddr, sizeof(ep->addr));
 	ep->port = local ? c->lport : c->rport;
-}
-
-/* server_address/server_port of the client view: the Host header, else the peer. */
-static void client_server_of(const struct conn *c, const struct http_exchange *ex, char *addr,
-			     size_t addr_len, char *port, size_t port_len)
-{
-	unsigned p = c->rport;
-
-	addr[0] = '\0';
-	if (ex->host[0])
-		snprintf(addr, addr_len, "%s", ex->host);
-	else if (c->family == AF_INET || c->family == AF_INET6)
-		inet_ntop(c->family, c->raddr, addr, addr_len);
-	if (ex->host_port)
-		p = ex->host_port;
-	if (p)
-		snprintf(port, port_len, "%u", p);
-	else
-		port[0] = '\0';
-}
-
-static const char *scheme_of(const struct conn *c)
-{
-	return c->tls ? "https" : "http";
-}
-
-static void observe_server(struct http *st, const char *service, const struct conn *c,
-			   const struct http_exchange *ex, const char *route, const char *status,
-			   double seconds)
-{
-	const char *v[] = { service, ex->method, status, route, scheme_of(c) };
-
-	ps_metric_observe(st->server_duration, v, seconds);
-	ps_metric_observe(st->server_req_body, v, (double)ex->request_body_bytes);
-	ps_metric_observe(st->server_resp_body, v, (double)ex->response_body_bytes);
-}
-
-static void observe_client(struct http *st, const char *service, const struct conn *c,
-			   const struct http_exchange *ex, const char *status, double seconds)
-{
-	char addr[HTTP_HOST_MAX > INET6_ADDRSTRLEN ? HTTP_HOST_MAX : INET6_ADDRSTRLEN], port[8];
-	const char *v[] = { service, ex->method, status, addr, port, scheme_of(c) };
-
-	client_server_of(c, ex, addr, sizeof(addr), port, sizeof(port));
-	ps_metric_observe(st->client_duration, v, seconds);
 }
 
 static void emit_exchange(const struct conn *c, const struct http_exchange *ex, bool server,
@@ -232,7 +410,7 @@ static void emit_exchange(const struct conn *c, const struct http_exchange *ex, 
 		.end_unix_ns = ps_clock_mono_to_unix_ns(ex->response_end_ns),
 		.operation = ex->method,
 		.target = route,
-		.scheme = scheme_of(c),
+		.scheme = scheme_of(c->tls),
 		.status = ex->status,
 		.error = ex->status == 0 || ex->status >= 500,
 		.traceparent = ex->traceparent[0] ? ex->traceparent : NULL,
@@ -255,7 +433,7 @@ static void on_exchange(const struct http_exchange *ex, void *arg)
 	struct http *st = fc->st;
 	const struct conn *c = fc->c;
 	bool server = ex->role == HTTP_ROLE_SERVER;
-	char route[HTTP_PATH_MAX], status[8];
+	char route[HTTP_PATH_MAX];
 	const char *service = ps_proc_service_name(c->tgid, c->comm[0] ? c->comm : NULL);
 	double seconds = 0;
 
@@ -268,13 +446,12 @@ static void on_exchange(const struct http_exchange *ex, void *arg)
 		return;
 	}
 	st->exchanges++;
-	snprintf(status, sizeof(status), "%u", ex->status);
 	if (ex->response_end_ns > ex->request_start_ns)
 		seconds = (double)(ex->response_end_ns - ex->request_start_ns) / 1e9;
 	if (server)
-		observe_server(st, service, c, ex, route, status, seconds);
+		observe_server(st, service, c, ex, route, seconds);
 	else
-		observe_client(st, service, c, ex, status, seconds);
+		observe_client(st, service, c, ex, seconds);
 }
 
 /* ---- events from the kernel --------------------------------------------------------------- */
@@ -448,8 +625,10 @@ static int on_event(void *ctx, void *data, size_t size)
 		ps_debug(SUBSYS, "short event: %zu bytes", size);
 		return -EINVAL;
 	}
-	if (st->tls)
+	if (st->tls && e->ts_ns >= st->tls_tick_ns) {
+		st->tls_tick_ns = e->ts_ns + TLS_TICK_NS;
 		http_tls_tick(st->tls, e->ts_ns);
+	}
 	switch (e->type) {
 	case PS_SC_EV_DATA:
 		return on_data(st, e, size);

@@ -6,9 +6,10 @@
  * FIFO order by the responses of the other direction.
  *
  * Memory per stream is fixed: a 1 KiB line buffer per direction (the start of
- * each head line, plus the last bytes of an over-long one), one request being
- * parsed, and a pending-request ring of at most HTTP_PENDING_MAX entries that
- * grows only as pipelining needs it.
+ * a head line that spans feeds, plus the last bytes of an over-long one; lines
+ * within one feed are parsed where they lie), one request being parsed, and a
+ * pending-request ring of at most HTTP_PENDING_MAX entries that grows only as
+ * pipelining needs it.
  *
  * Where the input is incomplete (only `len` of `total` bytes captured, bytes
  * moved by syscalls that are not traced), the rules are:
@@ -138,9 +139,17 @@ struct feed {
 	void *ctx;
 };
 
-static const char *const known_methods[] = {
-	"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+/* clang-format off */
+#define METHOD(m) { m, sizeof(m) - 1 }
+static const struct {
+	const char *name;
+	size_t len;
+} known_methods[] = {
+	METHOD("GET"), METHOD("HEAD"), METHOD("POST"), METHOD("PUT"), METHOD("DELETE"),
+	METHOD("CONNECT"), METHOD("OPTIONS"), METHOD("TRACE"), METHOD("PATCH"),
 };
+#undef METHOD
+/* clang-format on */
 
 /* ---- characters and small parsers ------------------------------------------------------- */
 
@@ -170,11 +179,47 @@ static int to_lower(int c)
 	return c >= 'A' && c <= 'Z' ? c + 'a' - 'A' : c;
 }
 
+/* RFC 9110 tchar: what header names and methods are made of. */
+/* clang-format off */
+static const bool tchar_table[256] = {
+	['0' ... '9'] = true, ['A' ... 'Z'] = true, ['a' ... 'z'] = true,
+	['!'] = true, ['#'] = true, ['$'] = true, ['%'] = true, ['&'] = true, ['\''] = true,
+	['*'] = true, ['+'] = true, ['-'] = true, ['.'] = true, ['^'] = true, ['_'] = true,
+	['`'] = true, ['|'] = true, ['~'] = true,
+};
+/* clang-format on */
+
 static bool is_tchar(int c)
 {
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c))
-		return true;
-	return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+	return tchar_table[(unsigned char)c];
+}
+
+/* How many of the first n bytes of p are tchar; four at a time while all four are. */
+static size_t tchar_span(const char *p, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	size_t i = 0;
+
+	while (i + 4 <= n && (tchar_table[u[i]] & tchar_table[u[i + 1]] & tchar_table[u[i + 2]] &
+			      tchar_table[u[i + 3]]))
+		i += 4;
+	while (i < n && tchar_table[u[i]])
+		i++;
+	return i;
+}
+
+/*
+ * A token of n tchar equals lit (n lower-case letters and '-') regardless of case.
+ * Among tchar, OR-ing 0x20 maps exactly the two cases of a letter onto the lower
+ * one, and leaves '-' as it is.
+ */
+static bool token_equals(const char *tok, const char *lit, size_t n)
+{
+	unsigned char diff = 0;
+
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char)((tok[i] | 0x20) ^ lit[i]);
+	return diff == 0;
 }
 
 /* Method tokens are upper case by convention; demanding it keeps binary data out. */
@@ -217,6 +262,91 @@ static void trim_ows(const char **p, size_t *n)
 		(*n)--;
 }
 
+/*
+ * Sixteen bytes at a time: every header value and request target is checked for
+ * control bytes. GCC/clang vector extensions: SSE2 or NEON where there is one,
+ * plain words elsewhere.
+ */
+typedef uint8_t bytes16 __attribute__((vector_size(16)));
+typedef int8_t mask16 __attribute__((vector_size(16)));
+
+/* A field value's forbidden bytes: controls other than HTAB, and DEL. */
+static inline mask16 value_ctl(bytes16 v)
+{
+	return ((v < ' ') & (v != '\t')) | (v == 0x7f);
+}
+
+/* A request target's forbidden bytes: controls, space, DEL. */
+static inline mask16 target_ctl(bytes16 v)
+{
+	return (v <= ' ') | (v == 0x7f);
+}
+
+static inline bytes16 load16(const char *p)
+{
+	bytes16 v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+/*
+ * Sixteen bytes taken only from p[0, n), 0 < n <= 16, that include every one of them
+ * (some twice): the checks here do not mind repeats.
+ */
+static inline bytes16 load_cover(const char *p, size_t n)
+{
+	uint32_t q[4];
+	bytes16 v;
+
+	if (n == 16)
+		return load16(p);
+	if (n >= 8) {
+		memcpy(&q[0], p, 8);
+		memcpy(&q[2], p + n - 8, 8);
+	} else if (n >= 4) {
+		memcpy(&q[0], p, 4);
+		memcpy(&q[1], p + n - 4, 4);
+		q[2] = q[0];
+		q[3] = q[1];
+	} else {
+		q[0] = (uint32_t)(uint8_t)p[0] | (uint32_t)(uint8_t)p[n / 2] << 8 |
+		       (uint32_t)(uint8_t)p[n - 1] << 16 | (uint32_t)(uint8_t)p[n - 1] << 24;
+		q[1] = q[2] = q[3] = q[0];
+	}
+	memcpy(&v, q, sizeof(v));
+	return v;
+}
+
+/* Does flag mark any byte of p[0, n)? The last block overlaps the one before it. */
+static inline bool any_byte(const char *p, size_t n, mask16 (*flag)(bytes16))
+{
+	mask16 bad;
+	uint64_t w[2];
+
+	if (!n)
+		return false;
+	if (n <= 16) {
+		bad = flag(load_cover(p, n));
+	} else {
+		bad = flag(load16(p + n - 16));
+		for (size_t i = 0; i + 16 < n; i += 16)
+			bad |= flag(load16(p + i));
+	}
+	memcpy(w, &bad, sizeof(w));
+	return (w[0] | w[1]) != 0;
+}
+
+static bool value_has_ctl(const char *v, size_t n)
+{
+	return any_byte(v, n, value_ctl);
+}
+
+static bool target_has_ctl(const char *t, size_t n)
+{
+	return any_byte(t, n, target_ctl);
+}
+
 /* Copies n bytes of p into a buffer of size cap, truncating; always NUL-terminates. */
 static void copy_str(char *dst, size_t cap, const char *p, size_t n)
 {
@@ -226,13 +356,37 @@ static void copy_str(char *dst, size_t cap, const char *p, size_t n)
 	dst[n] = '\0';
 }
 
-/* A decimal number made of digits only; 0 or -EBADMSG. */
+/* copy_str, lower-cased on the way. */
+static void copy_lower(char *dst, size_t cap, const char *p, size_t n)
+{
+	if (n >= cap)
+		n = cap - 1;
+	for (size_t i = 0; i < n; i++)
+		dst[i] = (char)to_lower((unsigned char)p[i]);
+	dst[n] = '\0';
+}
+
+/*
+ * A decimal number made of digits only, at most max; 0 or -EBADMSG. Up to 19 digits
+ * cannot overflow 64 bits, so those are checked against max once, at the end.
+ */
 static int parse_decimal(const char *p, size_t n, uint64_t max, uint64_t *out)
 {
 	uint64_t v = 0;
 
 	if (n == 0)
 		return -EBADMSG;
+	if (n <= 19) {
+		for (size_t i = 0; i < n; i++) {
+			if (!is_digit(p[i]))
+				return -EBADMSG;
+			v = v * 10 + (uint64_t)(p[i] - '0');
+		}
+		if (v > max)
+			return -EBADMSG;
+		*out = v;
+		return 0;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (!is_digit(p[i]))
 			return -EBADMSG;
@@ -281,6 +435,8 @@ static enum classify classify_response(const uint8_t *p, size_t n)
 	static const char pre[] = "HTTP/1.";
 	size_t i;
 
+	if (n >= 9) /* the whole prefix is there: the loop below would not say MAYBE */
+		return memcmp(p, pre, 7) == 0 && is_digit(p[7]) && p[8] == ' ' ? CL_YES : CL_NO;
 	for (i = 0; i < 9; i++) {
 		if (i == n)
 			return CL_MAYBE;
@@ -398,7 +554,6 @@ static void complete_response(struct http_stream *s, struct half *h, uint64_t en
 			      http_exchange_fn fn, void *ctx)
 {
 	struct pending *p = queue_front(s);
-	struct http_exchange ex;
 
 	h->phase = PH_START;
 	if (!h->matched) {
@@ -414,13 +569,13 @@ static void complete_response(struct http_stream *s, struct half *h, uint64_t en
 			p->hidden_left--;
 		return;
 	}
-	ex = p->ex;
+	/* reported from its queue slot, which the pop only frees for reuse */
+	p->ex.role = s->role;
+	p->ex.status = h->status;
+	p->ex.response_body_bytes = h->body;
+	p->ex.response_end_ns = end_ns;
+	report(s, &p->ex, fn, ctx);
 	queue_pop(s);
-	ex.role = s->role;
-	ex.status = h->status;
-	ex.response_body_bytes = h->body;
-	ex.response_end_ns = end_ns;
-	report(s, &ex, fn, ctx);
 }
 
 /* Placeholders that absorbed their share make way for the real requests behind them. */
@@ -677,6 +832,12 @@ static struct line line_view(struct half *h)
 	return l;
 }
 
+/* The exchange's method is name (both NUL-terminated); most differ at the first byte. */
+static bool method_is(const char *method, const char *name)
+{
+	return method[0] == name[0] && strcmp(method, name) == 0;
+}
+
 /* A header value's host[:port], or an absolute-form authority. */
 static void set_host(struct pending *r, const char *v, size_t n)
 {
@@ -690,16 +851,14 @@ static void set_host(struct pending *r, const char *v, size_t n)
 		if (!end)
 			return;
 		i = (size_t)(end - v);
-		copy_str(r->ex.host, sizeof(r->ex.host), v + 1, i - 1);
+		copy_lower(r->ex.host, sizeof(r->ex.host), v + 1, i - 1);
 		if (i + 1 < n && v[i + 1] == ':')
 			colon = v + i + 1;
 	} else {
 		colon = memchr(v, ':', n);
 		i = colon ? (size_t)(colon - v) : n;
-		copy_str(r->ex.host, sizeof(r->ex.host), v, i);
+		copy_lower(r->ex.host, sizeof(r->ex.host), v, i);
 	}
-	for (char *c = r->ex.host; *c; c++)
-		*c = (char)to_lower((unsigned char)*c);
 	r->ex.host_port = 0;
 	if (colon && parse_decimal(colon + 1, (size_t)(v + n - colon - 1), 65535, &port) == 0)
 		r->ex.host_port = (uint16_t)port;
@@ -723,12 +882,9 @@ static int set_target(struct half *h, struct pending *r, const char *t, size_t n
 {
 	size_t skip, a;
 
-	if (n == 0)
+	if (n == 0 || target_has_ctl(t, n))
 		return -EBADMSG;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)t[i] <= ' ' || t[i] == 0x7f)
-			return -EBADMSG;
-	if (strcmp(r->ex.method, "CONNECT") == 0) {
+	if (method_is(r->ex.method, "CONNECT")) {
 		set_host(r, t, n);
 		h->host_from_target = true;
 		return 0;
@@ -768,7 +924,7 @@ static int set_target(struct half *h, struct pending *r, const char *t, size_t n
 static void set_method(struct pending *r, const char *m, size_t n)
 {
 	for (size_t i = 0; i < sizeof(known_methods) / sizeof(known_methods[0]); i++) {
-		if (strlen(known_methods[i]) == n && memcmp(known_methods[i], m, n) == 0) {
+		if (known_methods[i].len == n && memcmp(known_methods[i].name, m, n) == 0) {
 			copy_str(r->ex.method, sizeof(r->ex.method), m, n);
 			return;
 		}
@@ -785,43 +941,41 @@ static bool is_http1_version(const char *v, size_t n)
  * "METHOD target HTTP/1.x". With a cut line (partial) the version is missing and the
  * target is what was captured.
  */
-static int parse_request_line(struct half *h, struct pending *r, struct line l, bool partial)
+static int parse_request_line(struct half *h, struct pending *r, const struct line *l, bool partial)
 {
-	const char *sp1 = memchr(l.p, ' ', l.kept);
+	const char *sp1 = memchr(l->p, ' ', l->kept);
 	const char *sp2 = NULL;
 	size_t tn;
 
 	if (!sp1)
 		return -EBADMSG;
-	set_method(r, l.p, (size_t)(sp1 - l.p));
+	set_method(r, l->p, (size_t)(sp1 - l->p));
 	if (partial) {
-		sp2 = memchr(sp1 + 1, ' ', (size_t)(l.p + l.kept - sp1 - 1));
+		sp2 = memchr(sp1 + 1, ' ', (size_t)(l->p + l->kept - sp1 - 1));
 	} else {
-		for (size_t i = l.n; i > (size_t)(sp1 - l.p) + 1; i--) {
-			if (l.p[i - 1] == ' ') {
-				sp2 = l.p + i - 1;
-				break;
-			}
-		}
-		if (!sp2 || !is_http1_version(sp2 + 1, (size_t)(l.p + l.n - sp2 - 1)))
+		/* the last space after the target, followed by exactly "HTTP/1.x" (no space) */
+		if (l->n < (size_t)(sp1 - l->p) + 10)
+			return -EBADMSG;
+		sp2 = l->p + l->n - 9;
+		if (*sp2 != ' ' || !is_http1_version(sp2 + 1, 8))
 			return -EBADMSG;
 	}
 	/* the target's start is in the kept prefix; its end may not be */
-	tn = (sp2 && (size_t)(sp2 - l.p) <= l.kept ? (size_t)(sp2 - l.p) : l.kept) -
-	     (size_t)(sp1 - l.p) - 1;
+	tn = (sp2 && (size_t)(sp2 - l->p) <= l->kept ? (size_t)(sp2 - l->p) : l->kept) -
+	     (size_t)(sp1 - l->p) - 1;
 	return set_target(h, r, sp1 + 1, tn);
 }
 
 /* "HTTP/1.x NNN reason"; a cut line needs at least the status code. */
-static int parse_status_line(struct half *h, struct line l, bool partial)
+static int parse_status_line(struct half *h, const struct line *l, bool partial)
 {
 	uint64_t code;
 
-	if (l.n < 12 || !is_http1_version(l.p, 8) || l.p[8] != ' ')
+	if (l->n < 12 || !is_http1_version(l->p, 8) || l->p[8] != ' ')
 		return -EBADMSG;
-	if (parse_decimal(l.p + 9, 3, 999, &code) < 0 || code < 100)
+	if (parse_decimal(l->p + 9, 3, 999, &code) < 0 || code < 100)
 		return -EBADMSG;
-	if (!partial && l.n > 12 && l.p[12] != ' ')
+	if (!partial && l->n > 12 && l->p[12] != ' ')
 		return -EBADMSG;
 	h->status = (uint16_t)code;
 	return 0;
@@ -854,41 +1008,73 @@ static void header_transfer_encoding(struct half *h, const char *v, size_t n)
 	h->fr.other_coding = !h->fr.chunked;
 }
 
-static int parse_header_line(struct half *h, struct pending *r, struct line l)
-{
-	const char *colon = memchr(l.p, ':', l.kept);
-	const char *name = l.p, *v;
-	size_t nn, vn;
+/* The headers the decoder reads; the length picks the one candidate worth comparing. */
+enum header {
+	HDR_OTHER,
+	HDR_CONTENT_LENGTH,
+	HDR_TRANSFER_ENCODING,
+	HDR_HOST,
+	HDR_TRACEPARENT,
+};
 
-	if (l.n && is_ows(l.p[0]))
-		return -EBADMSG; /* obs-fold */
-	if (!colon || colon == l.p)
+static enum header header_of(const char *name, size_t n)
+{
+	switch (n) {
+	case 4:
+		return token_equals(name, "host", n) ? HDR_HOST : HDR_OTHER;
+	case 11:
+		return token_equals(name, "traceparent", n) ? HDR_TRACEPARENT : HDR_OTHER;
+	case 14:
+		return token_equals(name, "content-length", n) ? HDR_CONTENT_LENGTH : HDR_OTHER;
+	case 17:
+		return token_equals(name, "transfer-encoding", n) ? HDR_TRANSFER_ENCODING :
+								    HDR_OTHER;
+	default:
+		return HDR_OTHER;
+	}
+}
+
+/*
+ * "name: value". The name is tchar up to the first ':' within the kept prefix (a line
+ * starting with OWS, an obs-fold, has no such name); every value is checked for
+ * control bytes, only the values of the headers above are read.
+ */
+static int parse_header_line(struct half *h, struct pending *r, const struct line *l)
+{
+	size_t nn = tchar_span(l->p, l->kept), vn;
+	const char *v;
+
+	if (nn == 0 || nn == l->kept || l->p[nn] != ':')
 		return -EBADMSG;
-	nn = (size_t)(colon - l.p);
-	for (size_t i = 0; i < nn; i++)
-		if (!is_tchar(name[i]))
+	v = l->p + nn + 1;
+	vn = l->n - nn - 1;
+	if (value_has_ctl(v, vn))
+		return -EBADMSG;
+	switch (header_of(l->p, nn)) {
+	case HDR_CONTENT_LENGTH:
+		if (l->kept < l->n)
 			return -EBADMSG;
-	v = colon + 1;
-	vn = (size_t)(l.p + l.n - v);
-	for (size_t i = 0; i < vn; i++)
-		if (((unsigned char)v[i] < ' ' && v[i] != '\t') || v[i] == 0x7f)
+		trim_ows(&v, &vn);
+		return header_content_length(h, v, vn);
+	case HDR_TRANSFER_ENCODING:
+		if (l->kept < l->n)
 			return -EBADMSG;
-	trim_ows(&v, &vn);
-	if (equals_nocase(name, nn, "content-length"))
-		return l.kept < l.n ? -EBADMSG : header_content_length(h, v, vn);
-	if (equals_nocase(name, nn, "transfer-encoding")) {
-		if (l.kept < l.n)
-			return -EBADMSG;
+		trim_ows(&v, &vn);
 		header_transfer_encoding(h, v, vn);
 		return 0;
-	}
-	if (!h->is_request)
+	case HDR_HOST:
+		if (h->is_request && !h->host_from_target) {
+			trim_ows(&v, &vn);
+			set_host(r, v, vn);
+		}
 		return 0;
-	if (equals_nocase(name, nn, "host") && !h->host_from_target) {
-		set_host(r, v, vn);
-	} else if (equals_nocase(name, nn, "traceparent") && !r->ex.traceparent[0] &&
-		   http_traceparent_valid(v, vn)) {
-		copy_str(r->ex.traceparent, sizeof(r->ex.traceparent), v, vn);
+	case HDR_TRACEPARENT:
+		trim_ows(&v, &vn);
+		if (h->is_request && !r->ex.traceparent[0] && http_traceparent_valid(v, vn))
+			copy_str(r->ex.traceparent, sizeof(r->ex.traceparent), v, vn);
+		return 0;
+	case HDR_OTHER:
+		break;
 	}
 	return 0;
 }
@@ -915,22 +1101,20 @@ static void begin_message(struct feed *f)
 		h->is_request = f->dir == request_dir(s);
 }
 
-/* The first bytes of a message decide (or must agree with) the stream's role. */
-static int confirm_start(struct feed *f)
+/*
+ * The first bytes of a message (line: the start line so far) decide, or must agree
+ * with, the stream's role.
+ */
+static int confirm_start(struct feed *f, const uint8_t *line, size_t len)
 {
 	struct http_stream *s = f->s;
 	struct half *h = f->h;
-	size_t n = h->line_len < CLASSIFY_BYTES ? h->line_len : CLASSIFY_BYTES;
-	enum classify rq = classify_request(h->line, n);
-	enum classify rs = classify_response(h->line, n);
+	size_t n = len < CLASSIFY_BYTES ? len : CLASSIFY_BYTES;
+	bool any = s->role == HTTP_ROLE_UNKNOWN;
+	enum classify rq = any || h->is_request ? classify_request(line, n) : CL_NO;
+	enum classify rs = any || !h->is_request ? classify_response(line, n) : CL_NO;
 	bool is_request;
 
-	if (s->role != HTTP_ROLE_UNKNOWN) {
-		if (h->is_request)
-			rs = CL_NO;
-		else
-			rq = CL_NO;
-	}
 	if (rq == CL_NO && rs == CL_NO)
 		return -EBADMSG;
 	if (rq != CL_YES && rs != CL_YES)
@@ -998,12 +1182,12 @@ static void response_head_done(struct feed *f)
 		h->phase = PH_START;
 		return;
 	}
-	if (st == 101 || (strcmp(method, "CONNECT") == 0 && st < 300)) {
+	if (st == 101 || (method_is(method, "CONNECT") && st < 300)) {
 		complete_response(s, h, f->ts, f->fn, f->ctx);
 		enter_tunnel(s);
 		return;
 	}
-	if (strcmp(method, "HEAD") == 0 || st == 204 || st == 304) {
+	if (method_is(method, "HEAD") || st == 204 || st == 304) {
 		complete_response(s, h, f->ts, f->fn, f->ctx);
 	} else if (h->fr.chunked) {
 		start_chunk_size(h);
@@ -1018,11 +1202,11 @@ static void response_head_done(struct feed *f)
 	}
 }
 
-static int head_line_done(struct feed *f)
+/* A complete head line: the start line, a header line, or the empty line that ends it. */
+static int head_line_done(struct feed *f, const struct line *l)
 {
 	struct http_stream *s = f->s;
 	struct half *h = f->h;
-	struct line l = line_view(h);
 	int err;
 
 	if (h->line_no++ == 0) {
@@ -1039,7 +1223,7 @@ static int head_line_done(struct feed *f)
 		h->started = true;
 		return 0;
 	}
-	if (l.n)
+	if (l->n)
 		return parse_header_line(h, &s->req, l);
 	if (h->is_request && h->fr.other_coding)
 		return -EBADMSG; /* a request body whose end cannot be found */
@@ -1050,12 +1234,45 @@ static int head_line_done(struct feed *f)
 	return 0;
 }
 
-/* Up to and including one LF of a head; returns bytes used or -EBADMSG. */
-static long head_bytes(struct feed *f, const uint8_t *p, size_t n)
+/*
+ * A head line that starts and ends within this feed and fits the line buffer is
+ * parsed where it lies: it reads exactly as line_view would show it after a copy.
+ */
+static long whole_line(struct feed *f, const uint8_t *p, size_t span)
 {
 	struct half *h = f->h;
-	const uint8_t *lf = memchr(p, '\n', n);
+	struct line l = { (const char *)p, span, span };
+	int err;
+
+	h->head_len += span + 1;
+	if (h->head_len > HEAD_MAX)
+		return -EBADMSG;
+	if (!h->confirmed && h->line_no == 0) {
+		err = confirm_start(f, p, span);
+		if (err)
+			return err;
+	}
+	if (l.n && l.p[l.n - 1] == '\r')
+		l.n--;
+	l.kept = l.n;
+	if (h->line_no && l.n) { /* a header line, most of them */
+		h->line_no++;
+		err = parse_header_line(h, &f->s->req, &l);
+	} else {
+		err = head_line_done(f, &l);
+	}
+	return err ? err : (long)span + 1;
+}
+
+/*
+ * A head line, or the part of one this feed has, through the line buffer: lines that
+ * span feeds, and over-long ones. lf: the line's end in p[0, n), or NULL.
+ */
+static long buffered_line(struct feed *f, const uint8_t *p, size_t n, const uint8_t *lf)
+{
+	struct half *h = f->h;
 	size_t span = lf ? (size_t)(lf - p) : n;
+	struct line l;
 	int err;
 
 	line_append(h, p, span);
@@ -1063,15 +1280,39 @@ static long head_bytes(struct feed *f, const uint8_t *p, size_t n)
 	if (h->line_len > HEAD_LINE_MAX || h->head_len > HEAD_MAX)
 		return -EBADMSG;
 	if (!h->confirmed && h->line_no == 0) {
-		err = confirm_start(f);
+		err = confirm_start(f, h->line, h->line_len);
 		if (err)
 			return err;
 	}
 	if (!lf)
 		return (long)n;
-	err = head_line_done(f);
+	l = line_view(h);
+	err = head_line_done(f, &l);
 	h->line_len = 0;
 	return err ? err : (long)span + 1;
+}
+
+/* Head bytes: whole lines where they lie while the head goes on. Bytes used or -EBADMSG. */
+static long head_bytes(struct feed *f, const uint8_t *p, size_t n)
+{
+	struct half *h = f->h;
+	size_t used = 0;
+	const uint8_t *lf;
+	long r;
+
+	for (;;) {
+		lf = memchr(p + used, '\n', n - used);
+		if (!lf || h->line_len || (size_t)(lf - p) - used > LINE_KEEP)
+			break;
+		r = whole_line(f, p + used, (size_t)(lf - p) - used);
+		if (r < 0)
+			return r;
+		used += (size_t)r;
+		if (h->phase != PH_HEAD || used == n)
+			return (long)used;
+	}
+	r = buffered_line(f, p + used, n - used, lf);
+	return r < 0 ? r : (long)used + r;
 }
 
 /* ---- one feed --------------------------------------------------------------------------- */
@@ -1159,9 +1400,9 @@ static void cut_head(struct feed *f)
 
 		if (h->is_request) {
 			memset(&s->req, 0, sizeof(s->req));
-			err = parse_request_line(h, &s->req, l, true);
+			err = parse_request_line(h, &s->req, &l, true);
 		} else {
-			err = parse_status_line(h, l, true);
+			err = parse_status_line(h, &l, true);
 		}
 		if (err) {
 			hide_messages(f);
@@ -1176,7 +1417,7 @@ static void cut_head(struct feed *f)
 		return;
 	}
 	method = match_request(s, h);
-	if (h->status == 101 || (strcmp(method, "CONNECT") == 0 && h->status / 100 == 2)) {
+	if (h->status == 101 || (method_is(method, "CONNECT") && h->status / 100 == 2)) {
 		complete_response(s, h, f->ts, f->fn, f->ctx);
 		enter_tunnel(s);
 		return;
@@ -1186,7 +1427,7 @@ static void cut_head(struct feed *f)
 		lose_framing(f, LOST_HIDDEN);
 		return;
 	}
-	if (strcmp(method, "HEAD") == 0 || h->status == 204 || h->status == 304) {
+	if (method_is(method, "HEAD") || h->status == 204 || h->status == 304) {
 		/* no body: the gap is the rest of the head */
 		complete_response(s, h, f->ts, f->fn, f->ctx);
 		lose_framing(f, LOST_HIDDEN);
@@ -1234,12 +1475,13 @@ static void skip_uncaptured(struct feed *f, uint64_t gap)
 static enum classify feed_starts_message(struct http_stream *s, struct half *h, const uint8_t *data,
 					 size_t len)
 {
-	enum classify rq = classify_request(data, len);
-	enum classify rs = classify_response(data, len);
+	enum classify rq, rs;
 
-	if (s->role == HTTP_ROLE_UNKNOWN)
-		return rq > rs ? rq : rs;
-	return h->is_request ? rq : rs;
+	if (s->role != HTTP_ROLE_UNKNOWN)
+		return h->is_request ? classify_request(data, len) : classify_response(data, len);
+	rq = classify_request(data, len);
+	rs = classify_response(data, len);
+	return rq > rs ? rq : rs;
 }
 
 /*
@@ -1289,17 +1531,20 @@ static bool in_body(const struct half *h)
 /*
  * A response still expecting body bytes while a feed starts with a status line: the
  * body went by a syscall that is not traced (sendfile). Certain where chunk lines were
- * due; inside data only when a later request already waits for its answer.
+ * due; inside data only when a later request already waits for its answer. The feed's
+ * first bytes are looked at only when that question arises.
  */
-static void end_unseen_body(struct feed *f, enum classify c)
+static void end_unseen_body(struct feed *f, const uint8_t *data, size_t len)
 {
 	struct http_stream *s = f->s;
 	struct half *h = f->h;
 	bool later_waiting = s->q_len > 1 && queue_front(s)->seq == h->match_seq;
 
-	if (h->is_request || c != CL_YES || !h->matched || !in_body(h))
+	if (h->is_request || !h->matched || !in_body(h))
 		return;
 	if (!later_waiting && (h->phase == PH_BODY_LENGTH || h->phase == PH_CHUNK_DATA))
+		return;
+	if (feed_starts_message(s, h, data, len) != CL_YES)
 		return;
 	s->st.desyncs++;
 	complete_response(s, h, h->last_ns, f->fn, f->ctx);
@@ -1327,7 +1572,6 @@ int http_stream_feed(struct http_stream *s, enum http_dir dir, const uint8_t *da
 		     size_t total, uint64_t ts_ns, http_exchange_fn fn, void *ctx)
 {
 	struct feed f = { s, NULL, dir, ts_ns, fn, ctx };
-	enum classify c;
 	size_t pos = 0;
 	int err;
 
@@ -1344,13 +1588,12 @@ int http_stream_feed(struct http_stream *s, enum http_dir dir, const uint8_t *da
 	if (!total)
 		return 0;
 	f.h = &s->half[dir];
-	c = feed_starts_message(s, f.h, data, len);
 	if (f.h->phase == PH_LOST) {
-		err = feed_while_lost(&f, c, len, total);
+		err = feed_while_lost(&f, feed_starts_message(s, f.h, data, len), len, total);
 		if (err)
 			return err < 0 ? err : 0;
 	} else {
-		end_unseen_body(&f, c);
+		end_unseen_body(&f, data, len);
 	}
 	f.h->last_ns = ts_ns;
 	while (pos < len) {

@@ -622,6 +622,89 @@ END_TEST
 
 /* ---- flush bookkeeping, default registry ---------------------------------------------------- */
 
+/* ---- series handles ------------------------------------------------------------------------ */
+
+/* Observing through a handle is observing by labels: same series, same buckets, sum, count. */
+START_TEST(test_series_handle_observe)
+{
+	struct ps_metric *h = reg_histogram("h_seconds", NULL, 0);
+	struct ps_metric *c = reg_metric("c_total", PS_METRIC_COUNTER, svc_labels);
+	const char *a[] = { "a" }, *b[] = { "b" };
+	struct ps_family *f = ps_metric_family(h);
+	struct ps_series *sa, *sb;
+
+	ck_assert_int_eq(ps_metric_observe(h, a, 0.02), 0);
+	sa = ps_metric_series(h, a);
+	ck_assert_ptr_eq(sa, f->series[0]);
+	ck_assert_int_eq(ps_series_observe(h, sa, 0.3), 0);
+	ck_assert_int_eq(ps_series_observe(h, sa, 20), 0);
+	ck_assert_uint_eq(sa->count, 3);
+	ck_assert_double_eq_tol(sa->sum, 20.32, 1e-9);
+	/* one each in the buckets of 0.025, 0.5 and +Inf */
+	ck_assert_uint_eq(sa->buckets[2], 1);
+	ck_assert_uint_eq(sa->buckets[7], 1);
+	ck_assert_uint_eq(sa->buckets[f->n_bounds], 1);
+
+	/* A new label set gets its series, empty until observed. */
+	sb = ps_metric_series(h, b);
+	ck_assert_ptr_nonnull(sb);
+	ck_assert_ptr_ne(sb, sa);
+	ck_assert_uint_eq(f->n_series, 2);
+	ck_assert_uint_eq(sb->count, 0);
+	ck_assert_int_eq(ps_metric_observe(h, b, 1), 0);
+	ck_assert_uint_eq(sb->count, 1);
+
+	/* What ps_metric_observe refuses, so does ps_series_observe. */
+	ck_assert_int_eq(ps_series_observe(h, sa, NAN), -EINVAL);
+	ck_assert_int_eq(ps_series_observe(h, sa, INFINITY), -EINVAL);
+	ck_assert_int_eq(ps_series_observe(h, NULL, 1), -EINVAL);
+	ck_assert_int_eq(ps_series_observe(c, ps_metric_series(c, a), 1), -EINVAL);
+	ck_assert_uint_eq(sa->count, 3);
+	errno = 0;
+	ck_assert_ptr_null(ps_metric_series(h, NULL));
+	ck_assert_int_eq(errno, EINVAL);
+}
+END_TEST
+
+/* Past the cap a new label set has no series of its own: observe folds it, and counts it. */
+START_TEST(test_series_handle_cap)
+{
+	struct ps_metric *h = reg_histogram("h_seconds", NULL, 0);
+	const char *a[] = { "a" }, *b[] = { "b" };
+
+	ps_registry_set_max_series(reg, 1);
+	ck_assert_ptr_nonnull(ps_metric_series(h, a));
+	errno = 0;
+	ck_assert_ptr_null(ps_metric_series(h, b));
+	ck_assert_int_eq(errno, ENOSPC);
+	ck_assert_uint_eq(ps_metric_family(h)->n_series, 1);
+	ck_assert_double_eq(dropped_for("h_seconds"), 0);
+
+	/* Existing series stay reachable, cap or not. */
+	ck_assert_ptr_eq(ps_metric_series(h, a), ps_metric_family(h)->series[0]);
+	ck_assert_int_eq(ps_metric_observe(h, b, 1), 0);
+	ck_assert_double_eq(dropped_for("h_seconds"), 1);
+}
+END_TEST
+
+/* Removing any series moves the generation: cached handles must be dropped. */
+START_TEST(test_series_generation)
+{
+	struct ps_metric *g = reg_metric("g", PS_METRIC_GAUGE, svc_labels);
+	const char *a[] = { "a" };
+	unsigned long gen = ps_metric_generation();
+
+	ck_assert_int_eq(ps_metric_set(g, a, 1), 0);
+	ck_assert_ptr_nonnull(ps_metric_series(g, a));
+	ck_assert_uint_eq(ps_metric_generation(), gen);
+	ck_assert_int_eq(ps_metric_remove(g, a), 0);
+	ck_assert_uint_ne(ps_metric_generation(), gen);
+	gen = ps_metric_generation();
+	ck_assert_int_eq(ps_metric_remove(g, a), -ENOENT);
+	ck_assert_uint_eq(ps_metric_generation(), gen);
+}
+END_TEST
+
 START_TEST(test_mark_flushed)
 {
 	struct ps_metric *c = reg_metric("c_total", PS_METRIC_COUNTER, svc_labels);
@@ -705,6 +788,9 @@ static Suite *registry_suite(void)
 	tcase_add_test(tc, test_series_cap_folds_into_other);
 	tcase_add_test(tc, test_series_cap_unlimited);
 	tcase_add_test(tc, test_hash_growth);
+	tcase_add_test(tc, test_series_handle_observe);
+	tcase_add_test(tc, test_series_handle_cap);
+	tcase_add_test(tc, test_series_generation);
 	tcase_add_test(tc, test_mark_flushed);
 	tcase_add_test(tc, test_default_registry);
 	suite_add_tcase(s, tc);

@@ -45,4 +45,24 @@ int ps_metric_observe(struct ps_metric *m, const char *const *values, double v);
 /* Drops a series: gauges of things that ended disappear from the output. */
 int ps_metric_remove(struct ps_metric *m, const char *const *values);
 
+/*
+ * Hot paths: resolve a label set once, then observe into its series without
+ * hashing and comparing the label values again. A series handle stays valid
+ * until that series is removed (or its registry freed); ps_metric_generation()
+ * changes whenever any series goes, so a cache of handles is dropped when the
+ * generation it was filled in is no longer the current one.
+ */
+struct ps_series;
+
+/*
+ * The series of values (created, empty, when new). NULL with errno ENOSPC when
+ * the label set is new and past max_series_per_metric: ps_metric_observe then
+ * folds it into _other and counts it, as always. EINVAL, ENOMEM otherwise.
+ */
+struct ps_series *ps_metric_series(struct ps_metric *m, const char *const *values);
+/* With s = ps_metric_series(m, values): exactly ps_metric_observe(m, values, v). */
+int ps_series_observe(struct ps_metric *m, struct ps_series *s, double v);
+/* Changes whenever a series is removed, from any metric. */
+unsigned long ps_metric_generation(void);
+
 #endif
