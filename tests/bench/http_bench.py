@@ -14,6 +14,7 @@ import json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, 
 
 PERISCOPED = os.environ["PERISCOPED"]
 PLUGIN_DIR = os.environ["PLUGIN_DIR"]
+FLOOR = os.environ.get("FLOOR")  # tests/bench/floor: the hooks alone, as a yardstick
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
@@ -126,6 +127,31 @@ def set_bpf_stats(value):
         f.write(value)
 
 
+def kernel_time(port, pid):
+    """Per program of process pid: BPF time and runs per request, in a wrk run of its own."""
+    set_bpf_stats("1")
+    try:
+        before = bpf_prog_stats(pid)
+        requests, _ = wrk(port)
+        return per_request(before, bpf_prog_stats(pid), requests)
+    finally:
+        set_bpf_stats("0")
+
+
+def floor_round(port, mode):
+    """tests/bench/floor's programs alone: throughput and BPF time per request."""
+    floor = subprocess.Popen([FLOOR, mode], stdout=subprocess.PIPE, text=True)
+    try:
+        if floor.stdout.readline().strip() != "ready":
+            raise SystemExit("bench: tests/bench/floor did not start")
+        _, rps = wrk(port)
+        progs = kernel_time(port, floor.pid)
+    finally:
+        floor.send_signal(signal.SIGTERM)
+        floor.wait(timeout=30)
+    return rps, sum(ns for ns, _ in progs.values())
+
+
 def traced_round(port, work):
     conf = os.path.join(work, "periscope.yaml")
     with open(conf, "w") as f:
@@ -144,13 +170,7 @@ def traced_round(port, work):
     time.sleep(1.2)  # one more flush: the daemon's share of the work is done
     cpu1 = cpu_ns(daemon.pid)
     rss = rss_kib(daemon.pid)
-    set_bpf_stats("1")
-    try:
-        before = bpf_prog_stats(daemon.pid)
-        stats_requests, _ = wrk(port)
-        progs = per_request(before, bpf_prog_stats(daemon.pid), stats_requests)
-    finally:
-        set_bpf_stats("0")
+    progs = kernel_time(port, daemon.pid)
     daemon.send_signal(signal.SIGTERM)
     daemon.wait(timeout=30)
     text = open(out_path).read()
@@ -183,6 +203,11 @@ def main():
             traced = traced_round(port, work)
             traced["ratio"] = traced["rps"] / base
             traced["base_rps"] = base
+            if FLOOR:
+                for mode in ("empty", "copy"):
+                    rps, ns = floor_round(port, mode)
+                    traced[f"floor_{mode}_ratio"] = rps / base
+                    traced[f"floor_{mode}_ns"] = ns
             rows.append(traced)
             print(f"round {i + 1}: untraced {base:.0f} req/s, traced {traced['rps']:.0f} req/s "
                   f"(ratio {traced['ratio']:.3f}), kernel {traced['kernel_ns']:.0f} ns/req, "
@@ -206,6 +231,12 @@ def main():
         missed += not ok
         print(f"  {name:34s} {fmt.format(value):>8s}   target {op} {target}   {'ok' if ok else 'MISSED'}")
     print(f"  (BPF program runs per request: {med['progs_runs_per_request']:.1f})")
+    if FLOOR:
+        print("the yardstick, tests/bench/floor on the same syscall exits (no daemon):")
+        for mode, what in (("empty", "programs that return at once"),
+                           ("copy", "programs that only read 64 bytes of the buffer")):
+            print(f"  {what:48s} ratio {med[f'floor_{mode}_ratio']:.3f}, "
+                  f"{med[f'floor_{mode}_ns']:.0f} ns/request")
     print("where the kernel time goes (medians; bpf_stats' own clock reads included):")
     names = sorted({n for r in rows for n in r["progs"]})
     for name in names:
