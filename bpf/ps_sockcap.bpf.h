@@ -277,8 +277,13 @@ static __always_inline struct ps_sc_conn *ps_sc_track(__u64 key, __u32 fd, __u8 
 	return bpf_map_lookup_elem(&ps_sc_conns, &key);
 }
 
+/*
+ * The header; with `full`, also the connection's addresses and the comm
+ * (PS_SC_F_CONN), which a connection's DATA events carry only until one got
+ * through: they do not change, and the comm is a helper call per event.
+ */
 static __always_inline void ps_sc_fill_header(struct ps_sc_event *ev, __u32 type, __u32 fd,
-					      const struct ps_sc_conn *c)
+					      const struct ps_sc_conn *c, bool full)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
@@ -291,7 +296,7 @@ static __always_inline void ps_sc_fill_header(struct ps_sc_event *ev, __u32 type
 	ev->len = 0;
 	ev->tail = 0;
 	ev->dir = 0;
-	ev->flags = 0;
+	ev->flags = full ? PS_SC_F_CONN : 0;
 	ev->pad2 = 0;
 	if (c) {
 		ev->conn_id = c->id;
@@ -299,14 +304,24 @@ static __always_inline void ps_sc_fill_header(struct ps_sc_event *ev, __u32 type
 		ev->family = c->family;
 		ev->lport = c->lport;
 		ev->rport = c->rport;
-		__builtin_memcpy(ev->laddr, c->laddr, 16);
-		__builtin_memcpy(ev->raddr, c->raddr, 16);
 	} else {
 		ev->conn_id = 0;
 		ev->role = 0;
 		ev->family = 0;
 		ev->lport = 0;
 		ev->rport = 0;
+	}
+	if (!full) {
+		/* Nothing of an earlier event in this scratch: zeroes, cheaper than the copy. */
+		__builtin_memset(ev->laddr, 0, 16);
+		__builtin_memset(ev->raddr, 0, 16);
+		__builtin_memset(ev->comm, 0, sizeof(ev->comm));
+		return;
+	}
+	if (c) {
+		__builtin_memcpy(ev->laddr, c->laddr, 16);
+		__builtin_memcpy(ev->raddr, c->raddr, 16);
+	} else {
 		__builtin_memset(ev->laddr, 0, 16);
 		__builtin_memset(ev->raddr, 0, 16);
 	}
@@ -318,7 +333,7 @@ static __always_inline void ps_sc_emit_control(__u32 type, __u32 fd, const struc
 {
 	struct ps_sc_event ev;
 
-	ps_sc_fill_header(&ev, type, fd, c);
+	ps_sc_fill_header(&ev, type, fd, c, true);
 	ps_rb_output(&ps_sc_events, &ev, sizeof(ev));
 }
 
@@ -652,17 +667,20 @@ static __always_inline bool ps_sc_classify(__u64 key, struct ps_sc_conn *c,
 }
 
 /* One DATA event for `total` bytes moved, prefix and tail already in s->data. */
-static __always_inline void ps_sc_emit_data(struct ps_sc_scratch *s, const struct ps_sc_conn *c,
+static __always_inline void ps_sc_emit_data(struct ps_sc_scratch *s, struct ps_sc_conn *c,
 					    __u32 fd, __u8 dir, __u64 total, __u32 len, __u32 tail,
 					    __u8 flags)
 {
-	ps_sc_fill_header(&s->ev, PS_SC_EV_DATA, fd, c);
-	s->ev.flags = flags;
+	bool full = !c->announced;
+
+	ps_sc_fill_header(&s->ev, PS_SC_EV_DATA, fd, c, full);
+	s->ev.flags |= flags;
 	s->ev.dir = dir;
 	s->ev.total = total;
 	s->ev.len = len;
 	s->ev.tail = tail;
-	ps_rb_output(&ps_sc_events, s, sizeof(s->ev) + ps_sc_bound(len + tail));
+	if (!ps_rb_output(&ps_sc_events, s, sizeof(s->ev) + ps_sc_bound(len + tail)) && full)
+		c->announced = 1;
 }
 
 /*

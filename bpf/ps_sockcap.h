@@ -71,7 +71,9 @@ enum ps_sc_event_type {
 
 /* ps_sc_event.flags */
 enum ps_sc_event_flags {
-	PS_SC_F_TLS = 1, /* DATA: plaintext of a TLS connection, from the OpenSSL uprobes */
+	PS_SC_F_TLS = 1,  /* DATA: plaintext of a TLS connection, from the OpenSSL uprobes */
+	PS_SC_F_CONN = 2, /* laddr, raddr and comm are filled: always but in DATA, where only
+			     a connection's first event that got through has them */
 };
 
 #ifndef PS_SC_AF_UNIX
@@ -95,7 +97,8 @@ struct ps_sc_conn {
 	__u16 rport;
 	__u8 laddr[16], raddr[16]; /* network order; IPv4 in the first 4 bytes */
 	__u8 tls; /* TLS records seen: state is about the plaintext, syscalls are silent */
-	__u8 pad[7];
+	__u8 announced; /* a DATA event with its addresses and comm went out (PS_SC_F_CONN) */
+	__u8 pad[6];
 };
 
 /*

@@ -63,6 +63,7 @@ struct conn {
 	uint64_t last_ns;	    /* monotonic time of the last event */
 	struct http_stream *stream; /* NULL: rejected (not HTTP/1.x), events are ignored */
 	bool tls;		    /* the plaintext of a TLS connection */
+	bool addressed;		    /* laddr/raddr known (an event with PS_SC_F_CONN, or the kernel) */
 	/* From the latest event. */
 	uint32_t tid;
 	uint8_t family;
@@ -505,18 +506,41 @@ static struct conn *conn_new(struct http *st, const struct ps_sc_event *e)
 	return c;
 }
 
-static void conn_update(struct conn *c, const struct ps_sc_event *e)
+/*
+ * A connection first heard of through an event without its addresses (the
+ * one that had them came before we dropped its stream): the kernel's entry
+ * has them while the connection lasts. The comm is then left to /proc.
+ */
+static void conn_addresses_from_kernel(struct http *st, struct conn *c)
+{
+	__u64 key = (__u64)c->tgid << 32 | c->fd;
+	struct ps_sc_conn kc;
+
+	c->addressed = true; /* once: a connection that is gone keeps zeroes */
+	if (bpf_map_lookup_elem(bpf_map__fd(st->skel->maps.ps_sc_conns), &key, &kc) ||
+	    kc.id != c->id)
+		return;
+	memcpy(c->laddr, kc.laddr, sizeof(c->laddr));
+	memcpy(c->raddr, kc.raddr, sizeof(c->raddr));
+}
+
+static void conn_update(struct http *st, struct conn *c, const struct ps_sc_event *e)
 {
 	c->tid = e->tid;
 	c->family = e->family;
 	c->lport = e->lport;
 	c->rport = e->rport;
-	memcpy(c->laddr, e->laddr, sizeof(c->laddr));
-	memcpy(c->raddr, e->raddr, sizeof(c->raddr));
-	memcpy(c->comm, e->comm, PS_SC_COMM_LEN);
-	c->comm[PS_SC_COMM_LEN] = '\0';
 	if (e->flags & PS_SC_F_TLS)
 		c->tls = true;
+	if (e->flags & PS_SC_F_CONN) {
+		memcpy(c->laddr, e->laddr, sizeof(c->laddr));
+		memcpy(c->raddr, e->raddr, sizeof(c->raddr));
+		memcpy(c->comm, e->comm, PS_SC_COMM_LEN);
+		c->comm[PS_SC_COMM_LEN] = '\0';
+		c->addressed = true;
+	} else if (!c->addressed) {
+		conn_addresses_from_kernel(st, c);
+	}
 }
 
 /* Not HTTP/1.x after all: the kernel stops sending it, unless the fd already moved on. */
@@ -569,7 +593,7 @@ static int on_data(struct http *st, const struct ps_sc_event *e, size_t size)
 	conn_touch(st, c, e->ts_ns);
 	if (!c->stream)
 		return 0; /* rejected; the kernel has not seen that yet */
-	conn_update(c, e);
+	conn_update(st, c, e);
 	rc = feed(st, c, e);
 	if (rc != -EPROTO)
 		return 0;
