@@ -35,15 +35,10 @@ echo "load done: IPv4 port $P4, IPv6 port $P6, refused port $PC"
 
 # Edge cases, one server each: "live" keeps its connection open until told to go on.
 cat >"$work/edge.py" <<'PY'
-import json, socket, struct, sys, threading
+import json, os, socket, struct, sys, threading
 
-def recv_exactly(s, n):
-    got = 0
-    while got < n:
-        d = s.recv(min(65536, n - got))
-        if not d:
-            raise RuntimeError("peer closed after %d of %d bytes" % (got, n))
-        got += len(d)
+sys.path.insert(0, os.environ["TCP_LOAD_DIR"])
+from tcp_load import recv_exactly
 
 def eof(s):
     if s.recv(16):
@@ -122,7 +117,7 @@ if errors:
 print(json.dumps({"edge_port": edge_port}), flush=True)
 PY
 mkfifo "$work/go"
-"$PYTHON" "$work/edge.py" <"$work/go" >"$work/edge.out" &
+PYTHONDONTWRITEBYTECODE=1 TCP_LOAD_DIR="$top_srcdir/tests/integration" "$PYTHON" "$work/edge.py" <"$work/go" >"$work/edge.out" &
 edge_pid=$!
 exec 3>"$work/go"
 for _ in $(seq 100); do
