@@ -130,6 +130,37 @@ expect() {
 	failures=$((failures + 1))
 }
 
+# tcp_load_labels P4 P6 PC: the label sets of tcp_load.py's connections, in v4_out, v6_out,
+# v4_in, v6_in (IPv4 and IPv6 ports) and refused (the port nobody listens on).
+tcp_load_labels() {
+	v4_out=('direction="outbound"' 'peer_address="127.0.0.1"' "peer_port=\"$1\"")
+	v6_out=('direction="outbound"' 'peer_address="::1"' "peer_port=\"$2\"")
+	v4_in=('direction="inbound"' 'peer_address=""' "peer_port=\"$1\"")
+	v6_in=('direction="inbound"' 'peer_address=""' "peer_port=\"$2\"")
+	refused=('direction="outbound"' 'peer_address="127.0.0.1"' "peer_port=\"$3\"")
+}
+
+# expect_tcp_load: the ground truth of tcp_load.py's run -- N IPv4 and M IPv6 connections, each
+# sending A bytes and receiving B, and K refused connects -- against $SNAPSHOT (see expect).
+expect_tcp_load() {
+	for m in opened closed; do
+		expect $N "periscope_tcp_connections_${m}_total" "${v4_out[@]}"
+		expect $M "periscope_tcp_connections_${m}_total" "${v6_out[@]}"
+		expect $N "periscope_tcp_connections_${m}_total" "${v4_in[@]}"
+		expect $M "periscope_tcp_connections_${m}_total" "${v6_in[@]}"
+	done
+	expect $K periscope_tcp_connections_failed_total "${refused[@]}"
+	# The client sends A and receives B per connection; the server the other way round.
+	expect $((N * A)) periscope_tcp_sent_bytes_total "${v4_out[@]}"
+	expect $((N * B)) periscope_tcp_received_bytes_total "${v4_out[@]}"
+	expect $((N * A)) periscope_tcp_received_bytes_total "${v4_in[@]}"
+	expect $((N * B)) periscope_tcp_sent_bytes_total "${v4_in[@]}"
+	expect $((M * A)) periscope_tcp_sent_bytes_total "${v6_out[@]}"
+	expect $((M * B)) periscope_tcp_received_bytes_total "${v6_out[@]}"
+	expect $((M * A)) periscope_tcp_received_bytes_total "${v6_in[@]}"
+	expect $((M * B)) periscope_tcp_sent_bytes_total "${v6_in[@]}"
+}
+
 # free_port: a TCP port on 127.0.0.1 that nobody listens on right now.
 free_port() {
 	"$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

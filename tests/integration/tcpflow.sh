@@ -154,30 +154,9 @@ expect 0 periscope_tcp_connections_closed_total "${live_out[@]}"
 
 SNAPSHOT=$snap
 
-v4_out=('direction="outbound"' 'peer_address="127.0.0.1"' "peer_port=\"$P4\"")
-v6_out=('direction="outbound"' 'peer_address="::1"' "peer_port=\"$P6\"")
-v4_in=('direction="inbound"' 'peer_address=""' "peer_port=\"$P4\"")
-v6_in=('direction="inbound"' 'peer_address=""' "peer_port=\"$P6\"")
-refused=('direction="outbound"' 'peer_address="127.0.0.1"' "peer_port=\"$PC\"")
-
-for m in opened closed; do
-	expect $N "periscope_tcp_connections_${m}_total" "${v4_out[@]}"
-	expect $M "periscope_tcp_connections_${m}_total" "${v6_out[@]}"
-	expect $N "periscope_tcp_connections_${m}_total" "${v4_in[@]}"
-	expect $M "periscope_tcp_connections_${m}_total" "${v6_in[@]}"
-done
-expect $K periscope_tcp_connections_failed_total "${refused[@]}"
+tcp_load_labels "$P4" "$P6" "$PC"
+expect_tcp_load
 expect $K periscope_tcp_resets_total "${refused[@]}"
-
-# The client sends A and receives B per connection; the server the other way round.
-expect $((N * A)) periscope_tcp_sent_bytes_total "${v4_out[@]}"
-expect $((N * B)) periscope_tcp_received_bytes_total "${v4_out[@]}"
-expect $((N * A)) periscope_tcp_received_bytes_total "${v4_in[@]}"
-expect $((N * B)) periscope_tcp_sent_bytes_total "${v4_in[@]}"
-expect $((M * A)) periscope_tcp_sent_bytes_total "${v6_out[@]}"
-expect $((M * B)) periscope_tcp_received_bytes_total "${v6_out[@]}"
-expect $((M * A)) periscope_tcp_received_bytes_total "${v6_in[@]}"
-expect $((M * B)) periscope_tcp_sent_bytes_total "${v6_in[@]}"
 
 # After the live connection closed: the rest of its bytes, each counted once.
 expect 1144 periscope_tcp_sent_bytes_total "${live_out[@]}"

@@ -82,11 +82,7 @@ read -r P4 P6 PC < <(printf '%s' "$ports" | "$PYTHON" -c \
 [ -n "${PC:-}" ] || fail "cannot read the ports from: $ports"
 echo "load done: IPv4 port $P4, IPv6 port $P6, refused port $PC"
 
-v4_out=('direction="outbound"' 'peer_address="127.0.0.1"' "peer_port=\"$P4\"")
-v6_out=('direction="outbound"' 'peer_address="::1"' "peer_port=\"$P6\"")
-v4_in=('direction="inbound"' 'peer_address=""' "peer_port=\"$P4\"")
-v6_in=('direction="inbound"' 'peer_address=""' "peer_port=\"$P6\"")
-refused=('direction="outbound"' 'peer_address="127.0.0.1"' "peer_port=\"$PC\"")
+tcp_load_labels "$P4" "$P6" "$PC"
 
 # check_exact FILE: compares a scrape with the load's ground truth; the differences go to
 # $work/diff, the count to $failures.
@@ -94,30 +90,8 @@ check_exact() {
 	local snap=$1
 	: >"$work/diff"
 	failures=0
-	expect() {
-		local want=$1 name=$2 got
-		shift 2
-		got=$(series_value "$snap" "$name" "$@")
-		[ "$got" = "$want" ] && return
-		printf '  %-44s %-70s want %-10s got %s\n' "$name" "{$(IFS=,; echo "$*")}" "$want" \
-			"$got" >>"$work/diff"
-		failures=$((failures + 1))
-	}
-	for m in opened closed; do
-		expect $N "periscope_tcp_connections_${m}_total" "${v4_out[@]}"
-		expect $M "periscope_tcp_connections_${m}_total" "${v6_out[@]}"
-		expect $N "periscope_tcp_connections_${m}_total" "${v4_in[@]}"
-		expect $M "periscope_tcp_connections_${m}_total" "${v6_in[@]}"
-	done
-	expect $K periscope_tcp_connections_failed_total "${refused[@]}"
-	expect $((N * A)) periscope_tcp_sent_bytes_total "${v4_out[@]}"
-	expect $((N * B)) periscope_tcp_received_bytes_total "${v4_out[@]}"
-	expect $((N * A)) periscope_tcp_received_bytes_total "${v4_in[@]}"
-	expect $((N * B)) periscope_tcp_sent_bytes_total "${v4_in[@]}"
-	expect $((M * A)) periscope_tcp_sent_bytes_total "${v6_out[@]}"
-	expect $((M * B)) periscope_tcp_received_bytes_total "${v6_out[@]}"
-	expect $((M * A)) periscope_tcp_received_bytes_total "${v6_in[@]}"
-	expect $((M * B)) periscope_tcp_sent_bytes_total "${v6_in[@]}"
+	SNAPSHOT=$snap DIFF=$work/diff
+	expect_tcp_load
 	expect $N periscope_tcp_connection_duration_seconds_count "${v4_out[@]}"
 	expect $M periscope_tcp_connection_duration_seconds_count "${v6_in[@]}"
 	# The +Inf bucket of a histogram is its _count.
