@@ -456,9 +456,26 @@ static __always_inline __u32 ps_sc_copy_iov_range(__u64 iov, __u32 cnt, __u64 fr
 /* The first `want` bytes spread over the iovecs. */
 static __always_inline __u32 ps_sc_copy_iov(__u64 iov, __u32 cnt, __u32 want)
 {
+	struct ps_sc_scratch *s;
+	struct iovec v[2];
+	__u64 n0, n1;
 	bool failed;
 
-	return ps_sc_copy_iov_range(iov, cnt, 0, want, 0, &failed);
+	if (cnt > 2)
+		return ps_sc_copy_iov_range(iov, cnt, 0, want, 0, &failed);
+	/* One or two iovecs (a head and a body): one user read for both, no loop. */
+	s = ps_sc_scratch_get();
+	if (!s || bpf_probe_read_user(v, cnt == 2 ? sizeof(v) : sizeof(v[0]), (const void *)iov))
+		return 0;
+	n0 = v[0].iov_len < want ? v[0].iov_len : want;
+	if (n0 && bpf_probe_read_user(s->data, ps_sc_bound(n0), v[0].iov_base))
+		return 0;
+	if (cnt < 2 || n0 == want)
+		return n0;
+	n1 = v[1].iov_len < want - n0 ? v[1].iov_len : want - n0;
+	if (n1 && bpf_probe_read_user(&s->data[ps_sc_bound(n0)], ps_sc_bound(n1), v[1].iov_base))
+		return 0;
+	return n0 + n1;
 }
 
 /*
