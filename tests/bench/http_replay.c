@@ -100,6 +100,7 @@ static void make_event(struct replay_event *r, uint32_t tgid, uint64_t conn_id, 
 
 	memset(r, 0, sizeof(*r));
 	r->e.type = PS_SC_EV_DATA;
+	r->e.flags = PS_SC_F_CONN; /* as the kernel: addresses and comm until one event got through */
 	r->e.tgid = tgid;
 	r->e.tid = tgid;
 	r->e.fd = fd;
@@ -144,6 +145,7 @@ static void deliver(struct http *st, struct replay_event *r)
 	r->e.ts_ns = clock_ns += EVENT_STEP_NS;
 	if (on_event(st, r->bytes, r->size) < 0)
 		abort();
+	r->e.flags &= ~PS_SC_F_CONN;
 }
 
 /* Requests go out on every connection, then every answer comes back, as under wrk. */
