@@ -29,12 +29,7 @@ FLUSH_S=0.5
 SCENARIOS="tcp http"
 
 require_root
-for tool in "$PYTHON" "$RSYSLOGD"; do
-	if [ ! -x "$tool" ]; then
-		echo "SKIP: needs $tool (apt-get install rsyslog python3)"
-		exit 77
-	fi
-done
+require_tools "apt-get install rsyslog python3" "$PYTHON" "$RSYSLOGD"
 
 # No scenario named: each one in turn, in its own process (own rsyslogd, nginx, daemon).
 # Fails if one fails; skips (77) only if every one skipped.

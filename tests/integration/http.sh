@@ -18,12 +18,7 @@ PIPELINED=10 EARLY=5 FILES_OK=7 FILES_MISSING=3 SLOW=5 UNIX=4 UPLOAD_BYTES=3000 
 here=$(cd "$(dirname "$0")" && pwd)
 
 require_root
-for tool in nginx ab curl "$PYTHON"; do
-	if ! command -v "$tool" >/dev/null 2>&1; then
-		echo "SKIP: needs $tool (apt-get install nginx-light apache2-utils curl python3)"
-		exit 77
-	fi
-done
+require_tools "apt-get install nginx-light apache2-utils curl python3" nginx ab curl "$PYTHON"
 
 work=$(mktemp -d)
 chmod 755 "$work" # nginx's worker runs as nobody and reads the static file

@@ -19,12 +19,8 @@ CURL=5 PLAIN=4 EARLY=5 PRIVATE=6 OFF=3
 here=$(cd "$(dirname "$0")" && pwd)
 
 require_root
-for tool in nginx ab curl openssl "$PYTHON"; do
-	if ! command -v "$tool" >/dev/null 2>&1; then
-		echo "SKIP: needs $tool (apt-get install nginx-light apache2-utils curl openssl python3)"
-		exit 77
-	fi
-done
+require_tools "apt-get install nginx-light apache2-utils curl openssl python3" \
+	nginx ab curl openssl "$PYTHON"
 libssl=$(ldd "$(command -v nginx)" | awk '$1 ~ /^libssl\.so/ { print $3 }')
 if [ -z "$libssl" ] || [ ! -f "$libssl" ]; then
 	echo "SKIP: nginx is not linked with OpenSSL's libssl"

@@ -161,6 +161,18 @@ expect_tcp_load() {
 	expect $((M * B)) periscope_tcp_sent_bytes_total "${v6_in[@]}"
 }
 
+# require_tools HINT TOOL...: skip the test (exit 77) unless every TOOL is a command or an
+# executable path; HINT tells how to get them.
+require_tools() {
+	local hint=$1 tool
+	shift
+	for tool; do
+		command -v "$tool" >/dev/null 2>&1 && continue
+		echo "SKIP: needs $tool ($hint)"
+		exit 77
+	done
+}
+
 # free_port: a TCP port on 127.0.0.1 that nobody listens on right now.
 free_port() {
 	"$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

@@ -11,10 +11,7 @@ set -u
 N=25 M=15 A=7777 B=3333 K=10
 
 require_root
-if [ ! -x "$PYTHON" ]; then
-	echo "SKIP: needs $PYTHON"
-	exit 77
-fi
+require_tools "apt-get install python3" "$PYTHON"
 
 work=$(mktemp -d)
 trap 'stop_daemon; rm -rf "$work" "${DAEMON_OUT:-}" "${DAEMON_ERR:-}"' EXIT

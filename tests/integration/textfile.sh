@@ -20,12 +20,8 @@ PROMTOOL=${PROMTOOL:-/usr/bin/promtool}
 FILE=periscope.prom
 
 require_root
-for tool in "$PYTHON" "$NODE_EXPORTER" "$PROMTOOL" /usr/bin/curl; do
-	if [ ! -x "$tool" ]; then
-		echo "SKIP: needs $tool (packages prometheus-node-exporter, prometheus, curl)"
-		exit 77
-	fi
-done
+require_tools "packages prometheus-node-exporter, prometheus, curl" \
+	"$PYTHON" "$NODE_EXPORTER" "$PROMTOOL" /usr/bin/curl
 
 work=$(mktemp -d)
 textdir=$work/textfile

@@ -12,27 +12,11 @@ import socket
 import ssl
 import sys
 
-
-def read_response(f):
-    status = f.readline()
-    if not status.startswith(b"HTTP/1."):
-        raise RuntimeError("bad status line %r" % status)
-    length = None
-    while True:
-        line = f.readline()
-        if line in (b"\r\n", b"\n", b""):
-            break
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    if length is None:
-        raise RuntimeError("response without Content-Length")
-    f.read(length)
-    return int(status.split()[1])
+from client import read_response, request  # the plaintext client's, same directory
 
 
 def get(s, f, path, hostport):
-    s.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path.encode(), hostport.encode()))
+    s.sendall(request(path, hostport))
     return read_response(f)
 
 
