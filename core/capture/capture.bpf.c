@@ -34,6 +34,7 @@
 #include "ps_common.bpf.h"
 #include "ps_sockcap.h"
 #include "ps_classify_http.h"
+#include "ps_classify_mysql.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -76,7 +77,8 @@ char LICENSE[] SEC("license") = "GPL";
  */
 struct ps_sc_slot ps_sc_slots[PS_SC_SLOTS];
 __u32 ps_sc_capture_max;		     /* the largest capture_bytes of an active slot */
-__u8 ps_sc_any_port;			     /* slots that consider connections on any port */
+__u8 ps_sc_any_port;			     /* slots that consider TCP connections on any port */
+__u8 ps_sc_unix;			     /* slots that consider AF_UNIX connections */
 __u8 ps_sc_have_ports;			     /* some slot lists ports: look them up */
 __u8 ps_sc_tls;				     /* some slot wants OpenSSL plaintext */
 
@@ -257,14 +259,16 @@ static __always_inline int ps_sc_read_socket(__u32 fd, struct ps_sc_conn *c)
 	return 1;
 }
 
-/* The slots that consider a connection: any port, or one of its ports. AF_UNIX has none. */
+/* The slots that consider a connection: any port, or one of its ports; AF_UNIX has none. */
 static __always_inline __u8 ps_sc_candidates(const struct ps_sc_conn *c)
 {
 	__u8 m = ps_sc_any_port;
 	__u16 l = c->lport, r = c->rport;
 	__u8 *v;
 
-	if (!ps_sc_have_ports || c->family == AF_UNIX)
+	if (c->family == AF_UNIX)
+		return ps_sc_unix;
+	if (!ps_sc_have_ports)
 		return m;
 	v = bpf_map_lookup_elem(&ps_sc_ports, &l);
 	if (v)
@@ -675,20 +679,26 @@ static __always_inline void ps_sc_tls_forget_proc(__u32 tgid)
  */
 static __always_inline int ps_sc_verdict(struct ps_sc_conn *c, const __u8 *head, __u32 len)
 {
-	int http = ps_http_classify(head, len), verdict = PS_SC_NOT_MINE;
+	int http = ps_http_classify(head, len), mysql = ps_mysql_classify(head, len);
+	int verdict = PS_SC_NOT_MINE;
+	bool unix_socket = c->family == AF_UNIX;
 
 #pragma unroll
 	for (int i = 0; i < PS_SC_SLOTS; i++) {
 		const struct ps_sc_slot *sl = &ps_sc_slots[i];
-		int v = PS_SC_NOT_MINE;
+		__u8 classifier = unix_socket ? sl->unix_classifier : sl->classifier;
+		int v = PS_SC_NOT_MINE, says = PS_HTTP_NO;
 
 		if (!(c->candidates & (1u << i)) || !sl->active)
 			continue;
-		if (sl->classifier == PS_SC_CLASSIFY_NONE)
+		if (classifier == PS_SC_CLASSIFY_NONE && !unix_socket)
 			v = PS_SC_MINE;
-		else if (sl->classifier == PS_SC_CLASSIFY_HTTP1)
-			v = http == PS_HTTP_YES ? PS_SC_MINE :
-			    http == PS_HTTP_MAYBE ? PS_SC_UNKNOWN : PS_SC_NOT_MINE;
+		else if (classifier == PS_SC_CLASSIFY_HTTP1)
+			says = http;
+		else if (classifier == PS_SC_CLASSIFY_MYSQL)
+			says = mysql;
+		if (says != PS_HTTP_NO)
+			v = says == PS_HTTP_YES ? PS_SC_MINE : PS_SC_UNKNOWN;
 		if (v == PS_SC_MINE) {
 			c->slot = i;
 			return v;
