@@ -570,7 +570,6 @@ static void unload(void)
 static void publish_slots(void)
 {
 	struct capture_bpf__bss *bss = cap.skel->bss;
-	__u32 capture_max = PS_SC_CAPTURE_MIN;
 	__u8 any = 0, unix_slots = 0, have_ports = 0, tls = 0;
 
 	for (unsigned i = 0; i < PS_SC_SLOTS; i++) {
@@ -578,8 +577,6 @@ static void publish_slots(void)
 
 		if (!r)
 			continue;
-		if (r->proto.capture_bytes > capture_max)
-			capture_max = r->proto.capture_bytes;
 		if (r->proto.n_ports)
 			have_ports = 1;
 		else
@@ -588,7 +585,6 @@ static void publish_slots(void)
 			unix_slots |= 1u << i;
 		tls |= r->proto.tls;
 	}
-	__atomic_store_n(&bss->ps_sc_capture_max, capture_max, __ATOMIC_RELEASE);
 	__atomic_store_n(&bss->ps_sc_have_ports, have_ports, __ATOMIC_RELEASE);
 	__atomic_store_n(&bss->ps_sc_any_port, any, __ATOMIC_RELEASE);
 	__atomic_store_n(&bss->ps_sc_unix, unix_slots, __ATOMIC_RELEASE);
