@@ -52,7 +52,11 @@ struct http_config {
 	uint64_t capture_bytes;
 	struct ps_strlist routes;
 	char *tls;
+	uint64_t max_routes;
 };
+
+/* A route unseen this long gives its place under max_routes to a new one. */
+#define ROUTE_IDLE_NS (600 * 1000000000ull)
 
 /* One connection the kernel follows, with its decoder stream. */
 struct conn {
@@ -103,6 +107,7 @@ struct http {
 	struct http_bpf *skel;
 	const char **routes; /* the configured templates, borrowed from the config */
 	size_t n_routes;
+	struct http_route_limit *route_limit; /* distinct routes per service */
 	struct conn *buckets[CONN_BUCKETS];
 	struct conn *newest, *oldest;
 	size_t n_conns;
@@ -441,6 +446,9 @@ static void on_exchange(const struct http_exchange *ex, void *arg)
 	if (ex->role == HTTP_ROLE_UNKNOWN)
 		return;
 	http_route(ex->path, st->routes, st->n_routes, route, sizeof(route));
+	if (server)
+		http_route_limit_apply(st->route_limit, service, route, sizeof(route),
+				       ex->request_start_ns);
 	emit_exchange(c, ex, server, service, route);
 	if (ex->status == 0) {
 		st->unanswered++;
@@ -770,6 +778,7 @@ static void http_free(struct http *st)
 		conn_free(st, st->oldest);
 	http_tls_free(st->tls);
 	free(st->routes);
+	http_route_limit_free(st->route_limit);
 	http_bpf__destroy(st->skel);
 	free(st);
 }
@@ -839,7 +848,8 @@ static int check_config(const struct http_config *cfg)
 
 static int http_init(struct ps_plugin *p, const void *config)
 {
-	static const struct http_config defaults = { .capture_bytes = PS_SC_CAPTURE_DEFAULT };
+	static const struct http_config defaults = { .capture_bytes = PS_SC_CAPTURE_DEFAULT,
+						     .max_routes = 100 };
 	const struct http_config *cfg = config ? config : &defaults;
 	struct http *st;
 	int err;
@@ -861,6 +871,11 @@ static int http_init(struct ps_plugin *p, const void *config)
 		st->n_routes = cfg->routes.n;
 	}
 	st->tls_on = !cfg->tls || strcmp(cfg->tls, "off") != 0;
+	st->route_limit = http_route_limit_new(cfg->max_routes, ROUTE_IDLE_NS);
+	if (!st->route_limit) {
+		err = -ENOMEM;
+		goto fail;
+	}
 
 	st->skel = http_bpf__open();
 	if (!st->skel) {
@@ -980,6 +995,13 @@ static const struct ps_cfg_key http_config_map[] = {
 		.offset = offsetof(struct http_config, tls),
 		.choices = tls_choices,
 		.help = "auto: also capture HTTPS through uprobes on OpenSSL's libssl; off",
+	},
+	{
+		.name = "max_routes",
+		.type = PS_CFG_UINT,
+		.def = "100",
+		.offset = offsetof(struct http_config, max_routes),
+		.help = "distinct routes per service; more fold into /{other}",
 	},
 	{ .name = NULL },
 };
