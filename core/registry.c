@@ -1041,6 +1041,15 @@ static void maybe_shrink(struct ps_family *f)
 	}
 }
 
+/*
+ * The daemon's own series (events, drops, decode errors per plugin) are few and
+ * what an operator alerts on: they stay, idle or not.
+ */
+static bool is_daemon_series(const struct ps_family *f, const struct ps_series *s)
+{
+	return f->n_labels > 0 && strcmp(s->values[0], DROPPED_SERVICE) == 0;
+}
+
 /* Keeps creation order; 0 when nothing of f went. */
 static size_t expire_family(struct ps_family *f, uint64_t ttl_ns, uint64_t now_ns)
 {
@@ -1052,7 +1061,8 @@ static size_t expire_family(struct ps_family *f, uint64_t ttl_ns, uint64_t now_n
 		if (s->touched || !s->active_ns || now_ns < s->active_ns) {
 			s->active_ns = now_ns;
 			s->touched = false;
-		} else if (f->type != PS_METRIC_GAUGE && ttl_ns && now_ns - s->active_ns >= ttl_ns) {
+		} else if (f->type != PS_METRIC_GAUGE && ttl_ns && now_ns - s->active_ns >= ttl_ns &&
+			   !is_daemon_series(f, s)) {
 			unlink_from_hash(f, s);
 			series_free(s, f->n_labels);
 			gone++;

@@ -135,7 +135,8 @@ void ps_registry_mark_flushed(struct ps_registry *r);
 /*
  * Series lifetime. Counters and histograms not written for the registry's
  * TTL leave it at a ps_registry_expire() call (now: a monotonic clock, or any
- * clock a test drives); gauges hold state and stay until removed. Returns
+ * clock a test drives); gauges hold state and stay until removed, and so do
+ * the daemon's own series (service_name "periscoped"). Returns
  * how many series went. Each family that lost one gets a new generation.
  */
 void ps_registry_set_ttl(struct ps_registry *r, uint64_t ttl_ns);

@@ -112,11 +112,15 @@ if grep "^http_server_request_duration_seconds_bucket{$sel" "$prom" | grep -q 'l
 fi
 got=$(series_value "$prom" http_server_request_duration_seconds_bucket "$sel" 'le="1"')
 [ "$got" = $((FAST + SLOW)) ] || { echo "  le=1: $got, want $((FAST + SLOW))" >&2; failures=$((failures + 1)); }
-# Handlers sleep 5 ms or 50 ms: none is done within 4 ms, the 5 ms ones within 50 ms.
+# Handlers sleep 5 ms or 50 ms: none is done within 4 ms, no 50 ms one within 50 ms, and
+# (a busy machine may hold up a few) nearly every 5 ms one.
 got=$(series_value "$prom" http_server_request_duration_seconds_bucket "$sel" 'le="0.004"')
 [ "$got" = 0 ] || { echo "  le=0.004: $got, want 0" >&2; failures=$((failures + 1)); }
 got=$(series_value "$prom" http_server_request_duration_seconds_bucket "$sel" 'le="0.05"')
-[ "$got" = "$FAST" ] || { echo "  le=0.05: $got, want $FAST" >&2; failures=$((failures + 1)); }
+if [ "$got" -gt "$FAST" ] || [ "$got" -lt $((FAST * 9 / 10)) ]; then
+	echo "  le=0.05: $got, want $((FAST * 9 / 10)) to $FAST" >&2
+	failures=$((failures + 1))
+fi
 
 if [ "$failures" -gt 0 ]; then
 	echo "FAIL: $failures check(s)" >&2

@@ -1055,6 +1055,13 @@ START_TEST(test_ttl_expiry)
 	ck_assert_double_eq(ps_metric_family(c)->series[1]->value, 2);
 	ck_assert_ptr_eq(ps_metric_series(c, busy), ps_metric_family(c)->series[0]);
 
+	/* The daemon's own counters stay, idle or not. */
+	ps_metric_add(c, (const char *[]){ "periscoped" }, 1);
+	ps_registry_expire(reg, t);
+	ck_assert_uint_eq(ps_registry_expire(reg, t + 3600 * SEC), 2);
+	ck_assert_uint_eq(ps_metric_family(c)->n_series, 1);
+	ck_assert_str_eq(ps_metric_family(c)->series[0]->values[0], "periscoped");
+
 	/* TTL 0: nothing expires. */
 	ps_registry_set_ttl(reg, 0);
 	ck_assert_uint_eq(ps_registry_expire(reg, t + 3600 * SEC), 0);
