@@ -49,10 +49,10 @@
  * (about 1 us) to 2^7 s (128 s), beyond which they clamp: 216 slots plus one
  * for observations <= 0, about 59 KiB of window per series group.
  */
-#define LAT_SHIFT   1
-#define LAT_LO	    (-20 * (PS_HIRES_PER_OCTAVE >> LAT_SHIFT))
-#define LAT_N	    ((size_t)(27 * (PS_HIRES_PER_OCTAVE >> LAT_SHIFT)))
-#define LAT_SLOTS   (LAT_N + 1) /* [0]: <= 0, then LAT_LO .. */
+#define LAT_SHIFT 1
+#define LAT_LO	  (-20 * (PS_HIRES_PER_OCTAVE >> LAT_SHIFT))
+#define LAT_N	  ((size_t)(27 * (PS_HIRES_PER_OCTAVE >> LAT_SHIFT)))
+#define LAT_SLOTS (LAT_N + 1) /* [0]: <= 0, then LAT_LO .. */
 
 /* ---- what each protocol's conditions read ------------------------------------------------ */
 

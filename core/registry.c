@@ -31,10 +31,12 @@
  * services on a loopback or a LAN answer in microseconds, and everything
  * below 5 ms used to land in the first bucket.
  */
+/* clang-format off */
 const double ps_buckets_duration[] = {
 	0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
 	0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
 };
+/* clang-format on */
 const size_t ps_buckets_duration_len = sizeof(ps_buckets_duration) / sizeof(ps_buckets_duration[0]);
 
 static struct ps_registry *default_registry;
@@ -173,8 +175,7 @@ static void desc_bounds(const struct ps_metric_desc *d, const double **b, size_t
 	}
 }
 
-static const struct ps_bucket_override *find_override(const struct ps_registry *r,
-						       const char *name)
+static const struct ps_bucket_override *find_override(const struct ps_registry *r, const char *name)
 {
 	for (size_t i = 0; r && i < r->n_overrides; i++)
 		if (strcmp(r->overrides[i].family, name) == 0)
@@ -743,8 +744,7 @@ double ps_hires_quantile(const uint64_t *counts, int32_t lo, size_t n, uint64_t 
 	return 0;
 }
 
-void ps_hires_add_to(const struct ps_hires *h, double *dense, int32_t lo, size_t n,
-		     unsigned shift)
+void ps_hires_add_to(const struct ps_hires *h, double *dense, int32_t lo, size_t n, unsigned shift)
 {
 	if (!n)
 		return;
@@ -973,8 +973,9 @@ double ps_series_percentile(const struct ps_family *f, const struct ps_series *s
 	if (!f || !s || f->type != PS_METRIC_HISTOGRAM || s->count == 0 || isnan(q))
 		return NAN;
 	h = &s->hires;
+	/* No high-resolution counts at all: they ran out of memory. */
 	if (h->zero + (h->n ? 1 : 0) == 0)
-		return ps_series_quantile(f, s, q); /* the high-resolution counts ran out of memory */
+		return ps_series_quantile(f, s, q);
 	v = ps_hires_quantile(h->counts, h->lo, h->n, h->zero, 0, q);
 	if (isfinite(v))
 		v = fmin(fmax(v, s->min), s->max);
@@ -1061,8 +1062,8 @@ static size_t expire_family(struct ps_family *f, uint64_t ttl_ns, uint64_t now_n
 		if (s->touched || !s->active_ns || now_ns < s->active_ns) {
 			s->active_ns = now_ns;
 			s->touched = false;
-		} else if (f->type != PS_METRIC_GAUGE && ttl_ns && now_ns - s->active_ns >= ttl_ns &&
-			   !is_daemon_series(f, s)) {
+		} else if (f->type != PS_METRIC_GAUGE && ttl_ns &&
+			   now_ns - s->active_ns >= ttl_ns && !is_daemon_series(f, s)) {
 			unlink_from_hash(f, s);
 			series_free(s, f->n_labels);
 			gone++;

@@ -32,7 +32,7 @@ struct ps_hires {
 	uint64_t *counts; /* n counts: bucket lo + k */
 	int32_t lo;
 	uint32_t n;
-	uint64_t zero;    /* observations <= 0 */
+	uint64_t zero; /* observations <= 0 */
 };
 
 struct ps_series {
@@ -46,10 +46,10 @@ struct ps_series {
 	uint64_t flushed_count;
 	double flushed_sum;
 	struct ps_series *hash_next;
-	struct ps_hires hires;     /* histogram */
-	double min, max;           /* histogram: of every observation */
-	bool touched;              /* written since the last ps_registry_expire() */
-	uint64_t active_ns;        /* when last seen written by ps_registry_expire(); 0: not yet */
+	struct ps_hires hires; /* histogram */
+	double min, max;       /* histogram: of every observation */
+	bool touched;	       /* written since the last ps_registry_expire() */
+	uint64_t active_ns;    /* when last seen written by ps_registry_expire(); 0: not yet */
 };
 
 struct ps_family {
@@ -60,7 +60,7 @@ struct ps_family {
 	size_t n_labels;
 	double *bounds;            /* histogram upper bounds, ascending, no +Inf */
 	size_t n_bounds;
-	double *desc_bounds;       /* what the plugin asked for (bounds may be configured over it) */
+	double *desc_bounds; /* what the plugin asked for (bounds may be configured over it) */
 	size_t n_desc_bounds;
 	unsigned long generation;  /* changes whenever one of its series goes */
 	struct ps_series **series; /* in creation order */
@@ -75,7 +75,7 @@ struct ps_registry {
 	size_t n_families, cap_families;
 	size_t max_series;           /* per family; 0 = unlimited */
 	struct ps_metric *series_dropped; /* periscope_series_dropped_total{service_name,metric} */
-	uint64_t ttl_ns;             /* idle counters and histograms go after this; 0 = never */
+	uint64_t ttl_ns; /* idle counters and histograms go after this; 0 = never */
 	struct ps_bucket_override *overrides; /* configured explicit buckets, by family name */
 	size_t n_overrides;
 };
@@ -126,8 +126,7 @@ double ps_hires_quantile(const uint64_t *counts, int32_t lo, size_t n, uint64_t 
  * Adds h's counts to dense[0..n) in the layout above (coarsened by 2^shift,
  * dense[k] is bucket lo + k); buckets outside it land in the first or last.
  */
-void ps_hires_add_to(const struct ps_hires *h, double *dense, int32_t lo, size_t n,
-		     unsigned shift);
+void ps_hires_add_to(const struct ps_hires *h, double *dense, int32_t lo, size_t n, unsigned shift);
 
 /* Records the current values as "what the last flush showed". */
 void ps_registry_mark_flushed(struct ps_registry *r);

@@ -65,7 +65,7 @@ struct writer {
 	char *pending; /* formatted, not yet handed to the thread */
 	size_t len, cap;
 	bool stop;
-	int error;        /* -errno of a failed write, until the next flush reports it */
+	int error;	  /* -errno of a failed write, until the next flush reports it */
 	uint64_t dropped; /* bytes dropped since the last report */
 };
 
@@ -417,7 +417,7 @@ struct table_row {
 	const struct ps_series *series;
 	const char *service;
 	size_t order; /* position in the registry, keeps the sort stable */
-	double activity; /* what moved since the last flush: the busiest rows are shown */
+	double activity;      /* what moved since the last flush: the busiest rows are shown */
 	size_t service_index; /* which service, counted in table order */
 	struct sbuf labels;
 	char main[CELL_MAX];   /* total / gauge value / histogram count */
@@ -692,8 +692,7 @@ static void print_flows(FILE *out, const struct stdout_sink *st)
 }
 
 /* After a service's last row: how many rows of it max_rows left out. */
-static size_t omitted_after(const struct table_row *rows, size_t n, size_t i,
-			    const size_t *omitted)
+static size_t omitted_after(const struct table_row *rows, size_t n, size_t i, const size_t *omitted)
 {
 	if (i + 1 < n && strcmp(rows[i + 1].service, rows[i].service) == 0)
 		return 0;

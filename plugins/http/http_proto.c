@@ -1947,11 +1947,11 @@ bool http_traceparent_valid(const char *s, size_t len)
 /* ---- distinct routes per service ------------------------------------------------------ */
 
 struct route_entry {
-	struct route_entry *hnext;		/* hash chain */
-	struct route_entry *newer, *older;	/* the service's recency list */
+	struct route_entry *hnext;	   /* hash chain */
+	struct route_entry *newer, *older; /* the service's recency list */
 	struct route_service *svc;
 	uint64_t last_ns;
-	char key[];				/* service '\0' route '\0' */
+	char key[]; /* service '\0' route '\0' */
 };
 
 struct route_service {
@@ -1961,7 +1961,7 @@ struct route_service {
 	char name[];
 };
 
-#define ROUTE_HASH 4096	     /* a power of two */
+#define ROUTE_HASH	   4096 /* a power of two */
 #define ROUTE_SERVICES_MAX 1024 /* beyond, new services fold every route */
 
 struct http_route_limit {

@@ -107,7 +107,7 @@ bool http_looks_like_response(const uint8_t *data, size_t len);
  * out is always NUL-terminated; never contains a query string.
  */
 #define HTTP_ROUTE_SEGMENT_MAX 48
-#define HTTP_ROUTE_WORD_MAX 24
+#define HTTP_ROUTE_WORD_MAX    24
 void http_route(const char *path, const char *const *routes, size_t n, char *out, size_t len);
 
 /*

@@ -653,9 +653,11 @@ START_TEST(test_latency_accuracy)
 
 		teardown();
 		setup();
-		snprintf(yaml, sizeof(yaml),
-			 "alerts:\n  - { name: c, protocol: http, latency: { quantile: 0.5, above: %.9gs },"
-			 " window: 10s }\n", constants[i] / 2);
+		snprintf(
+			yaml, sizeof(yaml),
+			"alerts:\n  - { name: c, protocol: http, latency: { quantile: 0.5, above: %.9gs },"
+			" window: 10s }\n",
+			constants[i] / 2);
 		load(yaml);
 		flush_at(0);
 		http("a", "/", "200", 10, constants[i] * 0.95);
@@ -684,7 +686,7 @@ START_TEST(test_latency_accuracy)
 			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 			u2 = (double)(x >> 11) / 9007199254740992.0;
 			v[i] = fmin(10, fmax(10e-6, 0.0008 * exp(1.5 * sqrt(-2 * log(u1)) *
-								  cos(2 * M_PI * u2))));
+								 cos(2 * M_PI * u2))));
 			http("a", "/", "200", 1, v[i]);
 		}
 		flush_at(10);

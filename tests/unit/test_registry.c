@@ -819,8 +819,8 @@ static void check_percentiles(struct ps_metric *m, const char *svc, double *v, s
 
 START_TEST(test_percentile_constant)
 {
-	static const double constants[] = { 10e-6, 12.3e-6, 47e-6, 0.00099, 0.0042, 0.0317, 0.25,
-					    1.7, 9.99 };
+	static const double constants[] = { 10e-6,  12.3e-6, 47e-6, 0.00099, 0.0042,
+					    0.0317, 0.25,    1.7,   9.99 };
 	struct ps_metric *m = reg_histogram("lat_seconds", NULL, 0);
 	double v[1000];
 
@@ -832,18 +832,19 @@ START_TEST(test_percentile_constant)
 			v[i] = constants[c];
 		check_percentiles(m, svc, v, 1000);
 		/* A constant is exact: the estimate never leaves [min, max]. */
-		ck_assert_double_eq(ps_series_percentile(ps_metric_family(m),
-							 ps_metric_series(m, (const char *[]){ svc }),
-							 0.99),
-				    constants[c]);
+		ck_assert_double_eq(
+			ps_series_percentile(ps_metric_family(m),
+					     ps_metric_series(m, (const char *[]){ svc }), 0.99),
+			constants[c]);
 	}
 }
 END_TEST
 
 START_TEST(test_percentile_uniform)
 {
-	static const double ranges[][2] = { { 10e-6, 100e-6 }, { 1e-3, 2e-3 }, { 0.05, 0.06 },
-					    { 10e-6, 10 } };
+	static const double ranges[][2] = {
+		{ 10e-6, 100e-6 }, { 1e-3, 2e-3 }, { 0.05, 0.06 }, { 10e-6, 10 }
+	};
 	struct ps_metric *m = reg_histogram("lat_seconds", NULL, 0);
 	static double v[20000];
 
@@ -875,7 +876,8 @@ START_TEST(test_percentile_lognormal)
 			snprintf(svc, sizeof(svc), "lognormal-%zu-%zu", a, b);
 			for (size_t i = 0; i < 20000; i++) {
 				double u1 = rng_uniform(), u2 = rng_uniform();
-				double z = sqrt(-2 * log(u1 > 0 ? u1 : 1e-300)) * cos(2 * M_PI * u2);
+				double z =
+					sqrt(-2 * log(u1 > 0 ? u1 : 1e-300)) * cos(2 * M_PI * u2);
 
 				v[i] = fmin(10, fmax(10e-6, medians[a] * exp(sigmas[b] * z)));
 			}

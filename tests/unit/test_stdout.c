@@ -688,7 +688,7 @@ START_TEST(test_stdout_table)
 	assert_in(text, "\na\"b\\c\\x0ad\n");
 	ck_assert(strstr(text, "\na\"b") < strstr(text, "\nnginx\n"));
 	assert_in(text, "TCP connections ended since the last flush: 2 (1 failed) (a flow record "
-		  "each in format: json)\n");
+			"each in format: json)\n");
 	ck_assert(strstr(text, "\nnginx\n") < strstr(text, "TCP connections ended"));
 	ck_assert(strstr(text, "TCP connections ended") < strstr(text, "\nperiscoped\n"));
 
@@ -799,10 +799,14 @@ START_TEST(test_stdout_table_max_rows)
 {
 	static const char *const labels[] = { "service_name", "peer", NULL };
 	const struct ps_metric_desc desc = {
-		.name = "req_total", .help = "r", .type = PS_METRIC_COUNTER, .labels = labels,
+		.name = "req_total",
+		.help = "r",
+		.type = PS_METRIC_COUNTER,
+		.labels = labels,
 	};
 	struct ps_registry *reg = ps_registry_new(0);
-	struct ps_flush_ctx ctx = { .registry = reg, .now_unix_ns = NOW_NS,
+	struct ps_flush_ctx ctx = { .registry = reg,
+				    .now_unix_ns = NOW_NS,
 				    .interval_ns = INTERVAL_NS };
 	struct ps_metric *m = ps_registry_register(reg, &desc);
 	char *buf = NULL, *text;
@@ -855,10 +859,14 @@ START_TEST(test_stdout_threaded_never_blocks)
 {
 	static const char *const labels[] = { "service_name", "peer", NULL };
 	const struct ps_metric_desc desc = {
-		.name = "req_total", .help = "r", .type = PS_METRIC_COUNTER, .labels = labels,
+		.name = "req_total",
+		.help = "r",
+		.type = PS_METRIC_COUNTER,
+		.labels = labels,
 	};
 	struct ps_registry *reg = ps_registry_new(0);
-	struct ps_flush_ctx ctx = { .registry = reg, .now_unix_ns = NOW_NS,
+	struct ps_flush_ctx ctx = { .registry = reg,
+				    .now_unix_ns = NOW_NS,
 				    .interval_ns = INTERVAL_NS };
 	struct ps_metric *m = ps_registry_register(reg, &desc);
 	size_t got = 0, lines = 0;
