@@ -325,6 +325,23 @@ START_TEST(test_good_unknown_key_rejected)
 }
 END_TEST
 
+START_TEST(test_good_out_of_range_rejected)
+{
+	struct ps_cfg_error err = { { 0 } };
+	struct ps_cfg_node *root = load_yaml("good:\n"
+					     "  answer: 1001\n");
+	struct ps_plugin *p = open_good();
+
+	/* The plugin's own bound, enforced by the core before init ever sees the value. */
+	ck_assert_int_eq(ps_plugin_configure(p, ps_cfg_node_get(root, "good"), &err), -EINVAL);
+	ck_assert_str_eq(err.msg, "test.yaml:2:11: answer: '1001' is out of range (at most 1000)");
+	ck_assert_ptr_null(p->config);
+	ck_assert_int_eq(p->state, PS_PLUGIN_OPENED);
+	ps_cfg_node_free(root);
+	ps_plugin_close(p);
+}
+END_TEST
+
 START_TEST(test_init_without_configure_uses_defaults)
 {
 	struct ps_plugin *p = open_good();
@@ -613,6 +630,7 @@ static Suite *loader_suite(void)
 	tcase_add_test(life, test_good_config_from_yaml);
 	tcase_add_test(life, test_good_config_null_section_is_defaults);
 	tcase_add_test(life, test_good_unknown_key_rejected);
+	tcase_add_test(life, test_good_out_of_range_rejected);
 	tcase_add_test(life, test_init_without_configure_uses_defaults);
 	tcase_add_test(life, test_start_failure_stops_and_marks_down);
 	tcase_add_test(life, test_positive_result_is_an_error);
