@@ -150,7 +150,7 @@ static int open_plugins(const char *dir, const struct ps_settings *s, struct plu
 
 		ps_settings_plugin(s, name, &enabled, NULL);
 		if (enabled && !plugin_set_has(out, name)) {
-			ps_cfg_errorf(&err, ps_cfg_node_at(s->plugins, i),
+			ps_cfg_errorf(&err, ps_cfg_node_key_node_at(s->plugins, i),
 				      "plugins.%s: no usable plugin '%s.so' in %s", name, name, dir);
 			ps_error("config", "%s", err.msg);
 			return -EINVAL;

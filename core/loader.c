@@ -448,7 +448,7 @@ static int check_no_settings(const struct ps_plugin *p, const struct ps_cfg_node
 		if (key && strcmp(key, "enabled") == 0)
 			continue;
 		return ps_cfg_errorf(
-			err, ps_cfg_node_at(section, i),
+			err, ps_cfg_node_key_node_at(section, i),
 			"plugins.%s: unknown key \"%s\" (this plugin takes no settings)", p->name,
 			key ? key : "");
 	}

@@ -74,7 +74,7 @@ static int check_top_level(const struct ps_cfg_node *tree, struct ps_cfg_error *
 		for (const char *const *k = top_level_keys; *k; k++)
 			known = known || strcmp(*k, key) == 0;
 		if (!known)
-			return ps_cfg_errorf(err, ps_cfg_node_at(tree, i),
+			return ps_cfg_errorf(err, ps_cfg_node_key_node_at(tree, i),
 					     "unknown key '%s' (known: daemon, plugins, services, sinks, alerts)",
 					     key);
 	}
@@ -144,7 +144,7 @@ static int load_service_rule(const struct ps_cfg_node *item, struct ps_service_r
 		const char *key = ps_cfg_node_key_at(item, i);
 
 		if (strcmp(key, "match") && strcmp(key, "name"))
-			return ps_cfg_errorf(err, ps_cfg_node_at(item, i),
+			return ps_cfg_errorf(err, ps_cfg_node_key_node_at(item, i),
 					     "services: unknown key '%s' (known: match, name)", key);
 	}
 	match = ps_cfg_node_get(item, "match");
@@ -199,15 +199,15 @@ static const struct ps_sink_type *find_sink_type(const char *name)
 	return NULL;
 }
 
-static int load_sink(struct ps_settings *s, const char *name, const struct ps_cfg_node *section,
-		     struct ps_cfg_error *err)
+static int load_sink(struct ps_settings *s, const char *name, const struct ps_cfg_node *key,
+		     const struct ps_cfg_node *section, struct ps_cfg_error *err)
 {
 	const struct ps_sink_type *type = find_sink_type(name);
 	struct ps_sink_settings *sink = &s->sinks[s->n_sinks];
 	int rc;
 
 	if (!type)
-		return ps_cfg_errorf(err, section,
+		return ps_cfg_errorf(err, key,
 				     "sinks: '%s' is not a sink this periscoped has "
 				     "(known: stdout, prometheus_textfile, syslog)", name);
 	if (section && ps_cfg_node_kind(section) != PS_CFG_MAP) {
@@ -224,8 +224,10 @@ static int load_sink(struct ps_settings *s, const char *name, const struct ps_cf
 	if (rc) {
 		free(sink->config);
 		s->n_sinks--;
+		return rc;
 	}
-	return rc;
+	/* Parsed: ps_settings_free owns the config from here, whatever check says. */
+	return type->check ? type->check(sink->config, section, err) : 0;
 }
 
 static int load_sinks(struct ps_settings *s, struct ps_cfg_error *err)
@@ -236,7 +238,7 @@ static int load_sinks(struct ps_settings *s, struct ps_cfg_error *err)
 	if (!n) {
 		/* No sinks section at all: show something rather than nothing. */
 		s->sinks = calloc(1, sizeof(*s->sinks));
-		return s->sinks ? load_sink(s, "stdout", NULL, err) : -ENOMEM;
+		return s->sinks ? load_sink(s, "stdout", NULL, NULL, err) : -ENOMEM;
 	}
 	if (ps_cfg_node_kind(n) == PS_CFG_SCALAR && !*ps_cfg_node_scalar(n))
 		return 0;
@@ -247,7 +249,8 @@ static int load_sinks(struct ps_settings *s, struct ps_cfg_error *err)
 	if (!s->sinks)
 		return -ENOMEM;
 	for (size_t i = 0; i < len; i++) {
-		int rc = load_sink(s, ps_cfg_node_key_at(n, i), ps_cfg_node_at(n, i), err);
+		int rc = load_sink(s, ps_cfg_node_key_at(n, i), ps_cfg_node_key_node_at(n, i),
+				   ps_cfg_node_at(n, i), err);
 
 		if (rc)
 			return rc;
