@@ -22,7 +22,8 @@ static void usage(FILE *out)
 		"      --check-config     validate the configuration and the plugins it names, then exit\n"
 		"      --list-plugins     list the plugins in the plugin directory and their settings\n"
 		"      --duration SECONDS run this long, flush every sink once more and exit 0\n"
-		"      --log-level LEVEL  error, warn, info or debug (overrides daemon.log_level)\n"
+		"      --log-level LEVEL  error, warn, info, debug or trace (overrides daemon.log_level;\n"
+		"                         trace adds libbpf's own log to debug)\n"
 		"  -V, --version          print the version and exit\n"
 		"  -h, --help             print this help and exit\n"
 		"\n"
@@ -88,8 +89,8 @@ int main(int argc, char **argv)
 			break;
 		case OPT_LOG_LEVEL:
 			if (ps_log_parse_level(optarg, &level)) {
-				fprintf(stderr, "periscoped: --log-level: expected error, warn, info or "
-						"debug, got '%s'\n", optarg);
+				fprintf(stderr, "periscoped: --log-level: expected error, warn, info, "
+						"debug or trace, got '%s'\n", optarg);
 				return PS_EXIT_USAGE;
 			}
 			opts.log_level = optarg;

@@ -11,7 +11,7 @@
 #include "logging.h"
 #include "settings.h"
 
-static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
+static const char *const log_levels[] = { "error", "warn", "info", "debug", "trace", NULL };
 
 static const struct ps_cfg_key daemon_keys[] = {
 	{ "flush_interval", PS_CFG_DURATION, "15s", offsetof(struct ps_daemon_settings, flush_interval_ms),
@@ -25,7 +25,7 @@ static const struct ps_cfg_key daemon_keys[] = {
 	  offsetof(struct ps_daemon_settings, max_series_per_metric), NULL,
 	  "label sets past this fold into one _other series" },
 	{ "log_level", PS_CFG_STRING, "info", offsetof(struct ps_daemon_settings, log_level),
-	  log_levels, "error, warn, info or debug" },
+	  log_levels, "error, warn, info, debug or trace (debug and libbpf's own log)" },
 	{ NULL },
 };
 
