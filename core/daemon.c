@@ -3,11 +3,14 @@
  * flush timer and the signals, and hands registry snapshots to the sinks.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +27,11 @@
 #include "settings.h"
 
 #define DEFAULT_CONFIG PS_SYSCONF_DIR "/periscope.yaml"
+/* Where instance pid files live unless systemd's RuntimeDirectory= says otherwise. */
+#ifndef PS_RUN_DIR
+#define PS_RUN_DIR "/run/periscope"
+#endif
+#define LOCK_ATTEMPTS 8
 
 struct sink_instance {
 	const struct ps_sink_type *type;
@@ -52,6 +60,8 @@ struct daemon {
 	uint64_t last_flush_ns;
 	bool stopping;
 	bool plugins_started;
+	int lock_fd;     /* the instance's pid file, flock()ed while we run; -1: none */
+	char *lock_path;
 };
 
 /* The daemon ps_daemon_status describes; NULL when none runs. */
@@ -77,6 +87,124 @@ static const char *resolve_config_path(const struct ps_daemon_opts *o)
 static const char *config_name(const char *path)
 {
 	return path ? path : "<embedded default>";
+}
+
+static bool str_equal(const char *a, const char *b)
+{
+	return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
+/* ---- one instance per name ----------------------------------------------------------- */
+
+/* systemd sets RUNTIME_DIRECTORY (one directory, or several separated by ':'). */
+static const char *run_dir(void)
+{
+	const char *dir = getenv("RUNTIME_DIRECTORY");
+
+	return dir && dir[0] == '/' && !strchr(dir, ':') ? dir : PS_RUN_DIR;
+}
+
+/* The pid written in a lock file, or 0 when it cannot be read (yet). */
+static long read_pid(int fd)
+{
+	char buf[32];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+static int refuse_second_instance(int fd, const char *instance, const char *path)
+{
+	long pid = read_pid(fd);
+	char who[48] = "another periscoped";
+
+	if (pid > 0)
+		snprintf(who, sizeof(who), "periscoped pid %ld", pid);
+	ps_error("core",
+		 "%s already runs instance '%s' (it holds %s): stop it first, or give this one "
+		 "its own name with --instance NAME (daemon.instance)",
+		 who, instance ? instance : "default", path);
+	return -EBUSY;
+}
+
+/*
+ * Opens and flock()s path. An exiting daemon unlinks its file while it still
+ * holds the lock, so a lock won on a file that is no longer at path means
+ * nothing: open again.
+ */
+static int lock_pid_file(const char *path, const char *instance)
+{
+	for (int attempt = 0; attempt < LOCK_ATTEMPTS; attempt++) {
+		struct stat held, named;
+		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+
+		if (fd < 0) {
+			int err = -errno;
+
+			ps_error("core", "cannot open the instance lock %s: %s", path, strerror(-err));
+			return err;
+		}
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			int err = errno == EWOULDBLOCK ? refuse_second_instance(fd, instance, path)
+						       : -errno;
+
+			if (err != -EBUSY)
+				ps_error("core", "cannot lock %s: %s", path, strerror(-err));
+			close(fd);
+			return err;
+		}
+		if (fstat(fd, &held) == 0 && stat(path, &named) == 0 && held.st_dev == named.st_dev &&
+		    held.st_ino == named.st_ino)
+			return fd;
+		close(fd);
+	}
+	ps_error("core", "cannot lock %s: it keeps being replaced", path);
+	return -EAGAIN;
+}
+
+/* One periscoped per instance name: two would load every program twice and write the same files. */
+static int take_instance_lock(struct daemon *d, const char *instance)
+{
+	const char *dir = run_dir();
+	char pid[32];
+	int fd, len;
+
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		int err = -errno;
+
+		ps_error("core", "cannot create %s for the instance lock: %s", dir, strerror(-err));
+		return err;
+	}
+	if (asprintf(&d->lock_path, instance ? "%s/periscoped-%s.pid" : "%s/periscoped.pid", dir,
+		     instance) < 0) {
+		d->lock_path = NULL;
+		return -ENOMEM;
+	}
+	fd = lock_pid_file(d->lock_path, instance);
+	if (fd < 0)
+		return fd;
+	len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+		ps_warn("core", "cannot write the pid to %s: %s", d->lock_path, strerror(errno));
+	d->lock_fd = fd;
+	ps_debug("core", "instance '%s': pid file %s", instance ? instance : "default",
+		 d->lock_path);
+	return 0;
+}
+
+static void release_instance_lock(struct daemon *d)
+{
+	/* Unlinked while still locked: see lock_pid_file. */
+	if (d->lock_fd >= 0) {
+		unlink(d->lock_path);
+		close(d->lock_fd);
+	}
+	d->lock_fd = -1;
+	free(d->lock_path);
+	d->lock_path = NULL;
 }
 
 static int load_settings(struct ps_settings *s, const char *path)
@@ -559,6 +687,9 @@ static void reload(struct daemon *d)
 	free(keep);
 	close_sinks(d);
 	ps_alerts_adopt_state(fresh_settings.alerts, d->settings.alerts);
+	if (!d->opts.instance && !str_equal(fresh_settings.daemon.instance,
+					    d->settings.daemon.instance))
+		ps_warn("core", "daemon.instance changed: it takes effect at the next start");
 	ps_settings_free(&d->settings);
 	d->settings = fresh_settings;
 	apply_log_level(&d->opts, &d->settings);
@@ -630,6 +761,7 @@ static void teardown(struct daemon *d, bool loop_inited)
 	ps_registry_set_default(NULL);
 	ps_registry_free(d->registry);
 	ps_settings_free(&d->settings);
+	release_instance_lock(d);
 	current = NULL;
 }
 
@@ -646,7 +778,7 @@ size_t ps_daemon_status(char *buf, size_t len)
 
 int ps_daemon_run(const struct ps_daemon_opts *o)
 {
-	struct daemon d = { .opts = *o };
+	struct daemon d = { .opts = *o, .lock_fd = -1 };
 	uint64_t started = now_ns(CLOCK_MONOTONIC);
 	int code = PS_EXIT_FAILURE, rc;
 	char status[1024];
@@ -661,6 +793,8 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 	if (geteuid() != 0)
 		ps_warn("core", "not running as root: loading BPF programs will most likely fail");
 	current = &d;
+	if (take_instance_lock(&d, o->instance ? o->instance : d.settings.daemon.instance))
+		goto out;
 
 	d.registry = ps_registry_new(d.settings.daemon.max_series_per_metric);
 	if (!d.registry)

@@ -18,6 +18,7 @@ struct ps_daemon_opts {
 	const char *plugin_dir;    /* NULL: the installed plugin directory */
 	const char *log_level;     /* NULL: from the configuration */
 	uint64_t duration_s;       /* 0: run until SIGTERM/SIGINT */
+	const char *instance;      /* NULL: daemon.instance, else the default instance */
 };
 
 /* Each returns a process exit code. */

@@ -26,6 +26,8 @@ static const struct ps_cfg_key daemon_keys[] = {
 	  "label sets past this fold into one _other series" },
 	{ "log_level", PS_CFG_STRING, "info", offsetof(struct ps_daemon_settings, log_level),
 	  log_levels, "error, warn, info, debug or trace (debug and libbpf's own log)" },
+	{ "instance", PS_CFG_STRING, NULL, offsetof(struct ps_daemon_settings, instance), NULL,
+	  "name of this periscoped among several on the host (--instance wins)" },
 	{ NULL },
 };
 
@@ -65,6 +67,16 @@ static bool is_label_name(const char *s)
 	return true;
 }
 
+bool ps_settings_instance_valid(const char *name)
+{
+	size_t len = name ? strlen(name) : 0;
+
+	if (len < 1 || len > 64 || name[0] == '.')
+		return false;
+	return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") ==
+	       len;
+}
+
 static int check_top_level(const struct ps_cfg_node *tree, struct ps_cfg_error *err)
 {
 	for (size_t i = 0; i < ps_cfg_node_len(tree); i++) {
@@ -99,6 +111,11 @@ static int load_daemon(struct ps_settings *s, struct ps_cfg_error *err)
 	if (d->drain_interval_ms < 1 || d->drain_interval_ms > d->flush_interval_ms)
 		return ps_cfg_errorf(err, ps_cfg_node_get(n, "drain_interval"),
 				     "drain_interval: must be between 1ms and flush_interval");
+	if (d->instance && !ps_settings_instance_valid(d->instance))
+		return ps_cfg_errorf(err, ps_cfg_node_get(n, "instance"),
+				     "instance: '%s' is not a usable name: 1 to 64 letters, digits, "
+				     "'_', '.' or '-', not starting with '.'",
+				     d->instance);
 	for (size_t i = 0; i < d->labels.n; i++) {
 		if (!is_label_name(d->labels.keys[i]) || strcmp(d->labels.keys[i], "service_name") == 0)
 			return ps_cfg_errorf(err, ps_cfg_node_get(n, "labels"),

@@ -14,14 +14,22 @@ require_root() {
 	fi
 }
 
-# start_daemon ARGS...: periscoped in the background; returns once every plugin is up.
-# Sets DAEMON_PID, DAEMON_OUT (stdout file), DAEMON_ERR (stderr file).
+# test_instance: a periscoped instance name no other test (nor another engineer's suite on
+# this machine) uses: one periscoped runs per instance name.
+test_instance() {
+	echo "test-$(basename "$0" .sh)-$$-$RANDOM"
+}
+
+# start_daemon ARGS...: periscoped in the background, as an instance of its own (ARGS may
+# name another with --instance); returns once every plugin is up.
+# Sets DAEMON_PID, DAEMON_INSTANCE, DAEMON_OUT (stdout file), DAEMON_ERR (stderr file).
 start_daemon() {
 	rm -f "${DAEMON_OUT:-}" "${DAEMON_ERR:-}"
 	DAEMON_OUT=$(mktemp)
 	DAEMON_ERR=$(mktemp)
 	DAEMON_LOG_SEEN=0
-	"$PERISCOPED" "$@" >"$DAEMON_OUT" 2>"$DAEMON_ERR" &
+	DAEMON_INSTANCE=$(test_instance)
+	"$PERISCOPED" --instance "$DAEMON_INSTANCE" "$@" >"$DAEMON_OUT" 2>"$DAEMON_ERR" &
 	DAEMON_PID=$!
 	if ! wait_for_log "running:" 30; then
 		echo "periscoped did not start; its log:" >&2
