@@ -1353,10 +1353,9 @@ static int check_key_bounds(const struct ps_cfg_key *k, struct ps_cfg_error *err
 	else if (k->max && parse_bound(k, k->max, &imax, &umax))
 		bad = k->max;
 	if (bad)
-		return errorf_at(err, NULL, 0, 0, "%s: config map bug: bound '%s' is not %s",
-				 k->name, bad,
-				 bound_counts_entries(k->type) ? "an entry count"
-							       : type_expects[k->type]);
+		return errorf_at(
+			err, NULL, 0, 0, "%s: config map bug: bound '%s' is not %s", k->name, bad,
+			bound_counts_entries(k->type) ? "an entry count" : type_expects[k->type]);
 	if (k->type == PS_CFG_INT ? imin > imax : umin > umax)
 		return errorf_at(err, NULL, 0, 0, "%s: config map bug: min %s above max %s",
 				 k->name, k->min, k->max);

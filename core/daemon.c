@@ -60,7 +60,7 @@ struct daemon {
 	uint64_t last_flush_ns;
 	bool stopping;
 	bool plugins_started;
-	int lock_fd;     /* the instance's pid file, flock()ed while we run; -1: none */
+	int lock_fd; /* the instance's pid file, flock()ed while we run; -1: none */
 	char *lock_path;
 };
 
@@ -144,20 +144,22 @@ static int lock_pid_file(const char *path, const char *instance)
 		if (fd < 0) {
 			int err = -errno;
 
-			ps_error("core", "cannot open the instance lock %s: %s", path, strerror(-err));
+			ps_error("core", "cannot open the instance lock %s: %s", path,
+				 strerror(-err));
 			return err;
 		}
 		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-			int err = errno == EWOULDBLOCK ? refuse_second_instance(fd, instance, path)
-						       : -errno;
+			int err = errno == EWOULDBLOCK ?
+					  refuse_second_instance(fd, instance, path) :
+					  -errno;
 
 			if (err != -EBUSY)
 				ps_error("core", "cannot lock %s: %s", path, strerror(-err));
 			close(fd);
 			return err;
 		}
-		if (fstat(fd, &held) == 0 && stat(path, &named) == 0 && held.st_dev == named.st_dev &&
-		    held.st_ino == named.st_ino)
+		if (fstat(fd, &held) == 0 && stat(path, &named) == 0 &&
+		    held.st_dev == named.st_dev && held.st_ino == named.st_ino)
 			return fd;
 		close(fd);
 	}
@@ -310,7 +312,8 @@ static int open_plugins(const char *dir, const struct ps_settings *s, struct plu
 		if (enabled && !plugin_set_find(out, name, NULL)) {
 			/* At the key: the section's value may start lines below it. */
 			ps_cfg_errorf(&err, ps_cfg_node_key_node_at(s->plugins, i),
-				      "plugins.%s: no usable plugin '%s.so' in %s", name, name, dir);
+				      "plugins.%s: no usable plugin '%s.so' in %s", name, name,
+				      dir);
 			ps_error("config", "%s", err.msg);
 			return -EINVAL;
 		}
@@ -570,13 +573,16 @@ static int prepare_plugins(struct daemon *d, const struct ps_settings *new,
 		old = plugin_set_find(&d->plugins, candidate->name, &at);
 		changed = plugin_section_changed(&d->settings, new, candidate->name);
 		if (old && old->state == PS_PLUGIN_RUNNING && !changed) {
-			ps_debug("core", "reload: %s: section unchanged, the running instance stays",
+			ps_debug("core",
+				 "reload: %s: section unchanged, the running instance stays",
 				 candidate->name);
 			keep[i] = (ssize_t)at;
 			continue;
 		}
 		ps_debug("core", "reload: %s: %s, initialising a new instance%s", candidate->name,
-			 !old ? "not running before" : changed ? "section changed" : "was down",
+			 !old	 ? "not running before" :
+			 changed ? "section changed" :
+				   "was down",
 			 old && old->state == PS_PLUGIN_RUNNING ? " beside the running one" : "");
 		rc = ps_plugin_try_init(candidate);
 		if (!rc)
@@ -606,8 +612,10 @@ static struct ps_plugin *swap_in(struct ps_plugin *old, struct ps_plugin *candid
 	if (!old || old->state != PS_PLUGIN_STOPPED || ps_plugin_start(old) != 0)
 		return candidate; /* down, with the reason of its failed start */
 	memcpy(why, candidate->reason, sizeof(why));
-	ps_error("core", "reload: %s: the new instance failed to start (%s); the previous one "
-		 "runs again", candidate->name, why);
+	ps_error("core",
+		 "reload: %s: the new instance failed to start (%s); the previous one "
+		 "runs again",
+		 candidate->name, why);
 	ps_plugin_close(candidate);
 	return old;
 }
@@ -638,7 +646,8 @@ static void swap_plugins(struct daemon *d, struct plugin_set *fresh, const ssize
 			ps_plugin_mark_down(candidate, "%s", why);
 			continue;
 		}
-		fresh->v[i] = swap_in(old && old->state == PS_PLUGIN_RUNNING ? old : NULL, candidate);
+		fresh->v[i] =
+			swap_in(old && old->state == PS_PLUGIN_RUNNING ? old : NULL, candidate);
 		if (old && fresh->v[i] == old)
 			d->plugins.v[at] = NULL;
 	}
@@ -649,8 +658,10 @@ static void swap_plugins(struct daemon *d, struct plugin_set *fresh, const ssize
 
 static void reject_reload(const char *why)
 {
-	ps_error("core", "reload rejected (%s); every plugin, sink and setting keeps running as "
-		 "it was", why);
+	ps_error("core",
+		 "reload rejected (%s); every plugin, sink and setting keeps running as "
+		 "it was",
+		 why);
 }
 
 static void reload(struct daemon *d)
@@ -687,8 +698,8 @@ static void reload(struct daemon *d)
 	free(keep);
 	close_sinks(d);
 	ps_alerts_adopt_state(fresh_settings.alerts, d->settings.alerts);
-	if (!d->opts.instance && !str_equal(fresh_settings.daemon.instance,
-					    d->settings.daemon.instance))
+	if (!d->opts.instance &&
+	    !str_equal(fresh_settings.daemon.instance, d->settings.daemon.instance))
 		ps_warn("core", "daemon.instance changed: it takes effect at the next start");
 	ps_settings_free(&d->settings);
 	d->settings = fresh_settings;
@@ -925,10 +936,12 @@ int ps_daemon_list_plugins(const struct ps_daemon_opts *o)
 			printf("  %-10s %-8s %s\n", desc->name, desc->version ? desc->version : "",
 			       desc->description ? desc->description : "");
 			for (const struct ps_cfg_key *k = desc->config_map; k && k->name; k++) {
-				printf("      %-18s %-9s default %-8s %s", k->name, type_names[k->type],
-				       k->def ? k->def : "-", k->help ? k->help : "");
+				printf("      %-18s %-9s default %-8s %s", k->name,
+				       type_names[k->type], k->def ? k->def : "-",
+				       k->help ? k->help : "");
 				if (k->min || k->max)
-					printf(" [%s..%s]", k->min ? k->min : "", k->max ? k->max : "");
+					printf(" [%s..%s]", k->min ? k->min : "",
+					       k->max ? k->max : "");
 				printf("\n");
 			}
 			ps_plugin_close(all[i]);

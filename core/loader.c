@@ -385,8 +385,7 @@ void ps_plugin_refused_free(struct ps_strlist *refused)
 	refused->n = 0;
 }
 
-int ps_plugin_scan(const char *dir, struct ps_plugin ***out, size_t *n,
-		   struct ps_strlist *refused)
+int ps_plugin_scan(const char *dir, struct ps_plugin ***out, size_t *n, struct ps_strlist *refused)
 {
 	struct ps_plugin **plugins = NULL, *p;
 	struct dirent **entries = NULL;

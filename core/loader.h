@@ -52,8 +52,7 @@ struct ps_plugin *ps_plugin_open(const char *path);
  * ".so") are added to it, for the daemon's status (free with
  * ps_plugin_refused_free). 0 or -errno when dir itself cannot be read.
  */
-int ps_plugin_scan(const char *dir, struct ps_plugin ***out, size_t *n,
-		   struct ps_strlist *refused);
+int ps_plugin_scan(const char *dir, struct ps_plugin ***out, size_t *n, struct ps_strlist *refused);
 void ps_plugin_refused_free(struct ps_strlist *refused);
 
 /*

@@ -94,8 +94,10 @@ int main(int argc, char **argv)
 			break;
 		case OPT_LOG_LEVEL:
 			if (ps_log_parse_level(optarg, &level)) {
-				fprintf(stderr, "periscoped: --log-level: expected error, warn, info, "
-						"debug or trace, got '%s'\n", optarg);
+				fprintf(stderr,
+					"periscoped: --log-level: expected error, warn, info, "
+					"debug or trace, got '%s'\n",
+					optarg);
 				return PS_EXIT_USAGE;
 			}
 			opts.log_level = optarg;
@@ -103,9 +105,11 @@ int main(int argc, char **argv)
 			break;
 		case OPT_INSTANCE:
 			if (!ps_settings_instance_valid(optarg)) {
-				fprintf(stderr, "periscoped: --instance: expected 1 to 64 letters, "
-						"digits, '_', '.' or '-', not starting with '.', got "
-						"'%s'\n", optarg);
+				fprintf(stderr,
+					"periscoped: --instance: expected 1 to 64 letters, "
+					"digits, '_', '.' or '-', not starting with '.', got "
+					"'%s'\n",
+					optarg);
 				return PS_EXIT_USAGE;
 			}
 			opts.instance = optarg;

@@ -86,9 +86,10 @@ static int check_top_level(const struct ps_cfg_node *tree, struct ps_cfg_error *
 		for (const char *const *k = top_level_keys; *k; k++)
 			known = known || strcmp(*k, key) == 0;
 		if (!known)
-			return ps_cfg_errorf(err, ps_cfg_node_key_node_at(tree, i),
-					     "unknown key '%s' (known: daemon, plugins, services, sinks, alerts)",
-					     key);
+			return ps_cfg_errorf(
+				err, ps_cfg_node_key_node_at(tree, i),
+				"unknown key '%s' (known: daemon, plugins, services, sinks, alerts)",
+				key);
 	}
 	return 0;
 }
@@ -112,10 +113,11 @@ static int load_daemon(struct ps_settings *s, struct ps_cfg_error *err)
 		return ps_cfg_errorf(err, ps_cfg_node_get(n, "drain_interval"),
 				     "drain_interval: must be between 1ms and flush_interval");
 	if (d->instance && !ps_settings_instance_valid(d->instance))
-		return ps_cfg_errorf(err, ps_cfg_node_get(n, "instance"),
-				     "instance: '%s' is not a usable name: 1 to 64 letters, digits, "
-				     "'_', '.' or '-', not starting with '.'",
-				     d->instance);
+		return ps_cfg_errorf(
+			err, ps_cfg_node_get(n, "instance"),
+			"instance: '%s' is not a usable name: 1 to 64 letters, digits, "
+			"'_', '.' or '-', not starting with '.'",
+			d->instance);
 	for (size_t i = 0; i < d->labels.n; i++) {
 		if (!is_label_name(d->labels.keys[i]) || strcmp(d->labels.keys[i], "service_name") == 0)
 			return ps_cfg_errorf(err, ps_cfg_node_get(n, "labels"),
@@ -162,7 +164,8 @@ static int load_service_rule(const struct ps_cfg_node *item, struct ps_service_r
 
 		if (strcmp(key, "match") && strcmp(key, "name"))
 			return ps_cfg_errorf(err, ps_cfg_node_key_node_at(item, i),
-					     "services: unknown key '%s' (known: match, name)", key);
+					     "services: unknown key '%s' (known: match, name)",
+					     key);
 	}
 	match = ps_cfg_node_get(item, "match");
 	name = ps_cfg_node_get(item, "name");
@@ -226,7 +229,8 @@ static int load_sink(struct ps_settings *s, const char *name, const struct ps_cf
 	if (!type)
 		return ps_cfg_errorf(err, key,
 				     "sinks: '%s' is not a sink this periscoped has "
-				     "(known: stdout, prometheus_textfile, syslog)", name);
+				     "(known: stdout, prometheus_textfile, syslog)",
+				     name);
 	if (section && ps_cfg_node_kind(section) != PS_CFG_MAP) {
 		if (ps_cfg_node_kind(section) != PS_CFG_SCALAR || *ps_cfg_node_scalar(section))
 			return ps_cfg_errorf(err, section, "sinks.%s: expected a map", name);

@@ -695,7 +695,7 @@ static void syslog_close(void *state)
 	free(st);
 }
 
-#define REMOTE_PROBLEM \
+#define REMOTE_PROBLEM                                                                    \
 	"remote '%s': expected udp://HOST:PORT or tcp://HOST:PORT with an IPv4 address, " \
 	"[IPv6] address or localhost"
 

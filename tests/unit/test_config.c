@@ -1031,13 +1031,13 @@ static int parse_bounded(const char *text)
 }
 
 /* text's "s" section must fail with msg, leaving nothing allocated behind. */
-#define ck_bounded_error(text, want)                                                   \
-	do {                                                                          \
-		ck_assert_int_eq(parse_bounded(text), -EINVAL);                       \
-		ck_assert_str_eq(err.msg, want);                                      \
-		ck_assert_ptr_null(bparsed.routes.v);                                 \
-		ck_assert_ptr_null(bparsed.ports.v);                                  \
-		ck_assert_ptr_null(bparsed.labels.keys);                              \
+#define ck_bounded_error(text, want)                            \
+	do {                                                    \
+		ck_assert_int_eq(parse_bounded(text), -EINVAL); \
+		ck_assert_str_eq(err.msg, want);                \
+		ck_assert_ptr_null(bparsed.routes.v);           \
+		ck_assert_ptr_null(bparsed.ports.v);            \
+		ck_assert_ptr_null(bparsed.labels.keys);        \
 	} while (0)
 
 START_TEST(test_map_bounds_inclusive)
@@ -1073,7 +1073,8 @@ START_TEST(test_map_bounds_reject_with_marks)
 			 "test.yaml:1:14: offset: '11' is out of range (-10 to 10)");
 	ck_bounded_error("s:\n  offset: -11\n",
 			 "test.yaml:2:11: offset: '-11' is out of range (-10 to 10)");
-	ck_bounded_error("s: { count: 0 }\n", "test.yaml:1:13: count: '0' is out of range (at least 1)");
+	ck_bounded_error("s: { count: 0 }\n",
+			 "test.yaml:1:13: count: '0' is out of range (at least 1)");
 	ck_bounded_error("s: { flush_interval: 99ms }\n",
 			 "test.yaml:1:22: flush_interval: '99ms' is out of range (100ms to 1h)");
 	ck_bounded_error("s: { flush_interval: 3601s }\n",
@@ -1098,8 +1099,7 @@ END_TEST
 START_TEST(test_map_bounds_apply_to_defaults)
 {
 	static const struct ps_cfg_key keys[] = {
-		{ "count", PS_CFG_UINT, "0", offsetof(struct bounded, count), NULL, "h", "1",
-		  "5" },
+		{ "count", PS_CFG_UINT, "0", offsetof(struct bounded, count), NULL, "h", "1", "5" },
 		{ NULL },
 	};
 	struct bounded b;
@@ -1125,13 +1125,13 @@ START_TEST(test_map_bounds_bugs_in_the_map)
 		{ NULL },
 	};
 	static const struct ps_cfg_key bad_count[] = {
-		{ "routes", PS_CFG_STRLIST, NULL, offsetof(struct bounded, routes), NULL, "h",
-		  "-1", NULL },
+		{ "routes", PS_CFG_STRLIST, NULL, offsetof(struct bounded, routes), NULL, "h", "-1",
+		  NULL },
 		{ NULL },
 	};
 	static const struct ps_cfg_key crossed[] = {
-		{ "flush_interval", PS_CFG_DURATION, NULL, offsetof(struct bounded, flush_ms),
-		  NULL, "h", "1m", "59s" },
+		{ "flush_interval", PS_CFG_DURATION, NULL, offsetof(struct bounded, flush_ms), NULL,
+		  "h", "1m", "59s" },
 		{ NULL },
 	};
 	struct bounded b;
@@ -1164,9 +1164,8 @@ START_TEST(test_key_node_marks)
 	ck_mark(ps_cfg_node_at(plugins, 0), "test.yaml", 3, 5);
 	ck_assert_str_eq(ps_cfg_node_scalar(ps_cfg_node_key_node_at(plugins, 0)), "htp");
 	ck_assert_ptr_null(ps_cfg_node_key_node_at(plugins, 1));
-	ck_assert_ptr_null(ps_cfg_node_key_node_at(ps_cfg_node_get(ps_cfg_node_at(plugins, 0),
-								   "ports"),
-						   0));
+	ck_assert_ptr_null(
+		ps_cfg_node_key_node_at(ps_cfg_node_get(ps_cfg_node_at(plugins, 0), "ports"), 0));
 	ck_assert_ptr_null(ps_cfg_node_key_node_at(NULL, 0));
 	ps_cfg_node_free(n);
 }
