@@ -133,8 +133,10 @@ check "a second daemon of the same instance is refused" exit_code 1 "$PERISCOPED
 check "... naming the first one's pid" grep -q "periscoped pid $DAEMON_PID already runs instance '$DAEMON_INSTANCE'" "$work/err"
 check "--instance with another name runs beside it" exit_code 0 "$PERISCOPED" -c "$work/good.yaml" --plugin-dir "$plugins" --duration 1 --instance "$DAEMON_INSTANCE-2"
 check "the first one still runs" kill -0 "$DAEMON_PID"
-stop_daemon
-check "its pid file is gone after it stops" [ ! -e "/run/periscope/periscoped-$DAEMON_INSTANCE.pid" ]
+check "it holds its pid file" grep -qx "$DAEMON_PID" "/run/periscope/periscoped-$DAEMON_INSTANCE.pid"
+kill -TERM "$DAEMON_PID" && wait "$DAEMON_PID"
+check "which it removes when it stops" [ ! -e "/run/periscope/periscoped-$DAEMON_INSTANCE.pid" ]
+DAEMON_PID=
 
 # A reload is transactional: a plugin value out of range, or a plugin that fails to initialise,
 # rejects it, and every plugin keeps running; a good change swaps in a new instance.

@@ -28,6 +28,7 @@ start_daemon() {
 	DAEMON_OUT=$(mktemp)
 	DAEMON_ERR=$(mktemp)
 	DAEMON_LOG_SEEN=0
+	[ -n "${DAEMON_PID:-}" ] || forget_instance
 	DAEMON_INSTANCE=$(test_instance)
 	"$PERISCOPED" --instance "$DAEMON_INSTANCE" "$@" >"$DAEMON_OUT" 2>"$DAEMON_ERR" &
 	DAEMON_PID=$!
@@ -38,13 +39,23 @@ start_daemon() {
 	fi
 }
 
+# forget_instance: removes the pid file a killed (not stopped) daemon of the last
+# start_daemon left behind; a daemon that exits removes its own.
+forget_instance() {
+	[ -n "${DAEMON_INSTANCE:-}" ] || return 0
+	rm -f "${RUNTIME_DIRECTORY:-/run/periscope}/periscoped-$DAEMON_INSTANCE.pid"
+	DAEMON_INSTANCE=
+}
+
 # stop_daemon: SIGTERM (final flush) and wait; sets DAEMON_STATUS.
 stop_daemon() {
-	[ -n "${DAEMON_PID:-}" ] || return 0
-	kill -TERM "$DAEMON_PID" 2>/dev/null
-	wait "$DAEMON_PID"
-	DAEMON_STATUS=$?
-	DAEMON_PID=
+	if [ -n "${DAEMON_PID:-}" ]; then
+		kill -TERM "$DAEMON_PID" 2>/dev/null
+		wait "$DAEMON_PID"
+		DAEMON_STATUS=$?
+		DAEMON_PID=
+	fi
+	forget_instance
 }
 
 # wait_for_log PATTERN [SECONDS]: waits until the daemon's stderr matches (extended regex),
