@@ -64,7 +64,7 @@ static struct {
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	enum ps_log_level ours = level == LIBBPF_WARN ? PS_LOG_WARN : PS_LOG_DEBUG;
+	enum ps_log_level ours = level == LIBBPF_WARN ? PS_LOG_WARN : PS_LOG_TRACE;
 	char *msg, *line, *next;
 	size_t lines = 0, skip;
 

@@ -250,6 +250,11 @@ const char *ps_cfg_node_key_at(const struct ps_cfg_node *n, size_t i)
 	return n && n->kind == PS_CFG_MAP && i < n->len ? n->entries[i].key->text : NULL;
 }
 
+const struct ps_cfg_node *ps_cfg_node_key_node_at(const struct ps_cfg_node *map, size_t i)
+{
+	return map && map->kind == PS_CFG_MAP && i < map->len ? map->entries[i].key : NULL;
+}
+
 const struct ps_cfg_node *ps_cfg_node_get(const struct ps_cfg_node *map, const char *key)
 {
 	ssize_t i;
@@ -1297,6 +1302,132 @@ static int parse_strmap(const struct ps_cfg_key *k, const struct ps_cfg_node *n,
 	return 0;
 }
 
+/* ---- bounds ------------------------------------------------------------------------------ */
+
+/* The types a bound applies to, and whether it counts entries rather than a value. */
+static bool bound_counts_entries(enum ps_cfg_type type)
+{
+	return type == PS_CFG_STRLIST || type == PS_CFG_PORTLIST || type == PS_CFG_STRMAP;
+}
+
+static bool bound_allowed(enum ps_cfg_type type)
+{
+	return type == PS_CFG_INT || type == PS_CFG_UINT || type == PS_CFG_DURATION ||
+	       type == PS_CFG_SIZE || bound_counts_entries(type);
+}
+
+/*
+ * A bound's text as k's type reads it. Signed values come back in *i, the
+ * others (including entry counts) in *u.
+ */
+static int parse_bound(const struct ps_cfg_key *k, const char *text, int64_t *i, uint64_t *u)
+{
+	switch (k->type) {
+	case PS_CFG_INT:
+		return parse_int64(text, i);
+	case PS_CFG_DURATION:
+		return parse_scaled(text, duration_units, u);
+	case PS_CFG_SIZE:
+		return parse_scaled(text, size_units, u);
+	default:
+		return parse_uint64(text, u);
+	}
+}
+
+/* A map's bounds are the plugin author's, not the user's: checked before any value. */
+static int check_key_bounds(const struct ps_cfg_key *k, struct ps_cfg_error *err)
+{
+	int64_t imin = INT64_MIN, imax = INT64_MAX;
+	uint64_t umin = 0, umax = UINT64_MAX;
+	const char *bad = NULL;
+
+	if (!k->min && !k->max)
+		return 0;
+	if (!bound_allowed(k->type))
+		return errorf_at(err, NULL, 0, 0,
+				 "%s: config map bug: min/max bound integers, durations, sizes "
+				 "and entry counts of lists and maps only",
+				 k->name);
+	if (k->min && parse_bound(k, k->min, &imin, &umin))
+		bad = k->min;
+	else if (k->max && parse_bound(k, k->max, &imax, &umax))
+		bad = k->max;
+	if (bad)
+		return errorf_at(
+			err, NULL, 0, 0, "%s: config map bug: bound '%s' is not %s", k->name, bad,
+			bound_counts_entries(k->type) ? "an entry count" : type_expects[k->type]);
+	if (k->type == PS_CFG_INT ? imin > imax : umin > umax)
+		return errorf_at(err, NULL, 0, 0, "%s: config map bug: min %s above max %s",
+				 k->name, k->min, k->max);
+	return 0;
+}
+
+/* "(64 to 4096)", "(at least 1)", "(at most 1024)": the bounds as the map wrote them. */
+static const char *describe_bounds(const struct ps_cfg_key *k, char *buf, size_t size)
+{
+	if (k->min && k->max)
+		snprintf(buf, size, "%s to %s", k->min, k->max);
+	else if (k->min)
+		snprintf(buf, size, "at least %s", k->min);
+	else
+		snprintf(buf, size, "at most %s", k->max);
+	return buf;
+}
+
+static size_t entry_count(enum ps_cfg_type type, const void *v)
+{
+	switch (type) {
+	case PS_CFG_STRLIST:
+		return ((const struct ps_strlist *)v)->n;
+	case PS_CFG_PORTLIST:
+		return ((const struct ps_portlist *)v)->n;
+	default:
+		return ((const struct ps_strmap *)v)->n;
+	}
+}
+
+/* v holds n parsed as k's type; -EINVAL with err filled when it is out of k's bounds. */
+static int check_bounds(const struct ps_cfg_key *k, const struct ps_cfg_node *n, const void *v,
+			struct ps_cfg_error *err)
+{
+	int64_t imin = INT64_MIN, imax = INT64_MAX;
+	uint64_t umin = 0, umax = UINT64_MAX;
+	char range[160];
+	bool low, high;
+
+	if (!k->min && !k->max)
+		return 0;
+	/* check_key_bounds accepted these texts before anything was parsed. */
+	if (k->min)
+		parse_bound(k, k->min, &imin, &umin);
+	if (k->max)
+		parse_bound(k, k->max, &imax, &umax);
+	if (bound_counts_entries(k->type)) {
+		size_t count = entry_count(k->type, v);
+
+		if (count >= umin && count <= umax)
+			return 0;
+		return ps_cfg_errorf(err, n, "%s: %zu entr%s, expected %s", k->name, count,
+				     count == 1 ? "y" : "ies",
+				     describe_bounds(k, range, sizeof(range)));
+	}
+	if (k->type == PS_CFG_INT) {
+		int64_t x = *(const int64_t *)v;
+
+		low = x < imin;
+		high = x > imax;
+	} else {
+		uint64_t x = *(const uint64_t *)v;
+
+		low = x < umin;
+		high = x > umax;
+	}
+	if (!low && !high)
+		return 0;
+	return ps_cfg_errorf(err, n, "%s: '%s' is out of range (%s)", k->name, n->text,
+			     describe_bounds(k, range, sizeof(range)));
+}
+
 /* Parses n as k's type and replaces the field's old value (a default) with it. */
 static int field_set(const struct ps_cfg_key *k, const struct ps_cfg_node *n, void *out,
 		     struct ps_cfg_error *err)
@@ -1356,6 +1487,15 @@ static int field_set(const struct ps_cfg_key *k, const struct ps_cfg_node *n, vo
 	}
 	if (rc)
 		return rc;
+	rc = check_bounds(k, n, &v, err);
+	if (rc) {
+		/* v is not the field yet: free it as if it were. */
+		struct ps_cfg_key tmp = *k;
+
+		tmp.offset = 0;
+		field_free(&tmp, &v);
+		return rc;
+	}
 	field_free(k, out);
 	memcpy(field_of(k, out), &v, type_size(k->type));
 	return 0;
@@ -1437,6 +1577,11 @@ int ps_cfg_map_parse(const struct ps_cfg_node *map, const struct ps_cfg_key *key
 			return errorf_at(err, NULL, 0, 0, "%s: unsupported config type %d",
 					 k->name, k->type);
 		memset(field_of(k, out), 0, type_size(k->type));
+	}
+	for (const struct ps_cfg_key *k = keys; k->name; k++) {
+		rc = check_key_bounds(k, err);
+		if (rc)
+			return rc;
 	}
 
 	if (map && map->kind != PS_CFG_MAP && !map->is_null)

@@ -26,6 +26,13 @@ struct ps_cfg_node *ps_cfg_load_all(const char *main_path, const char *confd_dir
 /* Merges src into dst (both maps), consuming src. 0 or -EINVAL (kind clash, err filled). */
 int ps_cfg_merge(struct ps_cfg_node *dst, struct ps_cfg_node *src, struct ps_cfg_error *err);
 
+/*
+ * The key node of a map's i-th entry (NULL when map is not a map or i is past
+ * its end): errors about a key itself (unknown, misplaced) point at the key,
+ * not at its value, which may sit lines below it.
+ */
+const struct ps_cfg_node *ps_cfg_node_key_node_at(const struct ps_cfg_node *map, size_t i);
+
 void ps_cfg_node_free(struct ps_cfg_node *n);
 /* Same content (kinds, keys, scalars), whatever the marks. NULL equals NULL. */
 int ps_cfg_node_equal(const struct ps_cfg_node *a, const struct ps_cfg_node *b);

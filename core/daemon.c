@@ -3,10 +3,14 @@
  * flush timer and the signals, and hands registry snapshots to the sinks.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +28,11 @@
 #include "settings.h"
 
 #define DEFAULT_CONFIG PS_SYSCONF_DIR "/periscope.yaml"
+/* Where instance pid files live unless systemd's RuntimeDirectory= says otherwise. */
+#ifndef PS_RUN_DIR
+#define PS_RUN_DIR "/run/periscope"
+#endif
+#define LOCK_ATTEMPTS 8
 
 struct sink_instance {
 	const struct ps_sink_type *type;
@@ -34,6 +43,7 @@ struct sink_instance {
 struct plugin_set {
 	struct ps_plugin **v;
 	size_t n;
+	struct ps_strlist refused; /* files the loader would not open: down, with no instance */
 };
 
 struct daemon {
@@ -50,7 +60,13 @@ struct daemon {
 	size_t n_sinks;
 	uint64_t last_flush_ns;
 	bool stopping;
+	bool plugins_started;
+	int lock_fd; /* the instance's pid file, flock()ed while we run; -1: none */
+	char *lock_path;
 };
+
+/* The daemon ps_daemon_status describes; NULL when none runs. */
+static struct daemon *current;
 
 static uint64_t now_ns(clockid_t clock)
 {
@@ -72,6 +88,126 @@ static const char *resolve_config_path(const struct ps_daemon_opts *o)
 static const char *config_name(const char *path)
 {
 	return path ? path : "<embedded default>";
+}
+
+static bool str_equal(const char *a, const char *b)
+{
+	return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
+/* ---- one instance per name ----------------------------------------------------------- */
+
+/* systemd sets RUNTIME_DIRECTORY (one directory, or several separated by ':'). */
+static const char *run_dir(void)
+{
+	const char *dir = getenv("RUNTIME_DIRECTORY");
+
+	return dir && dir[0] == '/' && !strchr(dir, ':') ? dir : PS_RUN_DIR;
+}
+
+/* The pid written in a lock file, or 0 when it cannot be read (yet). */
+static long read_pid(int fd)
+{
+	char buf[32];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+static int refuse_second_instance(int fd, const char *instance, const char *path)
+{
+	long pid = read_pid(fd);
+	char who[48] = "another periscoped";
+
+	if (pid > 0)
+		snprintf(who, sizeof(who), "periscoped pid %ld", pid);
+	ps_error("core",
+		 "%s already runs instance '%s' (it holds %s): stop it first, or give this one "
+		 "its own name with --instance NAME (daemon.instance)",
+		 who, instance ? instance : "default", path);
+	return -EBUSY;
+}
+
+/*
+ * Opens and flock()s path. An exiting daemon unlinks its file while it still
+ * holds the lock, so a lock won on a file that is no longer at path means
+ * nothing: open again.
+ */
+static int lock_pid_file(const char *path, const char *instance)
+{
+	for (int attempt = 0; attempt < LOCK_ATTEMPTS; attempt++) {
+		struct stat held, named;
+		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+
+		if (fd < 0) {
+			int err = -errno;
+
+			ps_error("core", "cannot open the instance lock %s: %s", path,
+				 strerror(-err));
+			return err;
+		}
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			int err = errno == EWOULDBLOCK ?
+					  refuse_second_instance(fd, instance, path) :
+					  -errno;
+
+			if (err != -EBUSY)
+				ps_error("core", "cannot lock %s: %s", path, strerror(-err));
+			close(fd);
+			return err;
+		}
+		if (fstat(fd, &held) == 0 && stat(path, &named) == 0 &&
+		    held.st_dev == named.st_dev && held.st_ino == named.st_ino)
+			return fd;
+		close(fd);
+	}
+	ps_error("core", "cannot lock %s: it keeps being replaced", path);
+	return -EAGAIN;
+}
+
+/* One periscoped per instance name: two would load every program twice and write the same files. */
+static int take_instance_lock(struct daemon *d, const char *instance)
+{
+	const char *dir = run_dir();
+	char pid[32];
+	int fd, len;
+
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		int err = -errno;
+
+		ps_error("core", "cannot create %s for the instance lock: %s", dir, strerror(-err));
+		return err;
+	}
+	if (asprintf(&d->lock_path, instance ? "%s/periscoped-%s.pid" : "%s/periscoped.pid", dir,
+		     instance) < 0) {
+		d->lock_path = NULL;
+		return -ENOMEM;
+	}
+	fd = lock_pid_file(d->lock_path, instance);
+	if (fd < 0)
+		return fd;
+	len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+		ps_warn("core", "cannot write the pid to %s: %s", d->lock_path, strerror(errno));
+	d->lock_fd = fd;
+	ps_debug("core", "instance '%s': pid file %s", instance ? instance : "default",
+		 d->lock_path);
+	return 0;
+}
+
+static void release_instance_lock(struct daemon *d)
+{
+	/* Unlinked while still locked: see lock_pid_file. */
+	if (d->lock_fd >= 0) {
+		unlink(d->lock_path);
+		close(d->lock_fd);
+	}
+	d->lock_fd = -1;
+	free(d->lock_path);
+	d->lock_path = NULL;
 }
 
 static int load_settings(struct ps_settings *s, const char *path)
@@ -110,14 +246,37 @@ static void plugin_set_free(struct plugin_set *set)
 	free(set->v);
 	set->v = NULL;
 	set->n = 0;
+	ps_plugin_refused_free(&set->refused);
 }
 
-static bool plugin_set_has(const struct plugin_set *set, const char *name)
+/* The plugin called name in set, or NULL; *at (may be NULL) gets its index. */
+static struct ps_plugin *plugin_set_find(const struct plugin_set *set, const char *name, size_t *at)
 {
-	for (size_t i = 0; i < set->n; i++)
-		if (set->v[i] && strcmp(set->v[i]->name, name) == 0)
-			return true;
-	return false;
+	for (size_t i = 0; i < set->n; i++) {
+		if (set->v[i] && strcmp(set->v[i]->name, name) == 0) {
+			if (at)
+				*at = i;
+			return set->v[i];
+		}
+	}
+	return NULL;
+}
+
+/* Refused files the configuration disables are not missed: they do not count as down. */
+static void forget_disabled_refusals(const struct ps_settings *s, struct ps_strlist *refused)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < refused->n; i++) {
+		bool enabled;
+
+		ps_settings_plugin(s, refused->v[i], &enabled, NULL);
+		if (enabled)
+			refused->v[kept++] = refused->v[i];
+		else
+			free(refused->v[i]);
+	}
+	refused->n = kept;
 }
 
 /*
@@ -130,12 +289,13 @@ static int open_plugins(const char *dir, const struct ps_settings *s, struct plu
 	struct ps_cfg_error err;
 	struct ps_plugin **all;
 	size_t n;
-	int rc = ps_plugin_scan(dir, &all, &n);
+	int rc = ps_plugin_scan(dir, &all, &n, &out->refused);
 
 	if (rc)
 		return rc; /* the loader said why */
 	out->v = all;
 	out->n = n;
+	forget_disabled_refusals(s, &out->refused);
 	for (size_t i = 0; i < n; i++) {
 		bool enabled;
 		const struct ps_cfg_node *section = ps_settings_plugin(s, all[i]->name, &enabled, &err);
@@ -158,9 +318,11 @@ static int open_plugins(const char *dir, const struct ps_settings *s, struct plu
 		bool enabled;
 
 		ps_settings_plugin(s, name, &enabled, NULL);
-		if (enabled && !plugin_set_has(out, name)) {
-			ps_cfg_errorf(&err, ps_cfg_node_at(s->plugins, i),
-				      "plugins.%s: no usable plugin '%s.so' in %s", name, name, dir);
+		if (enabled && !plugin_set_find(out, name, NULL)) {
+			/* At the key: the section's value may start lines below it. */
+			ps_cfg_errorf(&err, ps_cfg_node_key_node_at(s->plugins, i),
+				      "plugins.%s: no usable plugin '%s.so' in %s", name, name,
+				      dir);
 			ps_error("config", "%s", err.msg);
 			return -EINVAL;
 		}
@@ -174,6 +336,22 @@ static void start_plugin(struct ps_plugin *p)
 		ps_plugin_start(p);
 }
 
+/* snprintf at *off in buf, never past its end; *off stops at the end. */
+static void __attribute__((format(printf, 4, 5)))
+append(char *buf, size_t len, size_t *off, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (*off + 1 >= len)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(buf + *off, len - *off, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		*off = *off + (size_t)n < len ? *off + (size_t)n : len - 1;
+}
+
 static size_t plugins_running(const struct plugin_set *set, char *names, size_t len)
 {
 	size_t up = 0, off = 0;
@@ -183,30 +361,65 @@ static size_t plugins_running(const struct plugin_set *set, char *names, size_t 
 		if (!set->v[i] || set->v[i]->state != PS_PLUGIN_RUNNING)
 			continue;
 		up++;
-		off += (size_t)snprintf(names + off, off < len ? len - off : 0, "%s%s",
-					off ? ", " : "", set->v[i]->name);
+		append(names, len, &off, "%s%s", up > 1 ? ", " : "", set->v[i]->name);
 	}
 	return up;
 }
 
-static size_t plugins_enabled(const struct plugin_set *set)
+/* Enabled plugins, whether they run or not, and the files the loader refused. */
+static size_t plugins_expected(const struct plugin_set *set)
 {
-	size_t n = 0;
+	size_t n = set->refused.n;
 
 	for (size_t i = 0; i < set->n; i++)
 		n += set->v[i] != NULL;
 	return n;
 }
 
-static void log_running(const struct daemon *d, uint64_t since_ns)
+/*
+ * "2 of 3 plugins up (http down: init failed: Invalid argument)": one line for
+ * the log, and for whoever reports the daemon's state (systemd's STATUS=).
+ * Returns the number of plugins up.
+ */
+static size_t plugin_status(const struct plugin_set *set, char *buf, size_t len)
 {
-	char names[512];
+	char names[8];
+	size_t up = plugins_running(set, names, sizeof(names)), off = 0;
+	const char *sep = " (";
+
+	buf[0] = '\0';
+	append(buf, len, &off, "%zu of %zu plugins up", up, plugins_expected(set));
+	for (size_t i = 0; i < set->n; i++) {
+		const struct ps_plugin *p = set->v[i];
+
+		if (!p || p->state == PS_PLUGIN_RUNNING)
+			continue;
+		append(buf, len, &off, "%s%s down: %s", sep, p->name,
+		       p->reason[0] ? p->reason : "not started");
+		sep = "; ";
+	}
+	for (size_t i = 0; i < set->refused.n; i++) {
+		append(buf, len, &off, "%s%s refused by the loader", sep, set->refused.v[i]);
+		sep = "; ";
+	}
+	if (*sep == ';')
+		append(buf, len, &off, ")");
+	return up;
+}
+
+/* Returns the number of plugins up; says "degraded" when some are not. */
+static size_t log_running(const struct daemon *d, uint64_t since_ns)
+{
+	char names[512], status[1024];
 	size_t up = plugins_running(&d->plugins, names, sizeof(names));
 
-	ps_info("core", "running: %s (%zu of %zu plugins up) in %" PRIu64 " ms", up ? names : "nothing",
-		up, plugins_enabled(&d->plugins), (now_ns(CLOCK_MONOTONIC) - since_ns) / 1000000);
-	if (!up)
-		ps_warn("core", "no plugin is running: nothing will be observed");
+	plugin_status(&d->plugins, status, sizeof(status));
+	ps_info("core", "running: %s (%zu of %zu plugins up) in %" PRIu64 " ms",
+		up ? names : "nothing", up, plugins_expected(&d->plugins),
+		(now_ns(CLOCK_MONOTONIC) - since_ns) / 1000000);
+	if (up && up < plugins_expected(&d->plugins))
+		ps_warn("core", "degraded: %s", status);
+	return up;
 }
 
 /* ---- sinks -------------------------------------------------------------------------- */
@@ -351,38 +564,117 @@ static bool plugin_section_changed(const struct ps_settings *old, const struct p
 }
 
 /*
- * Keeps every running plugin whose section did not change; restarts the
- * others from the freshly opened set.
+ * Pairs the fresh plugins with the running ones: a running plugin whose
+ * section did not change is kept (keep[i] = its index in d->plugins), every
+ * other fresh plugin is initialised now, beside the running instance of the
+ * same name, which keeps running. Fails when one of them cannot be
+ * initialised, unless it replaces an instance that was down already with the
+ * same section (a retry that changes nothing if it fails again).
  */
-static void swap_plugins(struct daemon *d, const struct ps_settings *new, struct plugin_set *fresh)
+static int prepare_plugins(struct daemon *d, const struct ps_settings *new,
+			   struct plugin_set *fresh, ssize_t *keep)
 {
 	for (size_t i = 0; i < fresh->n; i++) {
-		struct ps_plugin *candidate = fresh->v[i];
+		struct ps_plugin *candidate = fresh->v[i], *old;
+		size_t at;
+		bool changed;
+		int rc;
 
-		for (size_t j = 0; candidate && j < d->plugins.n; j++) {
-			struct ps_plugin *old = d->plugins.v[j];
-
-			if (!old || strcmp(old->name, candidate->name))
-				continue;
-			if (!plugin_section_changed(&d->settings, new, old->name) &&
-			    old->state == PS_PLUGIN_RUNNING) {
-				/* Unchanged: the running instance stays, the fresh handle goes. */
-				ps_plugin_close(candidate);
-				fresh->v[i] = old;
-				d->plugins.v[j] = NULL;
-			}
-			break;
+		keep[i] = -1;
+		if (!candidate)
+			continue; /* disabled */
+		old = plugin_set_find(&d->plugins, candidate->name, &at);
+		changed = plugin_section_changed(&d->settings, new, candidate->name);
+		if (old && old->state == PS_PLUGIN_RUNNING && !changed) {
+			ps_debug("core",
+				 "reload: %s: section unchanged, the running instance stays",
+				 candidate->name);
+			keep[i] = (ssize_t)at;
+			continue;
 		}
+		ps_debug("core", "reload: %s: %s, initialising a new instance%s", candidate->name,
+			 !old	 ? "not running before" :
+			 changed ? "section changed" :
+				   "was down",
+			 old && old->state == PS_PLUGIN_RUNNING ? " beside the running one" : "");
+		rc = ps_plugin_try_init(candidate);
+		if (!rc)
+			continue;
+		if (old && old->state != PS_PLUGIN_RUNNING && !changed) {
+			ps_warn("core", "reload: %s is still down: %s", candidate->name,
+				candidate->reason);
+			continue;
+		}
+		ps_error("core", "reload: plugin %s: %s", candidate->name, candidate->reason);
+		return rc;
 	}
-	stop_plugins(&d->plugins);
+	return 0;
+}
+
+/* Replaces old (running, stopped here) by candidate (inited); old runs again if it must. */
+static struct ps_plugin *swap_in(struct ps_plugin *old, struct ps_plugin *candidate)
+{
+	char why[sizeof(candidate->reason)];
+
+	if (old)
+		ps_plugin_stop(old);
+	if (ps_plugin_start(candidate) == 0) {
+		ps_debug("core", "reload: %s: new instance swapped in", candidate->name);
+		return candidate;
+	}
+	if (!old || old->state != PS_PLUGIN_STOPPED || ps_plugin_start(old) != 0)
+		return candidate; /* down, with the reason of its failed start */
+	memcpy(why, candidate->reason, sizeof(why));
+	ps_error("core",
+		 "reload: %s: the new instance failed to start (%s); the previous one "
+		 "runs again",
+		 candidate->name, why);
+	ps_plugin_close(candidate);
+	return old;
+}
+
+/*
+ * Commits a prepared reload: kept instances move over, new ones replace the
+ * instances of the same name, plugins no longer enabled stop.
+ */
+static void swap_plugins(struct daemon *d, struct plugin_set *fresh, const ssize_t *keep)
+{
+	for (size_t i = 0; i < fresh->n; i++) {
+		struct ps_plugin *candidate = fresh->v[i], *old;
+		size_t at = 0;
+		char why[sizeof(candidate->reason)];
+
+		if (!candidate)
+			continue;
+		if (keep[i] >= 0) {
+			ps_plugin_close(candidate);
+			fresh->v[i] = d->plugins.v[keep[i]];
+			d->plugins.v[keep[i]] = NULL;
+			continue;
+		}
+		old = plugin_set_find(&d->plugins, candidate->name, &at);
+		if (candidate->state != PS_PLUGIN_INITED) {
+			/* A retry that failed (prepare_plugins allowed it): down as before. */
+			memcpy(why, candidate->reason, sizeof(why));
+			ps_plugin_mark_down(candidate, "%s", why);
+			continue;
+		}
+		fresh->v[i] =
+			swap_in(old && old->state == PS_PLUGIN_RUNNING ? old : NULL, candidate);
+		if (old && fresh->v[i] == old)
+			d->plugins.v[at] = NULL;
+	}
+	/* What is left of the old set is replaced or disabled. */
 	plugin_set_free(&d->plugins);
 	d->plugins = *fresh;
-	for (size_t i = 0; i < d->plugins.n; i++) {
-		struct ps_plugin *p = d->plugins.v[i];
+}
 
-		if (p && p->state == PS_PLUGIN_OPENED)
-			start_plugin(p);
-	}
+static void reject_reload(const char *why)
+{
+	ps_error("core",
+		 "reload rejected (%s); every plugin, sink and setting keeps running as "
+		 "it was",
+		 why);
 }
 
 static void reload(struct daemon *d)
@@ -390,23 +682,38 @@ static void reload(struct daemon *d)
 	struct ps_settings fresh_settings;
 	struct plugin_set fresh = { 0 };
 	uint64_t started = now_ns(CLOCK_MONOTONIC);
+	ssize_t *keep;
 
 	ps_info("core", "SIGHUP: reloading %s", config_name(d->config_path));
 	if (load_settings(&fresh_settings, d->config_path)) {
-		ps_error("core", "reload rejected; keeping the running configuration");
+		reject_reload("invalid configuration");
 		return;
 	}
+	ps_debug("core", "reload: configuration valid; opening the plugins in %s", d->plugin_dir);
 	if (open_plugins(d->plugin_dir, &fresh_settings, &fresh)) {
 		plugin_set_free(&fresh);
 		ps_settings_free(&fresh_settings);
-		ps_error("core", "reload rejected; keeping the running configuration");
+		reject_reload("invalid plugin configuration");
 		return;
 	}
-	/* Everything validated: from here on the new configuration wins. */
+	keep = calloc(fresh.n ? fresh.n : 1, sizeof(*keep));
+	if (!keep || prepare_plugins(d, &fresh_settings, &fresh, keep)) {
+		free(keep);
+		plugin_set_free(&fresh);
+		ps_settings_free(&fresh_settings);
+		reject_reload(keep ? "a plugin failed to initialise" : "out of memory");
+		return;
+	}
+	/* Everything validated and initialised: from here on the new configuration wins. */
+	ps_debug("core", "reload: every new instance initialised; swapping");
 	flush(d, false);
-	swap_plugins(d, &fresh_settings, &fresh);
+	swap_plugins(d, &fresh, keep);
+	free(keep);
 	close_sinks(d);
 	ps_alerts_adopt_state(fresh_settings.alerts, d->settings.alerts);
+	if (!d->opts.instance &&
+	    !str_equal(fresh_settings.daemon.instance, d->settings.daemon.instance))
+		ps_warn("core", "daemon.instance changed: it takes effect at the next start");
 	ps_settings_free(&d->settings);
 	d->settings = fresh_settings;
 	apply_log_level(&d->opts, &d->settings);
@@ -417,7 +724,8 @@ static void reload(struct daemon *d)
 	ps_bpf_set_drain_interval(d->settings.daemon.drain_interval_ms);
 	uv_timer_start(&d->flush_timer, on_flush_timer, d->settings.daemon.flush_interval_ms,
 		       d->settings.daemon.flush_interval_ms);
-	log_running(d, started);
+	if (!log_running(d, started))
+		ps_warn("core", "no plugin is running after the reload: nothing will be observed");
 }
 
 static void on_sighup(uv_signal_t *h, int signum)
@@ -477,13 +785,27 @@ static void teardown(struct daemon *d, bool loop_inited)
 	ps_registry_set_default(NULL);
 	ps_registry_free(d->registry);
 	ps_settings_free(&d->settings);
+	release_instance_lock(d);
+	current = NULL;
+}
+
+size_t ps_daemon_status(char *buf, size_t len)
+{
+	if (!len)
+		return 0;
+	if (!current || !current->plugins_started) {
+		snprintf(buf, len, "starting");
+		return 0;
+	}
+	return plugin_status(&current->plugins, buf, len);
 }
 
 int ps_daemon_run(const struct ps_daemon_opts *o)
 {
-	struct daemon d = { .opts = *o };
+	struct daemon d = { .opts = *o, .lock_fd = -1 };
 	uint64_t started = now_ns(CLOCK_MONOTONIC);
 	int code = PS_EXIT_FAILURE, rc;
+	char status[1024];
 
 	d.config_path = resolve_config_path(o);
 	d.plugin_dir = o->plugin_dir ? o->plugin_dir : PS_PLUGIN_DIR;
@@ -494,10 +816,13 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 		config_name(d.config_path), d.plugin_dir);
 	if (geteuid() != 0)
 		ps_warn("core", "not running as root: loading BPF programs will most likely fail");
+	current = &d;
+	if (take_instance_lock(&d, o->instance ? o->instance : d.settings.daemon.instance))
+		goto out;
 
 	d.registry = ps_registry_new(d.settings.daemon.max_series_per_metric);
 	if (!d.registry)
-		return PS_EXIT_FAILURE;
+		goto out;
 	ps_registry_set_default(d.registry);
 	apply_registry_settings(d.registry, &d.settings.daemon);
 	register_build_info();
@@ -524,6 +849,12 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 	for (size_t i = 0; i < d.plugins.n; i++)
 		if (d.plugins.v[i])
 			start_plugin(d.plugins.v[i]);
+	d.plugins_started = true;
+	if (!plugin_status(&d.plugins, status, sizeof(status))) {
+		/* A daemon that observes nothing must not look healthy to its supervisor. */
+		ps_error("core", "no plugin is running: %s; exiting", status);
+		goto out_loop;
+	}
 	log_running(&d, started);
 	d.last_flush_ns = now_ns(CLOCK_REALTIME);
 
@@ -615,7 +946,7 @@ int ps_daemon_list_plugins(const struct ps_daemon_opts *o)
 	int rc;
 
 	ps_registry_set_default(r);
-	rc = ps_plugin_scan(dir, &all, &n);
+	rc = ps_plugin_scan(dir, &all, &n, NULL);
 	if (!rc) {
 		printf("plugins in %s:\n", dir);
 		for (size_t i = 0; i < n; i++) {
@@ -623,9 +954,15 @@ int ps_daemon_list_plugins(const struct ps_daemon_opts *o)
 
 			printf("  %-10s %-8s %s\n", desc->name, desc->version ? desc->version : "",
 			       desc->description ? desc->description : "");
-			for (const struct ps_cfg_key *k = desc->config_map; k && k->name; k++)
-				printf("      %-18s %-9s default %-8s %s\n", k->name, type_names[k->type],
-				       k->def ? k->def : "-", k->help ? k->help : "");
+			for (const struct ps_cfg_key *k = desc->config_map; k && k->name; k++) {
+				printf("      %-18s %-9s default %-8s %s", k->name,
+				       type_names[k->type], k->def ? k->def : "-",
+				       k->help ? k->help : "");
+				if (k->min || k->max)
+					printf(" [%s..%s]", k->min ? k->min : "",
+					       k->max ? k->max : "");
+				printf("\n");
+			}
 			ps_plugin_close(all[i]);
 		}
 		free(all);

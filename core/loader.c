@@ -361,16 +361,30 @@ static int compare_names(const struct dirent **a, const struct dirent **b)
 	return strcmp((*a)->d_name, (*b)->d_name);
 }
 
-static void report_open_failure(const char *file)
+/* Takes stem. */
+static void report_open_failure(char *stem, struct ps_strlist *refused)
 {
-	char *stem = plugin_stem(file);
+	char **v;
 
-	if (stem)
-		ps_plugin_report_up(stem, false);
+	ps_plugin_report_up(stem, false);
+	if (refused && (v = realloc(refused->v, (refused->n + 1) * sizeof(*v)))) {
+		refused->v = v;
+		refused->v[refused->n++] = stem;
+		return;
+	}
 	free(stem);
 }
 
-int ps_plugin_scan(const char *dir, struct ps_plugin ***out, size_t *n)
+void ps_plugin_refused_free(struct ps_strlist *refused)
+{
+	for (size_t i = 0; i < refused->n; i++)
+		free(refused->v[i]);
+	free(refused->v);
+	refused->v = NULL;
+	refused->n = 0;
+}
+
+int ps_plugin_scan(const char *dir, struct ps_plugin ***out, size_t *n, struct ps_strlist *refused)
 {
 	struct ps_plugin **plugins = NULL, *p;
 	struct dirent **entries = NULL;
@@ -399,10 +413,14 @@ int ps_plugin_scan(const char *dir, struct ps_plugin ***out, size_t *n)
 		}
 		p = ps_plugin_open(path);
 		free(path);
-		if (p)
+		if (p) {
 			plugins[(*n)++] = p;
-		else
-			report_open_failure(entries[i]->d_name);
+		} else {
+			char *stem = plugin_stem(entries[i]->d_name);
+
+			if (stem)
+				report_open_failure(stem, refused);
+		}
 	}
 	*out = plugins;
 	plugins = NULL;
@@ -447,7 +465,7 @@ static int check_no_settings(const struct ps_plugin *p, const struct ps_cfg_node
 		if (key && strcmp(key, "enabled") == 0)
 			continue;
 		return ps_cfg_errorf(
-			err, ps_cfg_node_at(section, i),
+			err, ps_cfg_node_key_node_at(section, i),
 			"plugins.%s: unknown key \"%s\" (this plugin takes no settings)", p->name,
 			key ? key : "");
 	}
@@ -542,7 +560,7 @@ static void stop_and_release(struct ps_plugin *p)
 	release(p);
 }
 
-int ps_plugin_init(struct ps_plugin *p)
+int ps_plugin_try_init(struct ps_plugin *p)
 {
 	struct ps_cfg_error cerr;
 	int ret;
@@ -553,18 +571,35 @@ int ps_plugin_init(struct ps_plugin *p)
 	if (!p->config && p->desc->config_size) {
 		ret = ps_plugin_configure(p, NULL, &cerr);
 		if (ret) {
-			ps_plugin_mark_down(p, "default configuration rejected: %s", cerr.msg);
+			snprintf(p->reason, sizeof(p->reason),
+				 "default configuration rejected: %.220s", cerr.msg);
 			return ret;
 		}
 	}
 	ret = callback_result(p, "init", p->desc->init(p, p->config));
 	if (ret) {
-		ps_plugin_mark_down(p, "init failed: %s", strerror(-ret));
+		snprintf(p->reason, sizeof(p->reason), "init failed: %s", strerror(-ret));
 		return ret;
 	}
 	p->inited = true;
 	p->state = PS_PLUGIN_INITED;
 	return 0;
+}
+
+int ps_plugin_init(struct ps_plugin *p)
+{
+	char why[sizeof(p->reason)];
+	int ret;
+
+	if (p->state != PS_PLUGIN_OPENED)
+		return -EINVAL;
+	ret = ps_plugin_try_init(p);
+	if (ret) {
+		/* mark_down writes p->reason: never format it from itself. */
+		memcpy(why, p->reason, sizeof(why));
+		ps_plugin_mark_down(p, "%s", why);
+	}
+	return ret;
 }
 
 int ps_plugin_start(struct ps_plugin *p)

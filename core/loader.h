@@ -55,9 +55,12 @@ struct ps_plugin *ps_plugin_open(const char *path);
 /*
  * Opens every *.so in dir, in file-name order. Plugins that fail to open are
  * logged, counted as down (periscope_plugin_up 0 under their file name) and
- * left out of *out. 0 or -errno when dir itself cannot be read.
+ * left out of *out; when refused is not NULL their names (file names without
+ * ".so") are added to it, for the daemon's status (free with
+ * ps_plugin_refused_free). 0 or -errno when dir itself cannot be read.
  */
-int ps_plugin_scan(const char *dir, struct ps_plugin ***out, size_t *n);
+int ps_plugin_scan(const char *dir, struct ps_plugin ***out, size_t *n, struct ps_strlist *refused);
+void ps_plugin_refused_free(struct ps_strlist *refused);
 
 /*
  * Fills p->config from the plugin's section (NULL = defaults) with its
@@ -68,6 +71,13 @@ int ps_plugin_configure(struct ps_plugin *p, const struct ps_cfg_node *section,
 
 /* Life cycle. Each returns 0 or -errno; on failure the plugin is marked down. */
 int ps_plugin_init(struct ps_plugin *p);
+/*
+ * init() for an instance prepared beside a running one (a reload): on failure
+ * the reason goes to p->reason and the return value, but the plugin is not
+ * marked down, since the running instance of the same name is still up. The
+ * caller closes p, or marks it down itself.
+ */
+int ps_plugin_try_init(struct ps_plugin *p);
 int ps_plugin_start(struct ps_plugin *p);
 int ps_plugin_collect(struct ps_plugin *p);
 void ps_plugin_stop(struct ps_plugin *p);

@@ -10,8 +10,8 @@
 static enum ps_log_level current_level = PS_LOG_INFO;
 static int journal_prefix = -1; /* -1: not decided yet */
 
-static const char *const level_names[] = { "error", "warn", "info", "debug" };
-static const int level_priorities[] = { 3, 4, 6, 7 };
+static const char *const level_names[] = { "error", "warn", "info", "debug", "trace" };
+static const int level_priorities[] = { 3, 4, 6, 7, 7 }; /* syslog has nothing below debug */
 
 void ps_log_set_level(enum ps_log_level level)
 {

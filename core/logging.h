@@ -5,7 +5,7 @@
 #include <periscope/log.h>
 
 void ps_log_set_level(enum ps_log_level level);
-/* "error", "warn", "info", "debug". 0 or -EINVAL. */
+/* "error", "warn", "info", "debug", "trace". 0 or -EINVAL. */
 int ps_log_parse_level(const char *s, enum ps_log_level *out);
 
 #endif

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "logging.h"
+#include "settings.h"
 
 static void usage(FILE *out)
 {
@@ -22,7 +23,11 @@ static void usage(FILE *out)
 		"      --check-config     validate the configuration and the plugins it names, then exit\n"
 		"      --list-plugins     list the plugins in the plugin directory and their settings\n"
 		"      --duration SECONDS run this long, flush every sink once more and exit 0\n"
-		"      --log-level LEVEL  error, warn, info or debug (overrides daemon.log_level)\n"
+		"      --instance NAME    run as instance NAME (overrides daemon.instance): one\n"
+		"                         periscoped per name, locked by its pid file in\n"
+		"                         /run/periscope (periscoped-NAME.pid)\n"
+		"      --log-level LEVEL  error, warn, info, debug or trace (overrides daemon.log_level;\n"
+		"                         trace adds libbpf's own log to debug)\n"
 		"  -V, --version          print the version and exit\n"
 		"  -h, --help             print this help and exit\n"
 		"\n"
@@ -45,7 +50,7 @@ static int parse_seconds(const char *s, uint64_t *out)
 	return 0;
 }
 
-enum { OPT_PLUGIN_DIR = 256, OPT_CHECK, OPT_LIST, OPT_DURATION, OPT_LOG_LEVEL };
+enum { OPT_PLUGIN_DIR = 256, OPT_CHECK, OPT_LIST, OPT_DURATION, OPT_LOG_LEVEL, OPT_INSTANCE };
 
 int main(int argc, char **argv)
 {
@@ -56,6 +61,7 @@ int main(int argc, char **argv)
 		{ "list-plugins", no_argument, NULL, OPT_LIST },
 		{ "duration", required_argument, NULL, OPT_DURATION },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+		{ "instance", required_argument, NULL, OPT_INSTANCE },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -88,12 +94,25 @@ int main(int argc, char **argv)
 			break;
 		case OPT_LOG_LEVEL:
 			if (ps_log_parse_level(optarg, &level)) {
-				fprintf(stderr, "periscoped: --log-level: expected error, warn, info or "
-						"debug, got '%s'\n", optarg);
+				fprintf(stderr,
+					"periscoped: --log-level: expected error, warn, info, "
+					"debug or trace, got '%s'\n",
+					optarg);
 				return PS_EXIT_USAGE;
 			}
 			opts.log_level = optarg;
 			ps_log_set_level(level);
+			break;
+		case OPT_INSTANCE:
+			if (!ps_settings_instance_valid(optarg)) {
+				fprintf(stderr,
+					"periscoped: --instance: expected 1 to 64 letters, "
+					"digits, '_', '.' or '-', not starting with '.', got "
+					"'%s'\n",
+					optarg);
+				return PS_EXIT_USAGE;
+			}
+			opts.instance = optarg;
 			break;
 		case 'V':
 			printf("periscoped %s\n", PACKAGE_VERSION);

@@ -12,7 +12,7 @@
 #include "logging.h"
 #include "settings.h"
 
-static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
+static const char *const log_levels[] = { "error", "warn", "info", "debug", "trace", NULL };
 
 static const struct ps_cfg_key daemon_keys[] = {
 	{ "flush_interval", PS_CFG_DURATION, "15s", offsetof(struct ps_daemon_settings, flush_interval_ms),
@@ -26,9 +26,11 @@ static const struct ps_cfg_key daemon_keys[] = {
 	  offsetof(struct ps_daemon_settings, max_series_per_metric), NULL,
 	  "label sets past this fold into one _other series" },
 	{ "log_level", PS_CFG_STRING, "info", offsetof(struct ps_daemon_settings, log_level),
-	  log_levels, "error, warn, info or debug" },
+	  log_levels, "error, warn, info, debug or trace (debug and libbpf's own log)" },
 	{ "series_ttl", PS_CFG_DURATION, "10m", offsetof(struct ps_daemon_settings, series_ttl_ms),
 	  NULL, "counters and histograms not written for this long leave the registry; 0s: never" },
+	{ "instance", PS_CFG_STRING, NULL, offsetof(struct ps_daemon_settings, instance), NULL,
+	  "name of this periscoped among several on the host (--instance wins)" },
 	{ NULL },
 };
 
@@ -72,6 +74,16 @@ static bool is_label_name(const char *s)
 	return true;
 }
 
+bool ps_settings_instance_valid(const char *name)
+{
+	size_t len = name ? strlen(name) : 0;
+
+	if (len < 1 || len > 64 || name[0] == '.')
+		return false;
+	return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") ==
+	       len;
+}
+
 static int check_top_level(const struct ps_cfg_node *tree, struct ps_cfg_error *err)
 {
 	for (size_t i = 0; i < ps_cfg_node_len(tree); i++) {
@@ -81,7 +93,7 @@ static int check_top_level(const struct ps_cfg_node *tree, struct ps_cfg_error *
 		for (const char *const *k = top_level_keys; *k; k++)
 			known = known || strcmp(*k, key) == 0;
 		if (!known)
-			return ps_cfg_errorf(err, ps_cfg_node_at(tree, i),
+			return ps_cfg_errorf(err, ps_cfg_node_key_node_at(tree, i),
 					     "unknown key '%s' (known: daemon, capture, plugins, services, "
 					     "sinks, alerts)",
 					     key);
@@ -195,6 +207,12 @@ static int load_daemon(struct ps_settings *s, struct ps_cfg_error *err)
 	if (d->drain_interval_ms < 1 || d->drain_interval_ms > d->flush_interval_ms)
 		return ps_cfg_errorf(err, ps_cfg_node_get(n, "drain_interval"),
 				     "drain_interval: must be between 1ms and flush_interval");
+	if (d->instance && !ps_settings_instance_valid(d->instance))
+		return ps_cfg_errorf(
+			err, ps_cfg_node_get(n, "instance"),
+			"instance: '%s' is not a usable name: 1 to 64 letters, digits, "
+			"'_', '.' or '-', not starting with '.'",
+			d->instance);
 	for (size_t i = 0; i < d->labels.n; i++) {
 		if (!is_label_name(d->labels.keys[i]) || strcmp(d->labels.keys[i], "service_name") == 0)
 			return ps_cfg_errorf(err, ps_cfg_node_get(n, "labels"),
@@ -269,8 +287,9 @@ static int load_service_rule(const struct ps_cfg_node *item, struct ps_service_r
 		const char *key = ps_cfg_node_key_at(item, i);
 
 		if (strcmp(key, "match") && strcmp(key, "name"))
-			return ps_cfg_errorf(err, ps_cfg_node_at(item, i),
-					     "services: unknown key '%s' (known: match, name)", key);
+			return ps_cfg_errorf(err, ps_cfg_node_key_node_at(item, i),
+					     "services: unknown key '%s' (known: match, name)",
+					     key);
 	}
 	match = ps_cfg_node_get(item, "match");
 	name = ps_cfg_node_get(item, "name");
@@ -324,17 +343,18 @@ static const struct ps_sink_type *find_sink_type(const char *name)
 	return NULL;
 }
 
-static int load_sink(struct ps_settings *s, const char *name, const struct ps_cfg_node *section,
-		     struct ps_cfg_error *err)
+static int load_sink(struct ps_settings *s, const char *name, const struct ps_cfg_node *key,
+		     const struct ps_cfg_node *section, struct ps_cfg_error *err)
 {
 	const struct ps_sink_type *type = find_sink_type(name);
 	struct ps_sink_settings *sink = &s->sinks[s->n_sinks];
 	int rc;
 
 	if (!type)
-		return ps_cfg_errorf(err, section,
+		return ps_cfg_errorf(err, key,
 				     "sinks: '%s' is not a sink this periscoped has "
-				     "(known: stdout, prometheus_textfile, syslog)", name);
+				     "(known: stdout, prometheus_textfile, syslog)",
+				     name);
 	if (section && ps_cfg_node_kind(section) != PS_CFG_MAP) {
 		if (ps_cfg_node_kind(section) != PS_CFG_SCALAR || *ps_cfg_node_scalar(section))
 			return ps_cfg_errorf(err, section, "sinks.%s: expected a map", name);
@@ -349,8 +369,10 @@ static int load_sink(struct ps_settings *s, const char *name, const struct ps_cf
 	if (rc) {
 		free(sink->config);
 		s->n_sinks--;
+		return rc;
 	}
-	return rc;
+	/* Parsed: ps_settings_free owns the config from here, whatever check says. */
+	return type->check ? type->check(sink->config, section, err) : 0;
 }
 
 static int load_sinks(struct ps_settings *s, struct ps_cfg_error *err)
@@ -361,7 +383,7 @@ static int load_sinks(struct ps_settings *s, struct ps_cfg_error *err)
 	if (!n) {
 		/* No sinks section at all: show something rather than nothing. */
 		s->sinks = calloc(1, sizeof(*s->sinks));
-		return s->sinks ? load_sink(s, "stdout", NULL, err) : -ENOMEM;
+		return s->sinks ? load_sink(s, "stdout", NULL, NULL, err) : -ENOMEM;
 	}
 	if (ps_cfg_node_kind(n) == PS_CFG_SCALAR && !*ps_cfg_node_scalar(n))
 		return 0;
@@ -372,7 +394,8 @@ static int load_sinks(struct ps_settings *s, struct ps_cfg_error *err)
 	if (!s->sinks)
 		return -ENOMEM;
 	for (size_t i = 0; i < len; i++) {
-		int rc = load_sink(s, ps_cfg_node_key_at(n, i), ps_cfg_node_at(n, i), err);
+		int rc = load_sink(s, ps_cfg_node_key_at(n, i), ps_cfg_node_key_node_at(n, i),
+				   ps_cfg_node_at(n, i), err);
 
 		if (rc)
 			return rc;

@@ -26,6 +26,7 @@ struct ps_daemon_settings {
 	uint64_t series_ttl_ms;              /* 0: series never expire */
 	struct ps_bucket_override *buckets;  /* daemon.buckets: explicit buckets per family */
 	size_t n_buckets;
+	char *instance; /* NULL: the default instance */
 };
 
 struct ps_sink_settings {
@@ -55,6 +56,12 @@ extern const char ps_default_config[];
  */
 int ps_settings_load(struct ps_settings *s, const char *path, struct ps_cfg_error *err);
 void ps_settings_free(struct ps_settings *s);
+
+/*
+ * An instance name (--instance, daemon.instance) names a file under the
+ * runtime directory: 1 to 64 of [A-Za-z0-9_.-], not starting with a dot.
+ */
+bool ps_settings_instance_valid(const char *name);
 
 /* The plugin's section (NULL when absent) and whether it is enabled. */
 const struct ps_cfg_node *ps_settings_plugin(const struct ps_settings *s, const char *name,

@@ -32,6 +32,13 @@ struct ps_sink_type {
 	int (*flush)(void *state, const struct ps_flush_ctx *ctx);
 	void (*event)(void *state, const struct ps_event *ev); /* may be NULL */
 	void (*close)(void *state);
+	/*
+	 * May be NULL. Judges the parsed config (section: the sink's YAML map,
+	 * NULL for the defaults) before any sink opens, so that --check-config
+	 * and a reload reject it with file:line:column. 0 or -EINVAL, err filled.
+	 */
+	int (*check)(const void *config, const struct ps_cfg_node *section,
+		     struct ps_cfg_error *err);
 };
 
 extern const struct ps_sink_type ps_sink_stdout;

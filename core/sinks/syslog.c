@@ -695,15 +695,16 @@ static void syslog_close(void *state)
 	free(st);
 }
 
+#define REMOTE_PROBLEM                                                                    \
+	"remote '%s': expected udp://HOST:PORT or tcp://HOST:PORT with an IPv4 address, " \
+	"[IPv6] address or localhost"
+
 static int open_remote(struct syslog_sink *st, const char *remote)
 {
 	int rc;
 
 	if (parse_remote(st, remote)) {
-		ps_error(SUBSYS,
-			 "remote '%s': expected udp://HOST:PORT or tcp://HOST:PORT with an "
-			 "IPv4 address, [IPv6] address or localhost",
-			 remote);
+		ps_error(SUBSYS, REMOTE_PROBLEM, remote);
 		return -EINVAL;
 	}
 	st->remote = strdup(remote);
@@ -714,6 +715,18 @@ static int open_remote(struct syslog_sink *st, const char *remote)
 		tcp_ready(st);
 	else if ((rc = connect_remote(st)))
 		note_down(st, -rc);
+	return 0;
+}
+
+static int syslog_check(const void *config, const struct ps_cfg_node *section,
+			struct ps_cfg_error *err)
+{
+	const struct syslog_config *cfg = config;
+	struct syslog_sink probe = { .fd = -1 };
+
+	if (cfg->remote && parse_remote(&probe, cfg->remote))
+		return ps_cfg_errorf(err, ps_cfg_node_get(section, "remote"), REMOTE_PROBLEM,
+				     cfg->remote);
 	return 0;
 }
 
@@ -815,4 +828,5 @@ const struct ps_sink_type ps_sink_syslog = {
 	.flush = syslog_flush,
 	.event = syslog_event,
 	.close = syslog_close,
+	.check = syslog_check,
 };

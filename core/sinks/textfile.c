@@ -390,20 +390,51 @@ static void textfile_close(void *state)
 	free(tf);
 }
 
-static int check_config(const char *directory, const char *filename)
+/*
+ * What is wrong with the settings, or NULL; *key names the setting. One
+ * judgement for textfile_check (file:line:column) and for textfile_open.
+ */
+static const char *config_problem(const char *directory, const char *filename, const char **key,
+				  char *buf, size_t size)
 {
 	if (!directory || !*directory) {
-		ps_error(SUBSYS, "directory: must not be empty");
-		return -EINVAL;
+		*key = "directory";
+		return "directory: must not be empty";
 	}
 	if (!is_valid_filename(filename)) {
-		ps_error(SUBSYS,
+		*key = "filename";
+		snprintf(buf, size,
 			 "filename '%s': must be a plain file name ending in .prom, not starting "
 			 "with a dot, at most %d bytes (node_exporter reads only *.prom)",
 			 filename ? filename : "", FILENAME_MAX_LEN);
-		return -EINVAL;
+		return buf;
 	}
-	return 0;
+	return NULL;
+}
+
+static int check_config(const char *directory, const char *filename)
+{
+	char buf[512];
+	const char *key, *problem = config_problem(directory, filename, &key, buf, sizeof(buf));
+
+	if (!problem)
+		return 0;
+	ps_error(SUBSYS, "%s", problem);
+	return -EINVAL;
+}
+
+static int textfile_check(const void *config, const struct ps_cfg_node *section,
+			  struct ps_cfg_error *err)
+{
+	const struct textfile_config *cfg = config;
+	char buf[512];
+	const char *key,
+		*problem = config_problem(cfg->directory, cfg->filename, &key, buf, sizeof(buf));
+
+	if (!problem)
+		return 0;
+	/* A default is never the problem, so the key is in the section. */
+	return ps_cfg_errorf(err, ps_cfg_node_get(section, key), "%s", problem);
 }
 
 /* The directory may not exist yet (node_exporter not installed): flushes retry. */
@@ -454,4 +485,5 @@ const struct ps_sink_type ps_sink_prometheus_textfile = {
 	.flush = textfile_flush,
 	.event = NULL,
 	.close = textfile_close,
+	.check = textfile_check,
 };

@@ -564,6 +564,10 @@ static void http_destroy(struct ps_plugin *p)
 
 static const char *const tls_choices[] = { "auto", "off", NULL };
 
+/* Bounds are text in a config map; these keep them the capture's own numbers. */
+#define CFG_TEXT_(x) #x
+#define CFG_TEXT(x)  CFG_TEXT_(x)
+
 static const struct ps_cfg_key http_config_map[] = {
 	{
 		.name = "ports",
@@ -571,6 +575,7 @@ static const struct ps_cfg_key http_config_map[] = {
 		.offset = offsetof(struct http_config, ports),
 		.help = "follow only connections with one of these local or remote ports; "
 			"empty = all",
+		.max = CFG_TEXT(PS_CAPTURE_PORTS_MAX),
 	},
 	{
 		.name = "capture_bytes",
@@ -578,6 +583,8 @@ static const struct ps_cfg_key http_config_map[] = {
 		.def = "1024",
 		.offset = offsetof(struct http_config, capture_bytes),
 		.help = "bytes copied from each read or write (64 to 4096)",
+		.min = CFG_TEXT(PS_CAPTURE_BYTES_MIN),
+		.max = CFG_TEXT(PS_CAPTURE_BYTES_MAX),
 	},
 	{
 		.name = "routes",

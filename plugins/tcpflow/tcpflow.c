@@ -1270,6 +1270,8 @@ static const struct ps_cfg_key tcpflow_config_map[] = {
 		.def = "65536",
 		.offset = offsetof(struct tcpflow_config, max_connections),
 		.help = "connections tracked at once in the kernel; the least recently used go beyond",
+		.min = "1",
+		.max = "16777216", /* 1 << 24, as tcpflow_init checks */
 	},
 	{ .name = NULL },
 };

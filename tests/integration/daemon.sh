@@ -44,7 +44,28 @@ sinks:
   prometheus_textfile: { directory: /tmp, filename: periscope.txt }
 YAML
 check "--check-config judges sink settings too" exit_code 78 "$PERISCOPED" -c "$work/badsink.yaml" --plugin-dir "$PLUGIN_DIR" --check-config
-check "the sink rejection says why" grep -q "prometheus_textfile" "$work/err"
+check "the sink rejection names file:line:column and the setting" grep -q "badsink.yaml:2:53: filename 'periscope.txt'" "$work/err"
+
+# Plugin values are checked against the plugin's own ranges by the core, where they were written.
+cat >"$work/capture.yaml" <<'YAML'
+plugins:
+  http: { capture_bytes: 100000 }
+YAML
+check "--check-config rejects http.capture_bytes out of range" exit_code 78 "$PERISCOPED" -c "$work/capture.yaml" --plugin-dir "$PLUGIN_DIR" --check-config
+check "the range error names file:line:column and the range" grep -q "capture.yaml:2:26: capture_bytes: '100000' is out of range (64 to 4096)" "$work/err"
+cat >"$work/maxconn.yaml" <<'YAML'
+plugins: { tcpflow: { max_connections: 18446744073709551615 } }
+YAML
+check "--check-config rejects tcpflow.max_connections out of range" exit_code 78 "$PERISCOPED" -c "$work/maxconn.yaml" --plugin-dir "$PLUGIN_DIR" --check-config
+check "the range error names file:line:column" grep -q "maxconn.yaml:1:40: max_connections: '18446744073709551615' is out of range (1 to 16777216)" "$work/err"
+cat >"$work/noplugin.yaml" <<'YAML'
+plugins:
+  htp:
+    ports: [80]
+YAML
+check "a section for a missing plugin is a config error" exit_code 78 "$PERISCOPED" -c "$work/noplugin.yaml" --plugin-dir "$PLUGIN_DIR" --check-config
+check "... reported at the section's own key" grep -q "noplugin.yaml:2:3: plugins.htp: no usable plugin" "$work/err"
+check "--instance takes names only" exit_code 2 "$PERISCOPED" --instance ../etc --check-config
 
 plugins=$work/plugins
 mkdir -m 755 "$plugins"
@@ -63,7 +84,8 @@ check "--list-plugins shows its keys" grep -q "max_connections" "$work/out"
 
 require_root
 
-check "--duration runs and exits 0" exit_code 0 "$PERISCOPED" -c "$work/good.yaml" --plugin-dir "$plugins" --duration 2
+check "--duration runs and exits 0" exit_code 0 "$PERISCOPED" -c "$work/good.yaml" --plugin-dir "$plugins" --duration 2 --instance "$(test_instance)"
+check "the broken plugin makes it degraded" grep -q "warn  core: degraded: 1 of 2 plugins up (broken refused by the loader)" "$work/err"
 check "a broken plugin is reported with its reason" grep -q "broken" "$work/err"
 last_snapshot <"$work/out" >"$work/snap"
 check "broken plugin is down" series_is "$work/snap" periscope_plugin_up 'plugin="broken"' 0
@@ -88,5 +110,90 @@ stop_daemon
 check "SIGTERM exits 0" [ "$DAEMON_STATUS" = 0 ]
 last_snapshot <"$DAEMON_OUT" >"$work/snap"
 check "static label from the reloaded config" grep -q 'periscope_build_info{service_name="periscoped",version="[^"]*",cluster="reloaded"} 1' "$work/snap"
+
+# Nothing to monitor is a failure, not a quiet success: exit 1 with the reasons.
+nothing=$work/nothing
+mkdir -m 755 "$nothing"
+cat >"$work/good-noplugins.yaml" <<'YAML'
+daemon: { flush_interval: 500ms }
+sinks: { stdout: { format: prometheus } }
+YAML
+cp "$plugins/broken.so" "$nothing/"
+fails_init=${top_builddir:-.}/tests/unit/plugins/.libs/fails_init.so
+[ -f "$fails_init" ] && install -m 644 "$fails_init" "$nothing/"
+check "no plugin up: exit 1" exit_code 1 "$PERISCOPED" -c "$work/good-noplugins.yaml" --plugin-dir "$nothing" --duration 2 --instance "$(test_instance)"
+check "... saying why" grep -q "error core: no plugin is running: 0 of [12] plugins up (.*broken refused by the loader)" "$work/err"
+if [ -f "$fails_init" ]; then
+	check "... naming the plugin that failed and its reason" grep -q "fails_init down: init failed: No such device" "$work/err"
+fi
+
+# One periscoped per instance: a second one is refused and names the first; another name runs.
+start_daemon -c "$work/good.yaml" --plugin-dir "$plugins"
+check "a second daemon of the same instance is refused" exit_code 1 "$PERISCOPED" -c "$work/good.yaml" --plugin-dir "$plugins" --duration 1 --instance "$DAEMON_INSTANCE"
+check "... naming the first one's pid" grep -q "periscoped pid $DAEMON_PID already runs instance '$DAEMON_INSTANCE'" "$work/err"
+check "--instance with another name runs beside it" exit_code 0 "$PERISCOPED" -c "$work/good.yaml" --plugin-dir "$plugins" --duration 1 --instance "$DAEMON_INSTANCE-2"
+check "the first one still runs" kill -0 "$DAEMON_PID"
+check "it holds its pid file" grep -qx "$DAEMON_PID" "/run/periscope/periscoped-$DAEMON_INSTANCE.pid"
+kill -TERM "$DAEMON_PID" && wait "$DAEMON_PID"
+check "which it removes when it stops" [ ! -e "/run/periscope/periscoped-$DAEMON_INSTANCE.pid" ]
+DAEMON_PID=
+
+# A reload is transactional: a plugin value out of range, or a plugin that fails to initialise,
+# rejects it, and every plugin keeps running; a good change swaps in a new instance.
+reloading=$work/reloading
+mkdir -m 755 "$reloading"
+cp "$PLUGIN_DIR/http.so" "$PLUGIN_DIR/tcpflow.so" "$reloading/"
+chmod 644 "$reloading"/*.so
+live_config() { # capture_bytes
+	cat >"$work/live.yaml" <<YAML
+daemon: { flush_interval: 500ms }
+plugins: { http: { capture_bytes: $1 }, tcpflow: {} }
+sinks: { stdout: { format: prometheus } }
+YAML
+}
+plugins_up() { # snapshot file: both plugins' periscope_plugin_up must be 1
+	series_is "$1" periscope_plugin_up 'plugin="http"' 1 && series_is "$1" periscope_plugin_up 'plugin="tcpflow"' 1
+}
+live_config 1024
+start_daemon -c "$work/live.yaml" --plugin-dir "$reloading" --log-level debug
+check "http and tcpflow start" grep -q "running: http, tcpflow (2 of 2 plugins up)" "$DAEMON_ERR"
+live_config 100000
+kill -HUP "$DAEMON_PID"
+check "a reload with capture_bytes out of range is rejected" wait_for_log "reload rejected"
+check "... at file:line:column" grep -q "live.yaml:2:35: capture_bytes: '100000' is out of range" "$DAEMON_ERR"
+wait_for_snapshots 2
+last_snapshot <"$DAEMON_OUT" >"$work/snap"
+check "... and every plugin stays up" plugins_up "$work/snap"
+check "... with no plugin taken down" bash -c "! grep -E 'plugin .* down|running: .*1 of 2' '$DAEMON_ERR'"
+if [ -f "$fails_init" ]; then
+	live_config 1024
+	install -m 644 "$fails_init" "$reloading/"
+	kill -HUP "$DAEMON_PID"
+	check "a reload whose new plugin fails init is rejected" wait_for_log "reload rejected \(a plugin failed to initialise\)"
+	check "... naming it and why" grep -q "reload: plugin fails_init: init failed: No such device" "$DAEMON_ERR"
+	wait_for_snapshots 2
+	last_snapshot <"$DAEMON_OUT" >"$work/snap"
+	check "... and every plugin stays up" plugins_up "$work/snap"
+	rm -f "$reloading/fails_init.so"
+fi
+live_config 512
+kill -HUP "$DAEMON_PID"
+check "a good changed value is swapped in" wait_for_log "running: http, tcpflow \(2 of 2 plugins up\)"
+check "... as a new http instance initialised beside the running one" grep -q "reload: http: section changed, initialising a new instance beside the running one" "$DAEMON_ERR"
+check "... while tcpflow keeps its instance" grep -q "reload: tcpflow: section unchanged, the running instance stays" "$DAEMON_ERR"
+check "... and starts once" [ "$(grep -c 'plugin tcpflow started' "$DAEMON_ERR")" = 1 ]
+wait_for_snapshots 2
+last_snapshot <"$DAEMON_OUT" >"$work/snap"
+check "... with both plugins up" plugins_up "$work/snap"
+stop_daemon
+
+# --log-level debug is readable: periscope's own decisions, libbpf's chatter only at trace.
+"$PERISCOPED" -c "$work/live.yaml" --plugin-dir "$reloading" --log-level debug --duration 3 --instance "$(test_instance)" >/dev/null 2>"$work/debug.log"
+check "debug: no libbpf lines" bash -c "! grep -q 'libbpf:' '$work/debug.log'"
+check "debug: has periscope's own debug lines" grep -q "^debug " "$work/debug.log"
+size=$(wc -c <"$work/debug.log")
+check "debug: under 32 KiB in 3 s (got $size bytes)" [ "$size" -lt 32768 ]
+"$PERISCOPED" -c "$work/live.yaml" --plugin-dir "$reloading" --log-level trace --duration 1 --instance "$(test_instance)" >/dev/null 2>"$work/trace.log"
+check "trace: libbpf's log is there" grep -q "^trace libbpf: " "$work/trace.log"
 
 exit $fail

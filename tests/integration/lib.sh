@@ -14,14 +14,23 @@ require_root() {
 	fi
 }
 
-# start_daemon ARGS...: periscoped in the background; returns once every plugin is up.
-# Sets DAEMON_PID, DAEMON_OUT (stdout file), DAEMON_ERR (stderr file).
+# test_instance: a periscoped instance name no other test (nor another engineer's suite on
+# this machine) uses: one periscoped runs per instance name.
+test_instance() {
+	echo "test-$(basename "$0" .sh)-$$-$RANDOM"
+}
+
+# start_daemon ARGS...: periscoped in the background, as an instance of its own (ARGS may
+# name another with --instance); returns once every plugin is up.
+# Sets DAEMON_PID, DAEMON_INSTANCE, DAEMON_OUT (stdout file), DAEMON_ERR (stderr file).
 start_daemon() {
 	rm -f "${DAEMON_OUT:-}" "${DAEMON_ERR:-}"
 	DAEMON_OUT=$(mktemp)
 	DAEMON_ERR=$(mktemp)
 	DAEMON_LOG_SEEN=0
-	"$PERISCOPED" "$@" >"$DAEMON_OUT" 2>"$DAEMON_ERR" &
+	[ -n "${DAEMON_PID:-}" ] || forget_instance
+	DAEMON_INSTANCE=$(test_instance)
+	"$PERISCOPED" --instance "$DAEMON_INSTANCE" "$@" >"$DAEMON_OUT" 2>"$DAEMON_ERR" &
 	DAEMON_PID=$!
 	if ! wait_for_log "running:" 30; then
 		echo "periscoped did not start; its log:" >&2
@@ -30,13 +39,23 @@ start_daemon() {
 	fi
 }
 
+# forget_instance: removes the pid file a killed (not stopped) daemon of the last
+# start_daemon left behind; a daemon that exits removes its own.
+forget_instance() {
+	[ -n "${DAEMON_INSTANCE:-}" ] || return 0
+	rm -f "${RUNTIME_DIRECTORY:-/run/periscope}/periscoped-$DAEMON_INSTANCE.pid"
+	DAEMON_INSTANCE=
+}
+
 # stop_daemon: SIGTERM (final flush) and wait; sets DAEMON_STATUS.
 stop_daemon() {
-	[ -n "${DAEMON_PID:-}" ] || return 0
-	kill -TERM "$DAEMON_PID" 2>/dev/null
-	wait "$DAEMON_PID"
-	DAEMON_STATUS=$?
-	DAEMON_PID=
+	if [ -n "${DAEMON_PID:-}" ]; then
+		kill -TERM "$DAEMON_PID" 2>/dev/null
+		wait "$DAEMON_PID"
+		DAEMON_STATUS=$?
+		DAEMON_PID=
+	fi
+	forget_instance
 }
 
 # wait_for_log PATTERN [SECONDS]: waits until the daemon's stderr matches (extended regex),

@@ -990,6 +990,187 @@ START_TEST(test_map_empty_defaults)
 }
 END_TEST
 
+/* ---- bounds ------------------------------------------------------------------------------ */
+
+struct bounded {
+	int64_t offset;
+	uint64_t count;
+	uint64_t flush_ms;
+	uint64_t buffer;
+	struct ps_strlist routes;
+	struct ps_portlist ports;
+	struct ps_strmap labels;
+};
+
+static const struct ps_cfg_key bounded_keys[] = {
+	{ "offset", PS_CFG_INT, "0", offsetof(struct bounded, offset), NULL, "h", "-10", "10" },
+	{ "count", PS_CFG_UINT, "1", offsetof(struct bounded, count), NULL, "h", "1", NULL },
+	{ "flush_interval", PS_CFG_DURATION, "1s", offsetof(struct bounded, flush_ms), NULL, "h",
+	  "100ms", "1h" },
+	{ "buffer", PS_CFG_SIZE, "1KiB", offsetof(struct bounded, buffer), NULL, "h", "64",
+	  "4KiB" },
+	{ "routes", PS_CFG_STRLIST, NULL, offsetof(struct bounded, routes), NULL, "h", NULL, "2" },
+	{ "ports", PS_CFG_PORTLIST, NULL, offsetof(struct bounded, ports), NULL, "h", NULL, "1" },
+	{ "labels", PS_CFG_STRMAP, "{a: b}", offsetof(struct bounded, labels), NULL, "h", "1",
+	  NULL },
+	{ NULL },
+};
+
+static struct bounded bparsed;
+
+static int parse_bounded(const char *text)
+{
+	struct ps_cfg_node *n = load(text);
+	int rc;
+
+	ck_assert_msg(n != NULL, "%s", err.msg);
+	memset(&bparsed, 0x5a, sizeof(bparsed));
+	rc = ps_cfg_map_parse(ps_cfg_node_get(n, "s"), bounded_keys, NULL, &bparsed, &err);
+	ps_cfg_node_free(n);
+	return rc;
+}
+
+/* text's "s" section must fail with msg, leaving nothing allocated behind. */
+#define ck_bounded_error(text, want)                            \
+	do {                                                    \
+		ck_assert_int_eq(parse_bounded(text), -EINVAL); \
+		ck_assert_str_eq(err.msg, want);                \
+		ck_assert_ptr_null(bparsed.routes.v);           \
+		ck_assert_ptr_null(bparsed.ports.v);            \
+		ck_assert_ptr_null(bparsed.labels.keys);        \
+	} while (0)
+
+START_TEST(test_map_bounds_inclusive)
+{
+	ck_assert_int_eq(parse_bounded("s: { offset: -10, count: 1, flush_interval: 100ms, "
+				       "buffer: 64, routes: [a, b], ports: [80] }\n"),
+			 0);
+	ck_assert_int_eq(bparsed.offset, -10);
+	ck_assert_uint_eq(bparsed.count, 1);
+	ck_assert_uint_eq(bparsed.flush_ms, 100);
+	ck_assert_uint_eq(bparsed.buffer, 64);
+	ck_assert_uint_eq(bparsed.routes.n, 2);
+	ck_assert_uint_eq(bparsed.ports.n, 1);
+	ps_cfg_map_free(bounded_keys, &bparsed);
+
+	ck_assert_int_eq(parse_bounded("s: { offset: 10, count: 18446744073709551615, "
+				       "flush_interval: 1h, buffer: 4KiB }\n"),
+			 0);
+	ck_assert_int_eq(bparsed.offset, 10);
+	ck_assert_uint_eq(bparsed.count, UINT64_MAX);
+	ck_assert_uint_eq(bparsed.flush_ms, 3600000);
+	ck_assert_uint_eq(bparsed.buffer, 4096);
+	/* Units are the type's: 60m is 1h, 4096 is 4KiB. */
+	ps_cfg_map_free(bounded_keys, &bparsed);
+	ck_assert_int_eq(parse_bounded("s: { flush_interval: 60m, buffer: 4096 }\n"), 0);
+	ps_cfg_map_free(bounded_keys, &bparsed);
+}
+END_TEST
+
+START_TEST(test_map_bounds_reject_with_marks)
+{
+	ck_bounded_error("s: { offset: 11 }\n",
+			 "test.yaml:1:14: offset: '11' is out of range (-10 to 10)");
+	ck_bounded_error("s:\n  offset: -11\n",
+			 "test.yaml:2:11: offset: '-11' is out of range (-10 to 10)");
+	ck_bounded_error("s: { count: 0 }\n",
+			 "test.yaml:1:13: count: '0' is out of range (at least 1)");
+	ck_bounded_error("s: { flush_interval: 99ms }\n",
+			 "test.yaml:1:22: flush_interval: '99ms' is out of range (100ms to 1h)");
+	ck_bounded_error("s: { flush_interval: 3601s }\n",
+			 "test.yaml:1:22: flush_interval: '3601s' is out of range (100ms to 1h)");
+	ck_bounded_error("s:\n  buffer: 100000\n",
+			 "test.yaml:2:11: buffer: '100000' is out of range (64 to 4KiB)");
+	ck_bounded_error("s: { buffer: 4097 }\n",
+			 "test.yaml:1:14: buffer: '4097' is out of range (64 to 4KiB)");
+	/* Lists: the number of entries, reported at the list. */
+	ck_bounded_error("s: { routes: [a, b, c] }\n",
+			 "test.yaml:1:14: routes: 3 entries, expected at most 2");
+	ck_bounded_error("s:\n  ports:\n    - 80\n    - 443\n",
+			 "test.yaml:3:5: ports: 2 entries, expected at most 1");
+	ck_bounded_error("s: { labels: {} }\n",
+			 "test.yaml:1:14: labels: 0 entries, expected at least 1");
+	/* A value past the bound is still a type error first when it is not the type. */
+	ck_bounded_error("s: { count: -1 }\n",
+			 "test.yaml:1:13: count: expected a non-negative integer, got '-1'");
+}
+END_TEST
+
+START_TEST(test_map_bounds_apply_to_defaults)
+{
+	static const struct ps_cfg_key keys[] = {
+		{ "count", PS_CFG_UINT, "0", offsetof(struct bounded, count), NULL, "h", "1", "5" },
+		{ NULL },
+	};
+	struct bounded b;
+
+	ck_assert_int_eq(ps_cfg_map_parse(NULL, keys, NULL, &b, &err), -EINVAL);
+	ck_assert_str_eq(err.msg, "<default of count>:1:1: count: '0' is out of range (1 to 5)");
+}
+END_TEST
+
+START_TEST(test_map_bounds_bugs_in_the_map)
+{
+	static const struct ps_cfg_key on_string[] = {
+		{ "name", PS_CFG_STRING, NULL, 0, NULL, "h", "1", NULL },
+		{ NULL },
+	};
+	static const struct ps_cfg_key on_bool[] = {
+		{ "on", PS_CFG_BOOL, NULL, 0, NULL, "h", NULL, "1" },
+		{ NULL },
+	};
+	static const struct ps_cfg_key wrong_unit[] = {
+		{ "count", PS_CFG_UINT, NULL, offsetof(struct bounded, count), NULL, "h", "1",
+		  "4KiB" },
+		{ NULL },
+	};
+	static const struct ps_cfg_key bad_count[] = {
+		{ "routes", PS_CFG_STRLIST, NULL, offsetof(struct bounded, routes), NULL, "h", "-1",
+		  NULL },
+		{ NULL },
+	};
+	static const struct ps_cfg_key crossed[] = {
+		{ "flush_interval", PS_CFG_DURATION, NULL, offsetof(struct bounded, flush_ms), NULL,
+		  "h", "1m", "59s" },
+		{ NULL },
+	};
+	struct bounded b;
+	char buf[64];
+
+	ck_assert_int_eq(ps_cfg_map_parse(NULL, on_string, NULL, buf, &err), -EINVAL);
+	ck_assert_str_eq(err.msg, "name: config map bug: min/max bound integers, durations, sizes "
+				  "and entry counts of lists and maps only");
+	ck_assert_int_eq(ps_cfg_map_parse(NULL, on_bool, NULL, buf, &err), -EINVAL);
+	ck_assert_str_eq(err.msg, "on: config map bug: min/max bound integers, durations, sizes "
+				  "and entry counts of lists and maps only");
+	ck_assert_int_eq(ps_cfg_map_parse(NULL, wrong_unit, NULL, &b, &err), -EINVAL);
+	ck_assert_str_eq(err.msg,
+			 "count: config map bug: bound '4KiB' is not a non-negative integer");
+	ck_assert_int_eq(ps_cfg_map_parse(NULL, bad_count, NULL, &b, &err), -EINVAL);
+	ck_assert_str_eq(err.msg, "routes: config map bug: bound '-1' is not an entry count");
+	ck_assert_int_eq(ps_cfg_map_parse(NULL, crossed, NULL, &b, &err), -EINVAL);
+	ck_assert_str_eq(err.msg, "flush_interval: config map bug: min 1m above max 59s");
+}
+END_TEST
+
+START_TEST(test_key_node_marks)
+{
+	struct ps_cfg_node *n = load("plugins:\n"
+				     "  htp:\n"
+				     "    ports: [80]\n");
+	const struct ps_cfg_node *plugins = ps_cfg_node_get(n, "plugins");
+
+	ck_mark(ps_cfg_node_key_node_at(plugins, 0), "test.yaml", 2, 3);
+	ck_mark(ps_cfg_node_at(plugins, 0), "test.yaml", 3, 5);
+	ck_assert_str_eq(ps_cfg_node_scalar(ps_cfg_node_key_node_at(plugins, 0)), "htp");
+	ck_assert_ptr_null(ps_cfg_node_key_node_at(plugins, 1));
+	ck_assert_ptr_null(
+		ps_cfg_node_key_node_at(ps_cfg_node_get(ps_cfg_node_at(plugins, 0), "ports"), 0));
+	ck_assert_ptr_null(ps_cfg_node_key_node_at(NULL, 0));
+	ps_cfg_node_free(n);
+}
+END_TEST
+
 START_TEST(test_scalar_parsers)
 {
 	bool b = false;
@@ -1056,6 +1237,11 @@ static Suite *config_suite(void)
 	tcase_add_test(map, test_map_bad_default);
 	tcase_add_test(map, test_map_empty_defaults);
 	tcase_add_test(map, test_scalar_parsers);
+	tcase_add_test(map, test_map_bounds_inclusive);
+	tcase_add_test(map, test_map_bounds_reject_with_marks);
+	tcase_add_test(map, test_map_bounds_apply_to_defaults);
+	tcase_add_test(map, test_map_bounds_bugs_in_the_map);
+	tcase_add_test(parse, test_key_node_marks);
 	suite_add_tcase(s, map);
 	return s;
 }

@@ -325,6 +325,23 @@ START_TEST(test_good_unknown_key_rejected)
 }
 END_TEST
 
+START_TEST(test_good_out_of_range_rejected)
+{
+	struct ps_cfg_error err = { { 0 } };
+	struct ps_cfg_node *root = load_yaml("good:\n"
+					     "  answer: 1001\n");
+	struct ps_plugin *p = open_good();
+
+	/* The plugin's own bound, enforced by the core before init ever sees the value. */
+	ck_assert_int_eq(ps_plugin_configure(p, ps_cfg_node_get(root, "good"), &err), -EINVAL);
+	ck_assert_str_eq(err.msg, "test.yaml:2:11: answer: '1001' is out of range (at most 1000)");
+	ck_assert_ptr_null(p->config);
+	ck_assert_int_eq(p->state, PS_PLUGIN_OPENED);
+	ps_cfg_node_free(root);
+	ps_plugin_close(p);
+}
+END_TEST
+
 START_TEST(test_init_without_configure_uses_defaults)
 {
 	struct ps_plugin *p = open_good();
@@ -519,7 +536,7 @@ START_TEST(test_scan_failed_init_goes_down_others_run)
 
 	install("good", "good.so", 0755);
 	install("fails_init", "fails_init.so", 0755);
-	ck_assert_int_eq(ps_plugin_scan(plugin_dir, &plugins, &n), 0);
+	ck_assert_int_eq(ps_plugin_scan(plugin_dir, &plugins, &n, NULL), 0);
 	ck_assert_uint_eq(n, 2);
 	ck_assert_str_eq(plugins[0]->name, "fails_init");
 	ck_assert_str_eq(plugins[1]->name, "good");
@@ -538,9 +555,35 @@ START_TEST(test_scan_failed_init_goes_down_others_run)
 }
 END_TEST
 
+START_TEST(test_try_init_failure_leaves_the_plugin_up_metric_alone)
+{
+	struct ps_plugin *p;
+
+	p = ps_plugin_open(install("fails_init", "fails_init.so", 0755));
+	ck_assert_ptr_nonnull(p);
+	/* As for a running instance of the same name during a reload. */
+	ps_plugin_report_up("fails_init", true);
+	ck_assert_int_eq(ps_plugin_try_init(p), -ENODEV);
+	ck_assert_str_eq(p->reason, "init failed: No such device");
+	ck_assert_int_eq(p->state, PS_PLUGIN_OPENED);
+	ck_assert(!p->inited);
+	ck_assert_double_eq(plugin_up("fails_init"), 1);
+	ck_assert_ptr_null(strstr(read_log(), "down"));
+	/* ps_plugin_init is the one that marks it down. */
+	ck_assert_int_eq(ps_plugin_init(p), -ENODEV);
+	ck_assert_int_eq(p->state, PS_PLUGIN_DOWN);
+	ck_assert_str_eq(p->reason, "init failed: No such device");
+	ck_assert_double_eq(plugin_up("fails_init"), 0);
+	assert_logged("error loader: plugin fails_init down: init failed: No such device");
+	ps_plugin_close(p);
+}
+END_TEST
+
 START_TEST(test_scan_reports_refused_plugins_down)
 {
 	struct ps_plugin **plugins;
+	struct ps_strlist refused = { 0 };
+	static const char *const want[] = { "bad_abi", "bad_size", "misnamed", "no_descriptor" };
 	size_t n;
 
 	install("bad_abi", "bad_abi.so", 0755);
@@ -548,9 +591,16 @@ START_TEST(test_scan_reports_refused_plugins_down)
 	install("good", "good.so", 0755);
 	install("misnamed", "misnamed.so", 0755);
 	install("no_descriptor", "no_descriptor.so", 0755);
-	ck_assert_int_eq(ps_plugin_scan(plugin_dir, &plugins, &n), 0);
+	ck_assert_int_eq(ps_plugin_scan(plugin_dir, &plugins, &n, &refused), 0);
 	ck_assert_uint_eq(n, 1);
 	ck_assert_str_eq(plugins[0]->name, "good");
+	/* Named for the daemon's status line, in file-name order. */
+	ck_assert_uint_eq(refused.n, 4);
+	for (size_t i = 0; i < refused.n; i++)
+		ck_assert_str_eq(refused.v[i], want[i]);
+	ps_plugin_refused_free(&refused);
+	ck_assert_ptr_null(refused.v);
+	ck_assert_uint_eq(refused.n, 0);
 
 	ck_assert_double_eq(plugin_up("bad_abi"), 0);
 	ck_assert_double_eq(plugin_up("bad_size"), 0);
@@ -574,7 +624,7 @@ START_TEST(test_scan_skips_other_files)
 	install("good", ".good.so", 0755);
 	write_text("README", "plugins live here\n", 0644);
 	write_text("notes.txt", "nothing\n", 0644);
-	ck_assert_int_eq(ps_plugin_scan(plugin_dir, &plugins, &n), 0);
+	ck_assert_int_eq(ps_plugin_scan(plugin_dir, &plugins, &n, NULL), 0);
 	ck_assert_uint_eq(n, 1);
 	ck_assert_str_eq(plugins[0]->name, "good");
 	ck_assert(!has_plugin_up("README"));
@@ -590,12 +640,12 @@ START_TEST(test_scan_empty_and_missing_dir)
 	char missing[4096];
 	size_t n = 99;
 
-	ck_assert_int_eq(ps_plugin_scan(plugin_dir, &plugins, &n), 0);
+	ck_assert_int_eq(ps_plugin_scan(plugin_dir, &plugins, &n, NULL), 0);
 	ck_assert_uint_eq(n, 0);
 	free(plugins);
 
 	snprintf(missing, sizeof(missing), "%s/nope", plugin_dir);
-	ck_assert_int_eq(ps_plugin_scan(missing, &plugins, &n), -ENOENT);
+	ck_assert_int_eq(ps_plugin_scan(missing, &plugins, &n, NULL), -ENOENT);
 	ck_assert_uint_eq(n, 0);
 	assert_logged("cannot read plugin directory");
 }
@@ -613,6 +663,7 @@ static Suite *loader_suite(void)
 	tcase_add_test(life, test_good_config_from_yaml);
 	tcase_add_test(life, test_good_config_null_section_is_defaults);
 	tcase_add_test(life, test_good_unknown_key_rejected);
+	tcase_add_test(life, test_good_out_of_range_rejected);
 	tcase_add_test(life, test_init_without_configure_uses_defaults);
 	tcase_add_test(life, test_start_failure_stops_and_marks_down);
 	tcase_add_test(life, test_positive_result_is_an_error);
@@ -635,6 +686,7 @@ static Suite *loader_suite(void)
 
 	tcase_add_checked_fixture(scan, setup, teardown);
 	tcase_add_test(scan, test_scan_failed_init_goes_down_others_run);
+	tcase_add_test(scan, test_try_init_failure_leaves_the_plugin_up_metric_alone);
 	tcase_add_test(scan, test_scan_reports_refused_plugins_down);
 	tcase_add_test(scan, test_scan_skips_other_files);
 	tcase_add_test(scan, test_scan_empty_and_missing_dir);

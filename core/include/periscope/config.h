@@ -52,7 +52,17 @@ struct ps_strmap {
 	size_t n;
 };
 
-/* One key of a config map; the table ends with an entry whose name is NULL. */
+/*
+ * One key of a config map; the table ends with an entry whose name is NULL.
+ *
+ * min and max bound a value, inclusive, written as the key's own type reads
+ * ("64", "4KiB", "100ms", "-1"); for the list and map types they bound the
+ * number of entries. NULL leaves that side open. The core enforces them on
+ * the defaults and on every value, so init() only ever sees values in range;
+ * a bound that does not parse, or a bound on a bool or string, is a bug in
+ * the map and fails every parse with a message naming the key.
+ * (min and max were appended after plugin ABI version 1.)
+ */
 struct ps_cfg_key {
 	const char *name;
 	enum ps_cfg_type type;
@@ -60,6 +70,8 @@ struct ps_cfg_key {
 	size_t offset;               /* offsetof(struct your_config, field) */
 	const char *const *choices;  /* PS_CFG_STRING only: allowed values, NULL-terminated */
 	const char *help;            /* one line, shown by --list-plugins */
+	const char *min;             /* lowest value or entry count; NULL: none */
+	const char *max;             /* highest value or entry count; NULL: none */
 };
 
 #define PS_CFG_ERROR_MAX 512

@@ -10,7 +10,8 @@ enum ps_log_level {
 	PS_LOG_ERROR = 0,
 	PS_LOG_WARN,
 	PS_LOG_INFO,
-	PS_LOG_DEBUG,
+	PS_LOG_DEBUG, /* periscope's own decisions: what it classified, created, expired, reloaded */
+	PS_LOG_TRACE, /* what libraries say about themselves (libbpf's relocations, BTF, ...) */
 };
 
 /* Writes "<level> <subsys>: <message>" to stderr when level is enabled. */
@@ -22,5 +23,6 @@ PS_API bool ps_log_enabled(enum ps_log_level level);
 #define ps_warn(subsys, ...) ps_log(PS_LOG_WARN, subsys, __VA_ARGS__)
 #define ps_info(subsys, ...) ps_log(PS_LOG_INFO, subsys, __VA_ARGS__)
 #define ps_debug(subsys, ...) ps_log(PS_LOG_DEBUG, subsys, __VA_ARGS__)
+#define ps_trace(subsys, ...) ps_log(PS_LOG_TRACE, subsys, __VA_ARGS__)
 
 #endif

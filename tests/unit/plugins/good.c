@@ -18,7 +18,7 @@ struct good_config {
 
 static const struct ps_cfg_key good_keys[] = {
 	{ .name = "answer", .type = PS_CFG_UINT, .def = "42",
-	  .offset = offsetof(struct good_config, answer), .help = "the answer" },
+	  .offset = offsetof(struct good_config, answer), .help = "the answer", .max = "1000" },
 	{ .name = "greeting", .type = PS_CFG_STRING, .def = "hello",
 	  .offset = offsetof(struct good_config, greeting), .help = "what to say" },
 	{ .name = "start_error", .type = PS_CFG_INT, .def = "0",
