@@ -344,6 +344,11 @@ static struct conn *conn_new(const struct ps_sc_event *e)
 	}
 	if (!c->reg)
 		kernel_reject(c);
+	if (ps_log_enabled(PS_LOG_DEBUG))
+		ps_debug(SUBSYS, "pid %u (%s): connection %" PRIu64 " port %u-%u%s: %s",
+			 c->pub.pid, c->pub.comm, c->pub.id, c->pub.local.port, c->pub.remote.port,
+			 c->pub.tls ? " (TLS)" : "",
+			 c->reg ? c->reg->proto.name : "claimed by no registered protocol, rejected");
 	return c;
 }
 
