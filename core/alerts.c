@@ -1419,6 +1419,12 @@ static void drop_stale_gauges(const struct ps_alert_rules *rules, struct ps_regi
 	}
 }
 
+void ps_alerts_start(struct ps_alert_rules *rules, uint64_t now_unix_ns)
+{
+	for (size_t i = 0; rules && i < rules->n; i++)
+		rules->v[i].last_eval_ns = now_unix_ns;
+}
+
 void ps_alerts_evaluate(struct ps_alert_rules *rules, struct ps_registry *reg, uint64_t now_unix_ns)
 {
 	struct ps_metric *gauge;

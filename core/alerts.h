@@ -24,6 +24,13 @@ void ps_alerts_free(struct ps_alert_rules *rules);
 void ps_alerts_adopt_state(struct ps_alert_rules *fresh, const struct ps_alert_rules *old);
 
 /*
+ * The registry is as new as the rules (the daemon just started): what its
+ * series gain before the first flush is of known age, counted from now, not
+ * taken as the baseline as after a reload.
+ */
+void ps_alerts_start(struct ps_alert_rules *rules, uint64_t now_unix_ns);
+
+/*
  * Evaluates every rule against reg at a flush: emits PS_EVENT_ALERT notices
  * (ps_event_emit) and sets periscope_alerts_firing{service_name="periscoped",alert}
  * in reg. Call before the sinks flush.

@@ -824,6 +824,7 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 	if (!d.registry)
 		goto out;
 	ps_registry_set_default(d.registry);
+	ps_alerts_start(d.settings.alerts, now_ns(CLOCK_REALTIME));
 	apply_registry_settings(d.registry, &d.settings.daemon);
 	register_build_info();
 	/* What the core holds for a plugin goes when it stops. */
