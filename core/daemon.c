@@ -19,6 +19,7 @@
 #include "eventbus.h"
 #include "loader.h"
 #include "logging.h"
+#include "notify.h"
 #include "procinfo.h"
 #include "registry.h"
 #include "settings.h"
@@ -291,6 +292,7 @@ static void flush(struct daemon *d, bool final)
 		sink->failing = rc != 0;
 	}
 	ps_registry_mark_flushed(d->registry);
+	ps_notify_state(NULL, d->registry);
 	d->last_flush_ns = now;
 	/* What arrived while the sinks wrote, before the expiry sweep walks every series. */
 	ps_bpf_drain();
@@ -317,6 +319,7 @@ static void shutdown_daemon(struct daemon *d, const char *why)
 	if (d->stopping)
 		return;
 	d->stopping = true;
+	ps_notify_state("STOPPING=1", NULL);
 	ps_info("core", "%s: final flush and exit", why);
 	flush(d, true);
 	stop_plugins(&d->plugins);
@@ -385,7 +388,7 @@ static void swap_plugins(struct daemon *d, const struct ps_settings *new, struct
 	}
 }
 
-static void reload(struct daemon *d)
+static int reload(struct daemon *d)
 {
 	struct ps_settings fresh_settings;
 	struct plugin_set fresh = { 0 };
@@ -394,13 +397,13 @@ static void reload(struct daemon *d)
 	ps_info("core", "SIGHUP: reloading %s", config_name(d->config_path));
 	if (load_settings(&fresh_settings, d->config_path)) {
 		ps_error("core", "reload rejected; keeping the running configuration");
-		return;
+		return -EINVAL;
 	}
 	if (open_plugins(d->plugin_dir, &fresh_settings, &fresh)) {
 		plugin_set_free(&fresh);
 		ps_settings_free(&fresh_settings);
 		ps_error("core", "reload rejected; keeping the running configuration");
-		return;
+		return -EINVAL;
 	}
 	/* Everything validated: from here on the new configuration wins. */
 	flush(d, false);
@@ -418,11 +421,15 @@ static void reload(struct daemon *d)
 	uv_timer_start(&d->flush_timer, on_flush_timer, d->settings.daemon.flush_interval_ms,
 		       d->settings.daemon.flush_interval_ms);
 	log_running(d, started);
+	return 0;
 }
 
 static void on_sighup(uv_signal_t *h, int signum)
 {
-	reload(h->data);
+	struct daemon *d = h->data;
+
+	ps_notify_state("RELOADING=1", NULL);
+	ps_notify_reloaded(reload(d) == 0, d->registry);
 }
 
 /* ---- run ---------------------------------------------------------------------------- */
@@ -509,6 +516,7 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 
 	if (setup_loop(&d))
 		goto out;
+	ps_sink_prometheus_http_set_loop(&d.loop);
 	if (ps_bpf_setup(&d.loop, d.settings.daemon.drain_interval_ms))
 		goto out_loop;
 	ps_capture_set_hooks(d.settings.capture_hooks);
@@ -525,6 +533,8 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 		if (d.plugins.v[i])
 			start_plugin(d.plugins.v[i]);
 	log_running(&d, started);
+	ps_notify_drop_capabilities();
+	ps_notify_state("READY=1", d.registry);
 	d.last_flush_ns = now_ns(CLOCK_REALTIME);
 
 	uv_run(&d.loop, UV_RUN_DEFAULT);
