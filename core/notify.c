@@ -179,6 +179,8 @@ int ps_notify_reloaded(bool ok, const struct ps_registry *r)
  */
 static const int kept_caps[] = { CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, CAP_SYS_PTRACE,
 				 CAP_DAC_READ_SEARCH };
+static const char *const kept_names[] = { "bpf", "perfmon", "sys_admin", "sys_ptrace",
+					  "dac_read_search" };
 
 static int last_cap(void)
 {
@@ -206,6 +208,8 @@ int ps_notify_drop_capabilities(void)
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct data[2];
 	int last = last_cap(), bounding_dropped = 0, rc;
+	char kept[128] = "";
+	size_t off = 0;
 
 	/*
 	 * The bounding set first: narrowing it needs CAP_SETPCAP, which is about
@@ -242,9 +246,13 @@ int ps_notify_drop_capabilities(void)
 	}
 	/* Never execs: nothing it could exec may gain privileges either. */
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-	ps_info(SUBSYS, "capabilities after loading: bpf, perfmon, sys_admin, sys_ptrace, "
-			"dac_read_search (what a reload needs); %d dropped from the bounding set",
-		bounding_dropped);
+	for (size_t i = 0; i < sizeof(kept_caps) / sizeof(kept_caps[0]); i++)
+		if (data[kept_caps[i] / 32].effective & (1u << (kept_caps[i] % 32)))
+			off += (size_t)snprintf(kept + off, sizeof(kept) - off, "%s%s", off ? ", " : "",
+						kept_names[i]);
+	ps_info(SUBSYS, "capabilities after loading: %s (what a reload needs); %d dropped from "
+			"the bounding set",
+		off ? kept : "none", bounding_dropped);
 	return 0;
 fail:
 	ps_warn(SUBSYS, "cannot drop capabilities: %s", strerror(-rc));

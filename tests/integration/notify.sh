@@ -74,7 +74,7 @@ wait_notify() {
 
 cat >"$work/periscope.yaml" <<'YAML'
 daemon: { flush_interval: 1s }
-plugins: { tcpflow: { max_connections: 4096 } }
+plugins: { tcpflow: { max_connections: 4096 }, http: { capture_bytes: 1024 } }
 sinks: { stdout: { format: prometheus } }
 YAML
 n_plugins=$(ls "$PLUGIN_DIR"/*.so | wc -l)
@@ -115,7 +115,10 @@ echo "ok: permitted = effective = $want; inheritable, ambient empty; no_new_priv
 
 # ---- 3. a reload that restarts a plugin, through the unit's helper ------------------------------
 
-sed -i 's/max_connections: 4096/max_connections: 8192/' "$work/periscope.yaml"
+# Both sections change: tcpflow loads and attaches again, and so does the core capture
+# with its OpenSSL uretprobes (CAP_SYS_ADMIN) once http, its only protocol, is back.
+sed -i 's/max_connections: 4096/max_connections: 8192/; s/capture_bytes: 1024/capture_bytes: 2048/' \
+	"$work/periscope.yaml"
 MAINPID=$DAEMON_PID RUNTIME_DIRECTORY=$work/run "$RELOAD" >"$work/reload.out" 2>&1 ||
 	fail "the reload helper failed on a valid change:$(sed 's/^/\n  /' "$work/reload.out")"
 [ "$(cat "$work/run/reload-status")" = ok ] || fail "reload-status: $(cat "$work/run/reload-status")"
@@ -123,10 +126,19 @@ wait_notify "^RELOADING=1$" || fail "no RELOADING=1"
 wait_notify "^READY=1\|STATUS=$n_plugins of $n_plugins plugins up" || fail "no READY=1 after the reload"
 wait_for_log "running: .*\($n_plugins of $n_plugins plugins up\)" 10 ||
 	fail "not every plugin is up after the reload"
-grep -q "loader: plugin tcpflow started" <(tail -n 5 "$DAEMON_ERR") ||
-	fail "tcpflow was not restarted by the reload"
+sed -n '/SIGHUP/,$p' "$DAEMON_ERR" >"$work/reload.log"
+for line in "loader: plugin tcpflow started" "loader: plugin http started"; do
+	grep -q "$line" "$work/reload.log" || fail "not after the reload: '$line'$(sed 's/^/\n  /' "$work/reload.log")"
+done
+if grep -q "TLS: OpenSSL uprobes on" "$DAEMON_ERR"; then
+	# Where libssl was probed at start, it must be probed again after the reload.
+	grep -q "TLS: OpenSSL uprobes on" "$work/reload.log" ||
+		fail "no OpenSSL uprobes after the reload:$(sed 's/^/\n  /' "$work/reload.log")"
+fi
+grep -q "Permission denied\|Operation not permitted" "$work/reload.log" &&
+	fail "a permission error after the reload:$(sed 's/^/\n  /' "$work/reload.log")"
 check_caps
-echo "ok: the reload helper exits 0; RELOADING=1, READY=1; tcpflow attached again with the reduced set"
+echo "ok: the reload helper exits 0; RELOADING=1, READY=1; tcpflow, http and its capture attached again with the reduced set"
 
 # ---- 4. a rejected reload fails the helper ------------------------------------------------------
 
