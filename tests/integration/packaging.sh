@@ -294,7 +294,7 @@ expand_groups >"$work/allowed.calls"
 hport=$(free_port)
 cat >"$work/strace.yaml" <<YAML
 daemon: { flush_interval: 1s }
-plugins: { tcpflow: { max_connections: 4096 } }
+plugins: { tcpflow: { max_connections: 4096 }, http: { capture_bytes: 1024 } }
 sinks:
   prometheus_http: { listen: "127.0.0.1:$hport" }
   prometheus_textfile: { directory: $work }
@@ -306,13 +306,16 @@ spid=$!
 wait_port "$hport" || fail "periscoped under strace does not listen"
 sleep 1.5
 curl -sf -o /dev/null "http://127.0.0.1:$hport/metrics" || fail "scrape under strace failed"
-sed -i 's/max_connections: 4096/max_connections: 8192/' "$work/strace.yaml"
+sed -i 's/max_connections: 4096/max_connections: 8192/; s/capture_bytes: 1024/capture_bytes: 2048/' \
+	"$work/strace.yaml"
 kill -HUP "$(pgrep -P "$spid" -x periscoped || echo "$spid")" 2>/dev/null
 sleep 2
 curl -sf -o /dev/null -H 'Accept-Encoding: gzip' "http://127.0.0.1:$hport/metrics" || fail "scrape after the reload failed"
 wait "$spid" || fail "periscoped under strace failed:$(tail "$work/strace.err" | sed 's/^/\n  /')"
-grep -q "plugin tcpflow started" <(grep -A20 SIGHUP "$work/strace.err") ||
-	fail "the reload under strace did not re-attach tcpflow"
+for p in tcpflow http; do
+	sed -n '/SIGHUP/,$p' "$work/strace.err" | grep -q "plugin $p started" ||
+		fail "the reload under strace did not re-attach $p:$(sed 's/^/\n  /' "$work/strace.err")"
+done
 sed -n 's/^[0-9]* *\([a-z_0-9]*\)(.*/\1/p' "$work/strace.out" | sort -u >"$work/used.calls"
 comm -23 "$work/used.calls" "$work/allowed.calls" >"$work/denied.calls"
 [ ! -s "$work/denied.calls" ] ||
