@@ -179,19 +179,28 @@ daemon: { flush_interval: 1s }
 plugins: { http: { ports: [$port] } }
 sinks: { stdout: { format: prometheus } }
 YAML
+# run.sh curl: a --duration run of the installed daemon; once it runs, N curls; it exits by
+# itself (final flush). The duration counts from before the plugins load, which took up to
+# 8 s on this busy machine: hence 20 s.
+# run.sh quiet: until it runs, two flushes, then SIGTERM (its final flush).
 cat >"$root/tmp/run.sh" <<SH
 #!/bin/sh
-periscoped -c /tmp/run.yaml --duration 8 >/tmp/run.out 2>/tmp/run.err &
+periscoped -c /tmp/run.yaml --duration 20 >/tmp/run.out 2>/tmp/run.err &
 pid=\$!
 i=0
 until grep -q "running:" /tmp/run.err 2>/dev/null; do
-	i=\$((i + 1)); [ \$i -lt 300 ] || exit 1; sleep 0.1
+	i=\$((i + 1)); [ \$i -lt 600 ] || exit 1; sleep 0.1
 done
-for i in \$(seq $N_CURLS); do curl -sf -o /dev/null http://127.0.0.1:$port/ || exit 2; done
+if [ "\$1" = curl ]; then
+	for i in \$(seq $N_CURLS); do curl -sf -o /dev/null http://127.0.0.1:$port/ || exit 2; done
+else
+	sleep 2.5
+	kill -TERM \$pid
+fi
 wait \$pid
 SH
 chmod 755 "$root/tmp/run.sh"
-in_root /tmp/run.sh || fail "the run in the root failed:$(sed 's/^/\n  /' "$root/tmp/run.err")"
+in_root /tmp/run.sh curl || fail "the run in the root failed:$(sed 's/^/\n  /' "$root/tmp/run.err")"
 last_snapshot <"$root/tmp/run.out" >"$work/run.snapshot"
 got=$(series_value "$work/run.snapshot" http_client_request_duration_seconds_count \
 	'service_name="curl"' "server_port=\"$port\"" 'http_response_status_code="200"')
@@ -209,13 +218,13 @@ in_root sh -c 'cd /tmp/example-plugin && make && make install' >"$work/example.l
 	fail "the example plugin does not build or install:$(sed 's/^/\n  /' "$work/example.log")"
 in_root test -f /usr/lib/x86_64-linux-gnu/periscope/loadavg.so || fail "loadavg.so is not in the plugin directory"
 in_root periscoped --list-plugins | grep -q '^  loadavg ' || fail "--list-plugins does not list loadavg"
-in_root periscoped -c /tmp/run.yaml --duration 4 >"$work/example.out" 2>"$work/example.err" ||
-	fail "the daemon with the example plugin failed:$(sed 's/^/\n  /' "$work/example.err")"
-last_snapshot <"$work/example.out" >"$work/example.snapshot"
+in_root /tmp/run.sh quiet || fail "the daemon with the example plugin failed:$(sed 's/^/\n  /' "$root/tmp/run.err")"
+last_snapshot <"$root/tmp/run.out" >"$work/example.snapshot"
 [ "$(series_value "$work/example.snapshot" periscope_plugin_up 'plugin="loadavg"')" = 1 ] ||
-	fail "loadavg is not up:$(sed 's/^/\n  /' "$work/example.err")"
+	fail "loadavg is not up:$(sed 's/^/\n  /' "$root/tmp/run.err")"
 reads=$(series_value "$work/example.snapshot" periscope_example_loadavg_reads_total)
-[ "${reads%.*}" -ge 3 ] || fail "loadavg read its file $reads times in 4 one-second flushes"
+# At least the two one-second flushes and the final one.
+[ "${reads%.*}" -ge 3 ] || fail "loadavg read its file $reads times in 2.5 s of one-second flushes and a final flush"
 load1=$(series_value "$work/example.snapshot" periscope_example_load_average 'period="1m"')
 echo "ok: loadavg.so built with pkg-config against periscope-dev, loaded by the installed daemon: up, $reads reads, load1 $load1"
 
@@ -301,16 +310,28 @@ sinks:
   syslog: {}
 YAML
 strace -f -qq -o "$work/strace.out" "$PERISCOPED" -c "$work/strace.yaml" --plugin-dir "$PLUGIN_DIR" \
-	--duration 6 >/dev/null 2>"$work/strace.err" &
+	--duration 300 >/dev/null 2>"$work/strace.err" &
 spid=$!
 wait_port "$hport" || fail "periscoped under strace does not listen"
+deadline=$((SECONDS + 60))
+until grep -q "running:" "$work/strace.err"; do
+	[ $SECONDS -lt $deadline ] || fail "periscoped under strace did not start:$(sed 's/^/\n  /' "$work/strace.err")"
+	sleep 0.2
+done
 sleep 1.5
 curl -sf -o /dev/null "http://127.0.0.1:$hport/metrics" || fail "scrape under strace failed"
 sed -i 's/max_connections: 4096/max_connections: 8192/; s/capture_bytes: 1024/capture_bytes: 2048/' \
 	"$work/strace.yaml"
-kill -HUP "$(pgrep -P "$spid" -x periscoped || echo "$spid")" 2>/dev/null
-sleep 2
+traced=$(pgrep -P "$spid" -x periscoped) || fail "cannot find periscoped under strace"
+kill -HUP "$traced"
+deadline=$((SECONDS + 60))
+until [ "$(grep -c "running:" "$work/strace.err")" -ge 2 ]; do
+	[ $SECONDS -lt $deadline ] || fail "the reload under strace did not finish:$(sed 's/^/\n  /' "$work/strace.err")"
+	sleep 0.2
+done
+sleep 1.5
 curl -sf -o /dev/null -H 'Accept-Encoding: gzip' "http://127.0.0.1:$hport/metrics" || fail "scrape after the reload failed"
+kill -TERM "$traced"
 wait "$spid" || fail "periscoped under strace failed:$(tail "$work/strace.err" | sed 's/^/\n  /')"
 for p in tcpflow http; do
 	sed -n '/SIGHUP/,$p' "$work/strace.err" | grep -q "plugin $p started" ||
