@@ -12,7 +12,10 @@ BUILD_PACKAGES=(build-essential autoconf automake libtool pkg-config clang llvm 
 	libbpf-dev libelf-dev zlib1g-dev libuv1-dev libyaml-dev check)
 # What the tests drive: real servers, real clients, the real validators.
 TEST_PACKAGES=(python3 curl iproute2 procps prometheus prometheus-node-exporter rsyslog nginx
-	apache2-utils wrk openssl libclang-rt-14-dev valgrind)
+	apache2-utils wrk openssl libclang-rt-14-dev valgrind util-linux)
+# What `make check-packaging` drives: the package builders, a Debian root, a container runtime.
+PACKAGING_PACKAGES=(debhelper dpkg-dev lintian rpm debootstrap podman runc strace python3-yaml
+	groff-base)
 
 say() { printf '\033[1mquickstart:\033[0m %s\n' "$*"; }
 die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
@@ -70,7 +73,10 @@ run() {
 }
 
 run_tests() {
-	install_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+	local packaging=
+	[ "$(id -u)" = 0 ] && packaging=1
+	install_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}" \
+		${packaging:+"${PACKAGING_PACKAGES[@]}"}
 	configure_tree "$build"
 	build "$build"
 	say "make check (unit and integration tests)"
@@ -79,6 +85,10 @@ run_tests() {
 	configure_tree "$top/build-asan" --enable-sanitizers
 	build "$top/build-asan"
 	make -C "$top/build-asan" -j"$(nproc)" check-unit || { cat_failures "$top/build-asan"; exit 1; }
+	if [ -n "$packaging" ]; then
+		say "make check-packaging (.deb, .rpm, a Debian root, the example plugin, the unit, the container)"
+		make -C "$build" check-packaging || exit 1
+	fi
 	say "all tests passed"
 }
 

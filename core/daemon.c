@@ -23,6 +23,7 @@
 #include "eventbus.h"
 #include "loader.h"
 #include "logging.h"
+#include "notify.h"
 #include "procinfo.h"
 #include "registry.h"
 #include "settings.h"
@@ -504,6 +505,7 @@ static void flush(struct daemon *d, bool final)
 		sink->failing = rc != 0;
 	}
 	ps_registry_mark_flushed(d->registry);
+	ps_notify_state(NULL, d->registry);
 	d->last_flush_ns = now;
 	/* What arrived while the sinks wrote, before the expiry sweep walks every series. */
 	ps_bpf_drain();
@@ -530,6 +532,7 @@ static void shutdown_daemon(struct daemon *d, const char *why)
 	if (d->stopping)
 		return;
 	d->stopping = true;
+	ps_notify_state("STOPPING=1", NULL);
 	ps_info("core", "%s: final flush and exit", why);
 	flush(d, true);
 	stop_plugins(&d->plugins);
@@ -677,7 +680,7 @@ static void reject_reload(const char *why)
 		 why);
 }
 
-static void reload(struct daemon *d)
+static int reload(struct daemon *d)
 {
 	struct ps_settings fresh_settings;
 	struct plugin_set fresh = { 0 };
@@ -687,14 +690,14 @@ static void reload(struct daemon *d)
 	ps_info("core", "SIGHUP: reloading %s", config_name(d->config_path));
 	if (load_settings(&fresh_settings, d->config_path)) {
 		reject_reload("invalid configuration");
-		return;
+		return -EINVAL;
 	}
 	ps_debug("core", "reload: configuration valid; opening the plugins in %s", d->plugin_dir);
 	if (open_plugins(d->plugin_dir, &fresh_settings, &fresh)) {
 		plugin_set_free(&fresh);
 		ps_settings_free(&fresh_settings);
 		reject_reload("invalid plugin configuration");
-		return;
+		return -EINVAL;
 	}
 	keep = calloc(fresh.n ? fresh.n : 1, sizeof(*keep));
 	if (!keep || prepare_plugins(d, &fresh_settings, &fresh, keep)) {
@@ -702,7 +705,7 @@ static void reload(struct daemon *d)
 		plugin_set_free(&fresh);
 		ps_settings_free(&fresh_settings);
 		reject_reload(keep ? "a plugin failed to initialise" : "out of memory");
-		return;
+		return -EINVAL;
 	}
 	/* Everything validated and initialised: from here on the new configuration wins. */
 	ps_debug("core", "reload: every new instance initialised; swapping");
@@ -726,11 +729,15 @@ static void reload(struct daemon *d)
 		       d->settings.daemon.flush_interval_ms);
 	if (!log_running(d, started))
 		ps_warn("core", "no plugin is running after the reload: nothing will be observed");
+	return 0;
 }
 
 static void on_sighup(uv_signal_t *h, int signum)
 {
-	reload(h->data);
+	struct daemon *d = h->data;
+
+	ps_notify_state("RELOADING=1", NULL);
+	ps_notify_reloaded(reload(d) == 0, d->registry);
 }
 
 /* ---- run ---------------------------------------------------------------------------- */
@@ -835,6 +842,7 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 
 	if (setup_loop(&d))
 		goto out;
+	ps_sink_prometheus_http_set_loop(&d.loop);
 	if (ps_bpf_setup(&d.loop, d.settings.daemon.drain_interval_ms))
 		goto out_loop;
 	ps_capture_set_hooks(d.settings.capture_hooks);
@@ -857,6 +865,8 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 		goto out_loop;
 	}
 	log_running(&d, started);
+	ps_notify_drop_capabilities();
+	ps_notify_state("READY=1", d.registry);
 	d.last_flush_ns = now_ns(CLOCK_REALTIME);
 
 	uv_run(&d.loop, UV_RUN_DEFAULT);

@@ -56,6 +56,7 @@ static const struct ps_sink_type *const sink_types[] = {
 	&ps_sink_stdout,
 	&ps_sink_prometheus_textfile,
 	&ps_sink_syslog,
+	&ps_sink_prometheus_http,
 	NULL,
 };
 

@@ -44,6 +44,14 @@ struct ps_sink_type {
 extern const struct ps_sink_type ps_sink_stdout;
 extern const struct ps_sink_type ps_sink_prometheus_textfile;
 extern const struct ps_sink_type ps_sink_syslog;
+extern const struct ps_sink_type ps_sink_prometheus_http;
+
+/*
+ * The loop the prometheus_http sink listens on; until it is set (as in
+ * --check-config) opening that sink only checks its address.
+ */
+struct uv_loop_s;
+void ps_sink_prometheus_http_set_loop(struct uv_loop_s *loop);
 
 /* For tests: the stdout sink writing to another stream, on the caller's thread. */
 void *ps_sink_stdout_open_stream(const void *config, FILE *out);
