@@ -1,0 +1,74 @@
+/*
+ * resources: what the kernel side and the user side of the plugin share.
+ *
+ * Two kinds of numbers, read each flush:
+ *
+ *  - Per process (tgid), in per-CPU hash maps filled by tracepoints: the CPU
+ *    time and run-queue delay of threads that already exited (added at each
+ *    thread's sched_process_exit), socket bytes, block I/O bytes and latency,
+ *    OOM kills. Nothing here runs per system call or per context switch.
+ *  - Per thread not reaped yet, from the task iterator (res_tasks) that user
+ *    space runs once per flush: CPU time, run-queue delay, resident memory.
+ *
+ * A process's totals are then exited-threads + live-threads, and a process
+ * that lived and died between two flushes is entirely in the first.
+ */
+#ifndef PS_RESOURCES_H
+#define PS_RESOURCES_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define RES_COMM_LEN		  16
+#define RES_DEFAULT_MAX_PROCESSES 32768
+/* Block requests in flight at once whose issuer is remembered for their latency. */
+#define RES_MAX_INFLIGHT 16384
+/* Upper bounds of the block latency histogram, set by user space (OTel's defaults). */
+#define RES_LAT_BOUNDS 16
+
+/* Value of the procs map (per CPU): everything counted by tracepoints for one tgid. */
+struct res_counters {
+	/* Threads of this process that are gone: their final CPU numbers (ns). */
+	__u64 exited_runtime_ns; /* se.sum_exec_runtime */
+	__u64 exited_utime_ns;	 /* utime, stime: tick-sampled, give the user/system split */
+	__u64 exited_stime_ns;
+	__u64 exited_run_delay_ns; /* sched_info.run_delay: runnable but not running */
+	__u64 net_tx_bytes;
+	__u64 net_rx_bytes;
+	__u64 disk_read_bytes;
+	__u64 disk_write_bytes;
+	__u64 oom_kills;
+	__u32 group_dead; /* the process's last thread (its leader) was freed */
+	__u32 pad;
+	char comm[RES_COMM_LEN]; /* set with group_dead: names a process never seen alive */
+};
+
+/* Value of the disk_lat map (per CPU): block request latency of requests the tgid issued. */
+struct res_disk_lat {
+	__u64 count[RES_LAT_BOUNDS + 1]; /* last slot: above every bound */
+	__u64 sum_ns[RES_LAT_BOUNDS + 1];
+};
+
+/* One record of the task iterator: one live thread. */
+struct res_task {
+	__u32 tgid;
+	__u32 tid;
+	__u64 runtime_ns;
+	__u64 utime_ns;
+	__u64 stime_ns;
+	__u64 run_delay_ns;
+	__u64 rss_bytes; /* of its mm, shared by the process's threads */
+	__u32 has_mm;	 /* 0: a zombie, or a thread past exit_mm */
+	__u32 pad;
+	char comm[RES_COMM_LEN];
+};
+
+/* A block request between block_io_start and block_io_done. */
+struct res_inflight {
+	__u64 start_ns;
+	__u32 tgid;
+	__u32 pad;
+};
+
+#endif
