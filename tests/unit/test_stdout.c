@@ -785,6 +785,87 @@ START_TEST(test_stdout_table_units)
 }
 END_TEST
 
+/*
+ * The resources plugin's series fold into one line per service, above the
+ * service's RED rows; a service whose counters did not move and that has no
+ * gauge gets no line after the first flush.
+ */
+START_TEST(test_stdout_table_resources)
+{
+	static const char *const cpu_labels[] = { "service_name", "cpu_mode", NULL };
+	static const char *const net_labels[] = { "service_name", "network_io_direction", NULL };
+	static const char *const svc_labels[] = { "service_name", NULL };
+	const struct ps_metric_desc d_cpu = { .name = "process_cpu_time_seconds_total",
+					      .help = "c",
+					      .type = PS_METRIC_COUNTER,
+					      .labels = cpu_labels };
+	const struct ps_metric_desc d_rss = { .name = "process_memory_usage_bytes",
+					      .help = "m",
+					      .type = PS_METRIC_GAUGE,
+					      .labels = svc_labels };
+	const struct ps_metric_desc d_net = { .name = "process_network_io_bytes_total",
+					      .help = "n",
+					      .type = PS_METRIC_COUNTER,
+					      .labels = net_labels };
+	const struct ps_metric_desc d_http = { .name = "http_server_request_duration_seconds",
+					       .help = "h",
+					       .type = PS_METRIC_HISTOGRAM,
+					       .labels = http_labels };
+	static const char *const web_user[] = { "web", "user" }, *const web_sys[] = { "web",
+										      "system" };
+	static const char *const web[] = { "web" }, *const web_tx[] = { "web", "transmit" };
+	static const char *const cron_user[] = { "cron", "user" };
+	static const char *const get_web[] = { "web", "GET", "200", "/", "http" };
+	struct ps_registry *reg = ps_registry_new(0);
+	struct ps_flush_ctx ctx = { .registry = reg,
+				    .now_unix_ns = NOW_NS,
+				    .interval_ns = INTERVAL_NS };
+	struct ps_metric *cpu, *rss, *net, *http;
+	struct capture c;
+	char *text, line[512];
+
+	cpu = ps_registry_register(reg, &d_cpu);
+	rss = ps_registry_register(reg, &d_rss);
+	net = ps_registry_register(reg, &d_net);
+	http = ps_registry_register(reg, &d_http);
+	ck_assert(cpu && rss && net && http);
+	/* 15 s: 22.5 s user + 7.5 s system = 2 cores; 15 MiB sent = 1 MiB/s */
+	ck_assert_int_eq(ps_metric_add(cpu, web_user, 22.5), 0);
+	ck_assert_int_eq(ps_metric_add(cpu, web_sys, 7.5), 0);
+	ck_assert_int_eq(ps_metric_set(rss, web, 300 * 1048576.0), 0);
+	ck_assert_int_eq(ps_metric_add(net, web_tx, 15 * 1048576.0), 0);
+	ck_assert_int_eq(ps_metric_add(cpu, cron_user, 1.5), 0);
+	ck_assert_int_eq(ps_metric_observe(http, get_web, 0.01), 0);
+
+	capture_open(&c, "table");
+	ck_assert_int_eq(ps_sink_stdout.flush(c.sink, &ctx), 0);
+	text = capture_take(&c);
+	line_with(text, "resources  ", line, sizeof(line));
+	assert_in(text, "\nweb\n  resources  ");
+	line_with(strstr(text, "\nweb\n"), "resources", line, sizeof(line));
+	assert_in(line, "cpu 2.00 (user 1.50)  rss 300MiB  net tx 1MiB/s rx 0B/s");
+	ck_assert(strstr(text, "\nweb\n  resources") <
+		  strstr(text, "http_server_request_duration"));
+	assert_not_in(text, "process_cpu_time_seconds_total");
+	assert_not_in(text, "process_memory_usage_bytes");
+	line_with(strstr(text, "\ncron\n"), "resources", line, sizeof(line));
+	assert_in(line, "cpu 0.10 (user 0.10)");
+	free(text);
+
+	/* Second flush: cron did not move and has no gauge; web keeps its line (a gauge). */
+	ps_registry_mark_flushed(reg);
+	ctx.now_unix_ns += INTERVAL_NS;
+	ck_assert_int_eq(ps_sink_stdout.flush(c.sink, &ctx), 0);
+	text = capture_take(&c);
+	assert_not_in(text, "cron");
+	line_with(strstr(text, "\nweb\n"), "resources", line, sizeof(line));
+	assert_in(line, "cpu 0.00 (user 0.00)  rss 300MiB");
+	free(text);
+	capture_close(&c);
+	ps_registry_free(reg);
+}
+END_TEST
+
 /* ---- config ------------------------------------------------------------------------------- */
 
 START_TEST(test_stdout_config)
@@ -842,6 +923,7 @@ static Suite *stdout_suite(void)
 	tcase_add_test(tc, test_stdout_json_through_event_bus);
 	tcase_add_test(tc, test_stdout_table);
 	tcase_add_test(tc, test_stdout_table_units);
+	tcase_add_test(tc, test_stdout_table_resources);
 	tcase_add_test(tc, test_stdout_config);
 	suite_add_tcase(s, tc);
 	return s;
