@@ -90,8 +90,6 @@ struct resources {
 	int ncpus;
 	void *percpu_buf; /* one map value per possible CPU */
 	char *iter_buf;
-	double lat_bounds_s[RES_LAT_BOUNDS];
-	uint32_t n_lat_bounds;
 	struct vec dead, lat, live, procs, next_procs, gauges, prev_gauges;
 	uint64_t full_reported;
 
@@ -587,6 +585,16 @@ static int resources_collect(struct ps_plugin *p)
 
 /* ---- life cycle -------------------------------------------------------------------------- */
 
+/*
+ * Block requests take from tens of microseconds (NVMe, page cache misses on
+ * virtio) to seconds (a saturated disk): OTel's default duration buckets start
+ * at 5 ms, too coarse for the fast end. Sixteen bounds, as the kernel side keeps.
+ */
+static const double disk_lat_buckets[RES_LAT_BOUNDS] = {
+	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+	0.025,	 0.05,	 0.1,	  0.25,	  0.5,	 1,	 2.5,	5,
+};
+
 static struct ps_metric *register_one(const char *name, const char *help, enum ps_metric_type type,
 				      const char *const *labels)
 {
@@ -596,6 +604,11 @@ static struct ps_metric *register_one(const char *name, const char *help, enum p
 		.type = type,
 		.labels = labels,
 	};
+
+	if (type == PS_METRIC_HISTOGRAM) {
+		d.buckets = disk_lat_buckets;
+		d.n_buckets = RES_LAT_BOUNDS;
+	}
 	struct ps_metric *m = ps_metric_register(&d);
 
 	if (!m)
@@ -662,19 +675,12 @@ static void resources_free(struct resources *st)
 	free(st);
 }
 
-/* The histogram's bounds are the registry's default (OTel) duration buckets, in ns. */
+/* The kernel side counts into the histogram's own buckets, bounds in ns. */
 static void set_lat_bounds(struct resources *st)
 {
-	size_t n = ps_buckets_duration_len;
-
-	if (n > RES_LAT_BOUNDS) {
-		ps_warn(SUBSYS, "%zu latency buckets, the kernel side keeps %d: the rest fold up",
-			n, RES_LAT_BOUNDS);
-		n = RES_LAT_BOUNDS;
-	}
-	for (size_t i = 0; i < n; i++)
-		st->skel->rodata->lat_bounds_ns[i] = (uint64_t)(ps_buckets_duration[i] * 1e9 + 0.5);
-	st->skel->rodata->n_lat_bounds = (uint32_t)n;
+	for (size_t i = 0; i < RES_LAT_BOUNDS; i++)
+		st->skel->rodata->lat_bounds_ns[i] = (uint64_t)(disk_lat_buckets[i] * 1e9 + 0.5);
+	st->skel->rodata->n_lat_bounds = RES_LAT_BOUNDS;
 }
 
 static int resources_init(struct ps_plugin *p, const void *config)

@@ -24,7 +24,7 @@
 #define RES_DEFAULT_MAX_PROCESSES 32768
 /* Block requests in flight at once whose issuer is remembered for their latency. */
 #define RES_MAX_INFLIGHT 16384
-/* Upper bounds of the block latency histogram, set by user space (OTel's defaults). */
+/* Upper bounds of the block latency histogram, set by user space (its buckets). */
 #define RES_LAT_BOUNDS 16
 
 /* Value of the procs map (per CPU): everything counted by tracepoints for one tgid. */
