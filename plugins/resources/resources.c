@@ -58,6 +58,7 @@ struct lat_rec {
 struct live_rec {
 	uint32_t tgid;
 	uint64_t runtime_ns, utime_ns, stime_ns, run_delay_ns, rss_bytes;
+	uint64_t net_tx_bytes, net_rx_bytes;
 	bool has_mm; /* not a zombie: counts as a live process */
 	char comm[RES_COMM_LEN];
 };
@@ -218,6 +219,8 @@ static int add_task(struct resources *st, const struct res_task *t)
 	l->stime_ns = t->stime_ns;
 	l->run_delay_ns = t->run_delay_ns;
 	l->rss_bytes = t->rss_bytes;
+	l->net_tx_bytes = t->net_tx_bytes;
+	l->net_rx_bytes = t->net_rx_bytes;
 	l->has_mm = t->has_mm;
 	if (t->tid == t->tgid)
 		memcpy(l->comm, t->comm, RES_COMM_LEN);
@@ -240,6 +243,8 @@ static void fold_live(struct resources *st)
 			o->utime_ns += v[i].utime_ns;
 			o->stime_ns += v[i].stime_ns;
 			o->run_delay_ns += v[i].run_delay_ns;
+			o->net_tx_bytes += v[i].net_tx_bytes;
+			o->net_rx_bytes += v[i].net_rx_bytes;
 			/* One mm per process: every thread reports the same RSS. */
 			if (v[i].rss_bytes > o->rss_bytes)
 				o->rss_bytes = v[i].rss_bytes;
@@ -329,13 +334,16 @@ static void cpu_split(uint64_t rt, uint64_t ut, uint64_t stt, uint64_t prev_u, u
 	*user = rt - s;
 }
 
+/*
+ * Only growth past what was reported counts. A process's total dips for a
+ * moment when one of its threads is between reaped and freed (in neither the
+ * iterator nor the maps); remembering the dip would count that thread twice.
+ */
 static void counter_add(struct ps_metric *m, const char *const *labels, uint64_t now,
 			uint64_t *prev, double unit)
 {
-	if (now <= *prev) {
-		*prev = now < *prev ? now : *prev; /* a reused pid: start over from here */
+	if (now <= *prev)
 		return;
-	}
 	ps_metric_add(m, labels, (double)(now - *prev) * unit);
 	*prev = now;
 }
@@ -354,11 +362,8 @@ static void lat_add(struct resources *st, const char *service, const struct res_
 		uint64_t k, sum;
 		double v;
 
-		if (h->count[b] <= p->lat_count[b]) {
-			p->lat_count[b] = h->count[b];
-			p->lat_sum_ns[b] = h->sum_ns[b];
+		if (h->count[b] <= p->lat_count[b])
 			continue;
-		}
 		k = h->count[b] - p->lat_count[b];
 		sum = h->sum_ns[b] - p->lat_sum_ns[b];
 		v = (double)sum / (double)k / 1e9;
@@ -414,12 +419,15 @@ static void account(struct resources *st, struct proc *p, const struct dead_rec 
 		const char *rx_l[] = { service, "receive", NULL };
 		uint64_t rt = c->exited_runtime_ns, ut = c->exited_utime_ns,
 			 stt = c->exited_stime_ns, delay = c->exited_run_delay_ns;
+		uint64_t tx = c->net_tx_bytes, rx = c->net_rx_bytes;
 
 		if (v) {
 			rt += v->runtime_ns;
 			ut += v->utime_ns;
 			stt += v->stime_ns;
 			delay += v->run_delay_ns;
+			tx += v->net_tx_bytes;
+			rx += v->net_rx_bytes;
 		}
 		cpu_split(rt, ut, stt, p->user_ns, p->sys_ns, &user, &sys);
 		counter_add(st->cpu, user_l, user, &p->user_ns, 1e-9);
@@ -427,8 +435,8 @@ static void account(struct resources *st, struct proc *p, const struct dead_rec 
 		counter_add(st->delay, svc_l, delay, &p->delay_ns, 1e-9);
 		counter_add(st->disk, read_l, c->disk_read_bytes, &p->disk_read, 1);
 		counter_add(st->disk, write_l, c->disk_write_bytes, &p->disk_write, 1);
-		counter_add(st->net, tx_l, c->net_tx_bytes, &p->net_tx, 1);
-		counter_add(st->net, rx_l, c->net_rx_bytes, &p->net_rx, 1);
+		counter_add(st->net, tx_l, tx, &p->net_tx, 1);
+		counter_add(st->net, rx_l, rx, &p->net_rx, 1);
 		counter_add(st->oom, svc_l, c->oom_kills, &p->oom_kills, 1);
 	}
 	if (l)

@@ -4,13 +4,14 @@
  * Two kinds of numbers, read each flush:
  *
  *  - Per process (tgid), in per-CPU hash maps filled by tracepoints: the CPU
- *    time and run-queue delay of threads that already exited (added at each
- *    thread's sched_process_exit), socket bytes, block I/O bytes and latency,
+ *    time, run-queue delay and socket bytes of threads that are gone (added
+ *    when each thread's task_struct is freed), block I/O bytes and latency,
  *    OOM kills. Nothing here runs per system call or per context switch.
  *  - Per thread not reaped yet, from the task iterator (res_tasks) that user
- *    space runs once per flush: CPU time, run-queue delay, resident memory.
+ *    space runs once per flush: CPU time, run-queue delay, resident memory,
+ *    socket bytes (kept per thread in task storage until it is freed).
  *
- * A process's totals are then exited-threads + live-threads, and a process
+ * A process's totals are then gone-threads + live-threads, and a process
  * that lived and died between two flushes is entirely in the first.
  */
 #ifndef PS_RESOURCES_H
@@ -58,10 +59,18 @@ struct res_task {
 	__u64 utime_ns;
 	__u64 stime_ns;
 	__u64 run_delay_ns;
-	__u64 rss_bytes; /* of its mm, shared by the process's threads */
-	__u32 has_mm;	 /* 0: a zombie, or a thread past exit_mm */
+	__u64 rss_bytes;    /* of its mm, shared by the process's threads */
+	__u64 net_tx_bytes; /* its socket bytes so far (task_net) */
+	__u64 net_rx_bytes;
+	__u32 has_mm; /* 0: a zombie, or a thread past exit_mm */
 	__u32 pad;
 	char comm[RES_COMM_LEN];
+};
+
+/* Value of task_net: one thread's socket bytes. */
+struct res_task_net {
+	__u64 tx_bytes;
+	__u64 rx_bytes;
 };
 
 /* A block request between block_io_start and block_io_done. */
