@@ -11,11 +11,13 @@
  *   mark_victim             OOM kills
  *   iter/task               threads not reaped yet: CPU, run-queue delay, RSS
  *
- * Run-queue delay is the scheduler's own account (task->sched_info.run_delay:
+ * Run-queue delay is, by default, the scheduler's own account (task->sched_info.run_delay:
  * stamped when a task becomes runnable, wake-up or preemption, and added at its
  * switch-in), the number /proc/PID/schedstat shows. Reading it at the end and from
  * the iterator measures exactly the wake-up-to-switch-in interval without a BPF
  * program on sched_switch/sched_wakeup, which would run on every context switch.
+ * Kernels without CONFIG_SCHED_INFO get exactly those programs instead
+ * (run_delay_source: tracepoints, chosen by auto when /proc/self/schedstat is missing).
  *
  * Nothing here runs per system call: the socket hooks fire once per socket
  * send/receive of the task doing it and cost other processes nothing.
@@ -36,6 +38,8 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u64 lat_bounds_ns[RES_LAT_BOUNDS] = {};
 const volatile __u32 n_lat_bounds = 0;
 const volatile __u64 page_size = 4096;
+/* enum res_delay_source; with TRACEPOINTS user space also enables the sched programs. */
+const volatile __u32 delay_source = RES_DELAY_SCHEDSTAT;
 
 /*
  * max_entries from the plugin's max_processes. Not preallocated: the per-CPU
@@ -66,8 +70,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct res_task_net);
-} task_net SEC(".maps");
+	__type(value, struct res_task_acct);
+} task_acct SEC(".maps");
 
 /* Block requests by address; LRU, so that a request never completed cannot fill it. */
 struct {
@@ -127,6 +131,16 @@ static __always_inline __u32 current_tgid(void)
 	return bpf_get_current_pid_tgid() >> 32;
 }
 
+/* The thread's run-queue delay so far, from the configured source. */
+static __always_inline __u64 run_delay_of(struct task_struct *t, struct res_task_acct *a)
+{
+	if (delay_source == RES_DELAY_TRACEPOINTS)
+		return a ? a->run_delay_ns : 0;
+	if (bpf_core_field_exists(t->sched_info))
+		return BPF_CORE_READ(t, sched_info.run_delay);
+	return 0;
+}
+
 /*
  * A thread's final numbers, when its task_struct is freed (an RCU grace period
  * after it was reaped), not at sched_process_exit: that tracepoint fires before
@@ -139,7 +153,7 @@ static __always_inline __u32 current_tgid(void)
 SEC("tp_btf/sched_process_free")
 int BPF_PROG(res_free, struct task_struct *p)
 {
-	struct res_task_net *net;
+	struct res_task_acct *net;
 	struct res_counters *c;
 	struct signal_struct *sig;
 
@@ -151,8 +165,8 @@ int BPF_PROG(res_free, struct task_struct *p)
 	c->exited_runtime_ns += p->se.sum_exec_runtime;
 	c->exited_utime_ns += p->utime;
 	c->exited_stime_ns += p->stime;
-	c->exited_run_delay_ns += BPF_CORE_READ(p, sched_info.run_delay);
-	net = bpf_task_storage_get(&task_net, p, 0, 0);
+	net = bpf_task_storage_get(&task_acct, p, 0, 0);
+	c->exited_run_delay_ns += run_delay_of(p, net);
 	if (net) {
 		c->net_tx_bytes += net->tx_bytes;
 		c->net_rx_bytes += net->rx_bytes;
@@ -166,12 +180,12 @@ int BPF_PROG(res_free, struct task_struct *p)
 	return 0;
 }
 
-static __always_inline struct res_task_net *current_net(void)
+static __always_inline struct res_task_acct *current_net(void)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
-	struct res_task_net *n;
+	struct res_task_acct *n;
 
-	n = bpf_task_storage_get(&task_net, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	n = bpf_task_storage_get(&task_acct, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!n)
 		count_full();
 	return n;
@@ -180,7 +194,7 @@ static __always_inline struct res_task_net *current_net(void)
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(res_send, struct sock *sk, int ret, int flags)
 {
-	struct res_task_net *n;
+	struct res_task_acct *n;
 
 	if (ret <= 0)
 		return 0;
@@ -193,7 +207,7 @@ int BPF_PROG(res_send, struct sock *sk, int ret, int flags)
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(res_recv, struct sock *sk, int ret, int flags)
 {
-	struct res_task_net *n;
+	struct res_task_acct *n;
 
 	/* A peek leaves the bytes in the socket: the read that takes them counts them. */
 	if (ret <= 0 || (flags & MSG_PEEK))
@@ -278,6 +292,68 @@ int BPF_PROG(res_io_done, struct request *rq)
 	return 0;
 }
 
+/*
+ * Run-queue delay from tracepoints, for kernels without CONFIG_SCHED_INFO
+ * (run_delay_source: tracepoints; not loaded otherwise): the same interval
+ * the scheduler accounts, stamped when a task becomes runnable -- woken, new,
+ * or preempted while still runnable -- and closed when it is switched in.
+ * These run on every wake-up and context switch of the machine.
+ */
+static __always_inline void stamp_runnable(struct task_struct *p)
+{
+	struct res_task_acct *a;
+
+	if (p->flags & PF_KTHREAD || !p->pid)
+		return;
+	a = bpf_task_storage_get(&task_acct, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (a)
+		a->queued_ns = bpf_ktime_get_ns();
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(res_wakeup, struct task_struct *p)
+{
+	stamp_runnable(p);
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(res_wakeup_new, struct task_struct *p)
+{
+	stamp_runnable(p);
+	return 0;
+}
+
+/* Before 5.14 the field was `long state`. */
+struct task_struct___old {
+	long state;
+} __attribute__((preserve_access_index));
+
+static __always_inline bool still_runnable(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->__state))
+		return BPF_CORE_READ(t, __state) == 0;
+	return BPF_CORE_READ((struct task_struct___old *)t, state) == 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(res_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	struct res_task_acct *a;
+
+	/* TASK_RUNNING (0) at switch-out: preempted, waiting for a CPU again. */
+	if (still_runnable(prev))
+		stamp_runnable(prev);
+	if (next->flags & PF_KTHREAD || !next->pid)
+		return 0;
+	a = bpf_task_storage_get(&task_acct, next, 0, 0);
+	if (a && a->queued_ns) {
+		a->run_delay_ns += bpf_ktime_get_ns() - a->queued_ns;
+		a->queued_ns = 0;
+	}
+	return 0;
+}
+
 SEC("tp_btf/mark_victim")
 int BPF_PROG(res_oom, struct task_struct *task)
 {
@@ -323,7 +399,7 @@ int res_tasks(struct bpf_iter__task *ctx)
 {
 	struct task_struct *t = ctx->task;
 	struct res_task r = {};
-	struct res_task_net *net;
+	struct res_task_acct *net;
 	struct mm_struct *mm;
 	__s64 pages;
 
@@ -334,14 +410,14 @@ int res_tasks(struct bpf_iter__task *ctx)
 	r.runtime_ns = t->se.sum_exec_runtime;
 	r.utime_ns = t->utime;
 	r.stime_ns = t->stime;
-	r.run_delay_ns = BPF_CORE_READ(t, sched_info.run_delay);
+	net = bpf_task_storage_get(&task_acct, t, 0, 0);
+	r.run_delay_ns = run_delay_of(t, net);
 	mm = t->mm;
 	if (mm) {
 		pages = mm_rss_pages(mm);
 		r.rss_bytes = pages > 0 ? (__u64)pages * page_size : 0;
 		r.has_mm = 1;
 	}
-	net = bpf_task_storage_get(&task_net, t, 0, 0);
 	if (net) {
 		r.net_tx_bytes = net->tx_bytes;
 		r.net_rx_bytes = net->rx_bytes;

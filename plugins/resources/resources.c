@@ -41,6 +41,7 @@
 
 struct resources_config {
 	uint64_t max_processes;
+	char *run_delay_source;
 };
 
 /* What exited threads and the tracepoints left in the maps for one tgid. */
@@ -683,6 +684,32 @@ static void resources_free(struct resources *st)
 	free(st);
 }
 
+/*
+ * schedstat unless the kernel keeps no sched_info (no /proc/self/schedstat):
+ * then our own programs on every wake-up and context switch.
+ */
+static enum res_delay_source pick_delay_source(const char *conf)
+{
+	if (conf && strcmp(conf, "schedstat") == 0)
+		return RES_DELAY_SCHEDSTAT;
+	if (conf && strcmp(conf, "tracepoints") == 0)
+		return RES_DELAY_TRACEPOINTS;
+	return access("/proc/self/schedstat", R_OK) == 0 ? RES_DELAY_SCHEDSTAT :
+							   RES_DELAY_TRACEPOINTS;
+}
+
+static void set_delay_source(struct resources *st, enum res_delay_source src)
+{
+	bool tp = src == RES_DELAY_TRACEPOINTS;
+
+	st->skel->rodata->delay_source = src;
+	bpf_program__set_autoload(st->skel->progs.res_wakeup, tp);
+	bpf_program__set_autoload(st->skel->progs.res_wakeup_new, tp);
+	bpf_program__set_autoload(st->skel->progs.res_switch, tp);
+	ps_info(SUBSYS, "run-queue delay from %s",
+		tp ? "sched_wakeup/sched_switch tracepoints" : "the scheduler's schedstat");
+}
+
 /* The kernel side counts into the histogram's own buckets, bounds in ns. */
 static void set_lat_bounds(struct resources *st)
 {
@@ -741,6 +768,7 @@ static int resources_init(struct ps_plugin *p, const void *config)
 	/* Attached by start with its own link, read by collect through bpf_iter_create. */
 	bpf_program__set_autoattach(st->skel->progs.res_tasks, false);
 	set_lat_bounds(st);
+	set_delay_source(st, pick_delay_source(cfg ? cfg->run_delay_source : NULL));
 	if (bpf_map__set_max_entries(st->skel->maps.procs, st->max_processes) ||
 	    bpf_map__set_max_entries(st->skel->maps.disk_lat, st->max_processes)) {
 		err = -EINVAL;
@@ -796,6 +824,8 @@ static void resources_destroy(struct ps_plugin *p)
 	ps_plugin_set_data(p, NULL);
 }
 
+static const char *const delay_sources[] = { "auto", "schedstat", "tracepoints", NULL };
+
 static const struct ps_cfg_key resources_config_map[] = {
 	{
 		.name = "max_processes",
@@ -804,6 +834,16 @@ static const struct ps_cfg_key resources_config_map[] = {
 		.offset = offsetof(struct resources_config, max_processes),
 		.help = "processes tracked at once in the kernel; updates beyond are counted and "
 			"logged",
+	},
+	{
+		.name = "run_delay_source",
+		.type = PS_CFG_STRING,
+		.def = "auto",
+		.offset = offsetof(struct resources_config, run_delay_source),
+		.choices = delay_sources,
+		.help = "schedstat: the scheduler's own account (nothing per context switch); "
+			"tracepoints: sched_wakeup/sched_switch programs; auto: schedstat if the "
+			"kernel keeps it",
 	},
 	{ .name = NULL },
 };

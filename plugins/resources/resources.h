@@ -60,17 +60,26 @@ struct res_task {
 	__u64 stime_ns;
 	__u64 run_delay_ns;
 	__u64 rss_bytes;    /* of its mm, shared by the process's threads */
-	__u64 net_tx_bytes; /* its socket bytes so far (task_net) */
+	__u64 net_tx_bytes; /* its socket bytes so far (task_acct) */
 	__u64 net_rx_bytes;
 	__u32 has_mm; /* 0: a zombie, or a thread past exit_mm */
 	__u32 pad;
 	char comm[RES_COMM_LEN];
 };
 
-/* Value of task_net: one thread's socket bytes. */
-struct res_task_net {
-	__u64 tx_bytes;
+/* Value of task_acct: what is kept per thread, in the task itself. */
+struct res_task_acct {
+	__u64 tx_bytes; /* socket bytes */
 	__u64 rx_bytes;
+	/* Run-queue delay measured by our own sched tracepoints (run_delay_source). */
+	__u64 queued_ns; /* when it became runnable; 0 while running or asleep */
+	__u64 run_delay_ns;
+};
+
+/* Where run-queue delay comes from (config run_delay_source). */
+enum res_delay_source {
+	RES_DELAY_SCHEDSTAT = 0,   /* the scheduler's own account, task->sched_info.run_delay */
+	RES_DELAY_TRACEPOINTS = 1, /* sched_wakeup(_new) -> sched_switch, stamped here */
 };
 
 /* A block request between block_io_start and block_io_done. */

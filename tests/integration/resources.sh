@@ -4,6 +4,7 @@
 #   burn      ~3 s of CPU                      == its os.times()                     within 2%
 #   kid       60 processes of ~40 ms of CPU    == parent's RUSAGE_CHILDREN delta      within 5%
 #   pin       two CPU hogs on one CPU for 3 s  == sum of /proc/PID/schedstat waits    within 5%
+#   pit       the same, with run_delay_source: tracepoints (a second daemon)
 #   mem       touches 300 MiB                  == VmRSS while it runs                 within 2%
 #   dd        64 MiB written with O_DIRECT     >= 64 MiB, <= 64 MiB + 1 MiB of metadata
 #   oom       OOM-killed in a memory cgroup    == 1 kill
@@ -28,7 +29,7 @@ trap cleanup EXIT
 
 # Service names: unique per run, shorter than the kernel's 16-byte comm.
 id=$$
-for role in burn kid par pin mem oom srv cli; do
+for role in burn kid par pin pit mem oom srv cli; do
 	cp "$PYTHON" "$work/rs$role$id"
 done
 cp "$(command -v dd)" "$work/rsdd$id"
@@ -192,6 +193,25 @@ expect "$(json "$work/cli.json" tx)" process_network_io_bytes_total "$(svc srv)"
 	'network_io_direction="receive"'
 # Every workload exited: no live process is left in the gauges.
 expect 0 periscope_processes "$(svc burn)"
+
+# Run-queue delay measured by our own sched_wakeup/sched_switch programs instead.
+sed -i 's/resources: {}/resources: { run_delay_source: tracepoints }/' "$work/periscope.yaml"
+start_daemon -c "$work/periscope.yaml" --plugin-dir "$PLUGIN_DIR" || fail "periscoped did not start"
+grep -q "run-queue delay from sched_wakeup/sched_switch" "$DAEMON_ERR" ||
+	fail "run_delay_source: tracepoints was not taken"
+run pit pinned 3 $lastcpu >"$work/pit1.json" &
+pids="$!"
+run pit pinned 3 $lastcpu >"$work/pit2.json" &
+pids="$pids $!"
+for p in $pids; do
+	wait "$p" || fail "a workload failed"
+done
+final_snapshot "$work/final2.prom"
+pit_want=$(awk -v a="$(json "$work/pit1.json" run_delay_ns)" -v b="$(json "$work/pit2.json" run_delay_ns)" \
+	'BEGIN { printf "%.9f\n", (a + b) / 1e9 }')
+within "run-queue delay, tracepoints" \
+	"$(series_value "$work/final2.prom" periscope_process_cpu_delay_seconds_total "$(svc pit)")" \
+	"$pit_want" 5
 
 if [ $failures -gt 0 ]; then
 	echo "the workloads' series:" >&2
