@@ -72,6 +72,7 @@ struct proc {
 	uint64_t user_ns, sys_ns, delay_ns;
 	uint64_t net_tx, net_rx, disk_read, disk_write, oom_kills;
 	uint64_t lat_count[N_LAT_SLOTS], lat_sum_ns[N_LAT_SLOTS];
+	char comm[RES_COMM_LEN]; /* as last seen: a new one means an exec */
 };
 
 /* Per-service gauges, summed over the live processes of a flush. */
@@ -408,10 +409,21 @@ static void account(struct resources *st, struct proc *p, const struct dead_rec 
 {
 	static const struct res_counters none;
 	const struct res_counters *c = d ? &d->c : &none;
+	const char *comm = v ? v->comm : (c->comm[0] ? c->comm : NULL);
 	const char *service;
 	uint64_t user, sys;
 
-	service = ps_proc_service_name(p->tgid, v ? v->comm : (c->comm[0] ? c->comm : NULL));
+	/*
+	 * The service of a process is cached until it exits; a fork seen just
+	 * before its exec would keep its parent's name. A new comm is an exec:
+	 * from here on the process counts for its new service.
+	 */
+	if (comm && *comm) {
+		if (p->comm[0] && strcmp(p->comm, comm) != 0)
+			ps_proc_forget(p->tgid);
+		memcpy(p->comm, comm, RES_COMM_LEN);
+	}
+	service = ps_proc_service_name(p->tgid, comm);
 	{
 		const char *user_l[] = { service, "user", NULL };
 		const char *sys_l[] = { service, "system", NULL };
