@@ -81,7 +81,7 @@ struct {
 	__type(value, struct res_inflight);
 } inflight SEC(".maps");
 
-/* Slot 0: counter updates lost because procs or disk_lat was full. */
+/* Slot 0: counter updates lost: procs or disk_lat full, or no task storage to be had. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);

@@ -614,7 +614,8 @@ static void check_full(struct resources *st)
 	if (ps_bpf_percpu_sum(bpf_map__fd(st->skel->maps.full), 0, &n) || n <= st->full_reported)
 		return;
 	ps_warn(SUBSYS,
-		"%" PRIu64 " counter updates lost: more than max_processes (%u) processes at once",
+		"%" PRIu64 " counter updates lost: more than max_processes (%u) processes at "
+		"once, or no room for a thread's task storage",
 		n - st->full_reported, st->max_processes);
 	st->full_reported = n;
 }

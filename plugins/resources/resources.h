@@ -6,7 +6,8 @@
  *  - Per process (tgid), in per-CPU hash maps filled by tracepoints: the CPU
  *    time, run-queue delay and socket bytes of threads that are gone (added
  *    when each thread's task_struct is freed), block I/O bytes and latency,
- *    OOM kills. Nothing here runs per system call or per context switch.
+ *    OOM kills. Nothing here runs per system call, nor per context switch
+ *    unless run_delay_source is tracepoints.
  *  - Per thread not reaped yet, from the task iterator (res_tasks) that user
  *    space runs once per flush: CPU time, run-queue delay, resident memory,
  *    socket bytes (kept per thread in task storage until it is freed).
