@@ -72,7 +72,7 @@ struct proc {
 	uint64_t user_ns, sys_ns, delay_ns;
 	uint64_t net_tx, net_rx, disk_read, disk_write, oom_kills;
 	uint64_t lat_count[N_LAT_SLOTS], lat_sum_ns[N_LAT_SLOTS];
-	char comm[RES_COMM_LEN]; /* as last seen: a new one means an exec */
+	char comm[RES_COMM_LEN]; /* as last seen alive: a new one means an exec */
 };
 
 /* Per-service gauges, summed over the live processes of a flush. */
@@ -414,14 +414,18 @@ static void account(struct resources *st, struct proc *p, const struct dead_rec 
 	uint64_t user, sys;
 
 	/*
-	 * The service of a process is cached until it exits; a fork seen just
-	 * before its exec would keep its parent's name. A new comm is an exec:
-	 * from here on the process counts for its new service.
+	 * A live process is named once its comm held still from one flush to the
+	 * next (or at its end): the core caches a process's service until it
+	 * exits, and a fork caught between fork() and exec() would keep its
+	 * parent's name for life. Its numbers are cumulative: waiting a flush
+	 * loses nothing.
 	 */
-	if (comm && *comm) {
-		if (p->comm[0] && strcmp(p->comm, comm) != 0)
-			ps_proc_forget(p->tgid);
-		memcpy(p->comm, comm, RES_COMM_LEN);
+	if (v && v->comm[0]) {
+		bool settled = strcmp(p->comm, v->comm) == 0;
+
+		memcpy(p->comm, v->comm, RES_COMM_LEN);
+		if (!settled)
+			return;
 	}
 	service = ps_proc_service_name(p->tgid, comm);
 	{
