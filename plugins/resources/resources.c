@@ -39,6 +39,8 @@
 #define SUBSYS	     "resources"
 #define N_LAT_SLOTS  (RES_LAT_BOUNDS + 1)
 #define ITER_BUFSIZE (64 * 1024)
+/* Flushes a process whose leader was never seen freed stays before it is let go. */
+#define STALE_FLUSHES 3
 
 struct resources_config {
 	uint64_t max_processes;
@@ -68,7 +70,8 @@ struct live_rec {
 /* What was already reported for one tgid. */
 struct proc {
 	uint32_t tgid;
-	bool stale; /* missing from the previous scan too */
+	uint8_t stale;	/* flushes in a row not in the iterator, its leader not freed */
+	uint8_t unseen; /* flushes in a row in neither the maps nor the iterator */
 	uint64_t user_ns, sys_ns, delay_ns;
 	uint64_t net_tx, net_rx, disk_read, disk_write, oom_kills;
 	uint64_t lat_count[N_LAT_SLOTS], lat_sum_ns[N_LAT_SLOTS];
@@ -582,23 +585,45 @@ static int fold(struct resources *st)
 		const struct proc *old = take(&st->procs, &pos[3], tgid);
 		struct proc *p;
 
-		/* Retired at an earlier flush and nothing new since. */
-		if (!d && !l && !v)
+		/*
+		 * In neither: reaped but not freed yet (an RCU grace period). What
+		 * was reported must be remembered, or the numbers that land in procs
+		 * at its free would count again; a process that never shows up
+		 * again (its map entry lost) is let go after a few flushes.
+		 */
+		if (!d && !l && !v) {
+			if (!old || old->unseen >= STALE_FLUSHES) {
+				if (old)
+					ps_proc_forget(tgid);
+				continue;
+			}
+			p = vec_push(&st->next_procs);
+			if (!p)
+				return -ENOMEM;
+			*p = *old;
+			p->unseen++;
 			continue;
+		}
 		p = vec_push(&st->next_procs);
 		if (!p)
 			return -ENOMEM;
 		if (old)
 			*p = *old;
 		p->tgid = tgid;
+		p->unseen = 0;
 		account(st, p, d, l, v);
 		if (v) {
-			p->stale = false;
-		} else if ((d && d->c.group_dead) || p->stale) {
+			p->stale = 0;
+		} else if ((d && d->c.group_dead) || p->stale >= STALE_FLUSHES) {
 			retire(st, tgid, d != NULL, l != NULL);
 			st->next_procs.n--;
 		} else {
-			p->stale = true; /* threads all in exit right now, or a late completion */
+			/*
+			 * Reaped, not freed yet (its numbers are on their way to procs),
+			 * or a late completion. Deleting its entry now would lose what
+			 * its free adds between our read and the delete: wait.
+			 */
+			p->stale++;
 		}
 	}
 	/* One system call per map: per-process deletes cost more than the rest of a flush. */
