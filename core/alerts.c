@@ -68,6 +68,12 @@ struct source {
 	enum source_role role;
 };
 
+/* A counter a `rate` rule may name with `metric` (protocols without fixed sources). */
+struct rate_metric {
+	const char *name;
+	const char *family;
+};
+
 struct protocol {
 	const char *name;
 	struct source sources[2];
@@ -76,6 +82,8 @@ struct protocol {
 	bool (*is_error)(const char *status);
 	const char *latency_family;
 	const char *const *labels; /* what where and by may name */
+	/* NULL-terminated; a rate rule picks one with `metric` (protocols without sources) */
+	const struct rate_metric *metrics;
 };
 
 static bool http_status_is_error(const char *status)
@@ -98,6 +106,14 @@ static const char *const db_labels[] = {
 };
 static const char *const tcp_labels[] = {
 	PS_L_SERVICE_NAME, PS_L_DIRECTION, PS_L_PEER_ADDRESS, PS_L_PEER_PORT, NULL,
+};
+static const char *const resources_labels[] = { "service_name", "cpu_mode", NULL };
+/* cpu: CPU seconds per second (cores busy); cpu_delay: seconds waiting for a CPU per second */
+static const struct rate_metric resources_metrics[] = {
+	{ "cpu", "process_cpu_time_seconds_total" },
+	{ "cpu_delay", "periscope_process_cpu_delay_seconds_total" },
+	{ "oom_kills", "periscope_process_oom_kills_total" },
+	{ NULL, NULL },
 };
 /* clang-format on */
 
@@ -129,6 +145,12 @@ static const struct protocol protocols[] = {
 		.latency_family = PS_M_TCP_RTT,
 		.labels = tcp_labels,
 	},
+	{
+		/* rate only, over the counter rate.metric names */
+		.name = "resources",
+		.metrics = resources_metrics,
+		.labels = resources_labels,
+	},
 };
 
 #define N_PROTOCOLS (sizeof(protocols) / sizeof(protocols[0]))
@@ -149,6 +171,8 @@ struct condition {
 	double quantile;  /* latency */
 	uint64_t min_requests;
 	char name[32]; /* "error_ratio", "latency_p99", "rate" */
+	/* rate over this counter instead of the protocol's sources (protocol metrics) */
+	const char *family;
 };
 
 enum group_state {
@@ -466,13 +490,13 @@ struct rule_config {
 	uint64_t window_ms, for_ms, repeat_ms;
 };
 
-static const char *const protocol_names[] = { "http", "db", "tcp", NULL };
+static const char *const protocol_names[] = { "http", "db", "tcp", "resources", NULL };
 
 static const struct ps_cfg_key rule_keys[] = {
 	{ "name", PS_CFG_STRING, NULL, offsetof(struct rule_config, name), NULL,
 	  "unique rule name, [A-Za-z0-9_.-]+" },
 	{ "protocol", PS_CFG_STRING, NULL, offsetof(struct rule_config, protocol), protocol_names,
-	  "http, db or tcp" },
+	  "http, db, tcp or resources" },
 	{ "where", PS_CFG_STRMAP, NULL, offsetof(struct rule_config, where), NULL,
 	  "label: exact value, every one must match" },
 	{ "by", PS_CFG_STRLIST, NULL, offsetof(struct rule_config, by), NULL,
@@ -497,6 +521,7 @@ struct cond_config {
 	char *above, *below;
 	char *resolve_below, *resolve_above;
 	uint64_t min_requests;
+	char *metric;
 };
 
 /* clang-format off */
@@ -524,6 +549,7 @@ static const struct ps_cfg_key rate_keys[] = {
 	COND_KEY(below, PS_CFG_STRING, NULL, "fires below this many requests per second"),
 	COND_KEY(resolve_below, PS_CFG_STRING, NULL, "with above: resolves at or below"),
 	COND_KEY(resolve_above, PS_CFG_STRING, NULL, "with below: resolves at or above"),
+	COND_KEY(metric, PS_CFG_STRING, NULL, "resources rules: cpu, cpu_delay or oom_kills"),
 	{ NULL },
 };
 
@@ -695,11 +721,38 @@ static int fill_rate(const struct ps_cfg_node *n, const struct cond_config *cc, 
 	return rc;
 }
 
-static int parse_condition(const struct ps_cfg_node *item, struct condition *c,
-			   struct ps_cfg_error *err)
+/* Protocols with metrics take rate rules only, and the rule says which counter. */
+static int fill_metric(const struct ps_cfg_node *n, const struct protocol *p,
+		       const struct cond_config *cc, struct condition *c, struct ps_cfg_error *err)
+{
+	if (!p->metrics) {
+		if (cc->metric)
+			return ps_cfg_errorf(err, ps_cfg_node_get(n, "metric"),
+					     "alerts: metric only goes with protocol resources");
+		return 0;
+	}
+	if (c->kind != COND_RATE)
+		return ps_cfg_errorf(err, n, "alerts: %s rules take a rate condition only",
+				     p->name);
+	if (!cc->metric)
+		return ps_cfg_errorf(err, n,
+				     "alerts: %s rate needs metric (cpu, cpu_delay or oom_kills)",
+				     p->name);
+	for (const struct rate_metric *m = p->metrics; m->name; m++)
+		if (strcmp(m->name, cc->metric) == 0) {
+			c->family = m->family;
+			return 0;
+		}
+	return ps_cfg_errorf(err, ps_cfg_node_get(n, "metric"),
+			     "alerts: metric: expected cpu, cpu_delay or oom_kills, got '%s'",
+			     cc->metric);
+}
+
+static int parse_condition(const struct ps_cfg_node *item, const struct protocol *p,
+			   struct condition *c, struct ps_cfg_error *err)
 {
 	const struct ps_cfg_node *n = NULL;
-	struct cond_config cc;
+	struct cond_config cc = { 0 };
 	int found = -1, rc;
 
 	for (size_t k = 0; k < ps_cfg_node_len(item); k++) {
@@ -734,6 +787,8 @@ static int parse_condition(const struct ps_cfg_node *item, struct condition *c,
 		rc = fill_rate(n, &cc, c, err);
 	if (!rc)
 		rc = check_resolve_side(n, c, err);
+	if (!rc)
+		rc = fill_metric(n, p, &cc, c, err);
 	ps_cfg_map_free(condition_keys[found], &cc);
 	return rc;
 }
@@ -821,7 +876,8 @@ static int check_rule_config(const struct ps_cfg_node *item, const struct rule_c
 			err, name, "alerts: name '%s' may only hold letters, digits, '_', '.', '-'",
 			rc->name);
 	if (!rc->protocol)
-		return ps_cfg_errorf(err, item, "alerts: %s: protocol is required (http, db, tcp)",
+		return ps_cfg_errorf(err, item,
+				     "alerts: %s: protocol is required (http, db, tcp, resources)",
 				     rc->name);
 	if (ps_cfg_node_get(item, "by") && rc->by.n == 0)
 		return ps_cfg_errorf(err, ps_cfg_node_get(item, "by"),
@@ -850,7 +906,7 @@ static int parse_rule(const struct ps_cfg_node *item, struct rule *r, struct ps_
 	if (!rv)
 		rv = check_labels(item, r, err);
 	if (!rv)
-		rv = parse_condition(item, &r->cond, err);
+		rv = parse_condition(item, r->proto, &r->cond, err);
 	ps_cfg_map_free(rule_keys, &rc);
 	if (rv == -ENOMEM && !*err->msg)
 		ps_cfg_errorf(err, item, "alerts: out of memory");
@@ -1352,6 +1408,14 @@ static void rule_collect(struct ps_alert_rules *rules, struct rule *r,
 			collect_family(rules, r, &v, now);
 		return;
 	}
+	if (r->cond.family) {
+		const struct ps_family *f = find_family(reg, r->cond.family);
+
+		v.role = SRC_REQUESTS;
+		if (f && view_init(&v, r, f))
+			collect_family(rules, r, &v, now);
+		return;
+	}
 	for (size_t i = 0; i < r->proto->n_sources; i++) {
 		const struct ps_family *f = find_family(reg, r->proto->sources[i].family);
 
@@ -1364,7 +1428,8 @@ static void rule_collect(struct ps_alert_rules *rules, struct rule *r,
 static size_t rule_evaluate(struct ps_alert_rules *rules, struct rule *r,
 			    const struct ps_registry *reg, uint64_t now)
 {
-	const struct ps_family *lat = find_family(reg, r->proto->latency_family);
+	const struct ps_family *lat =
+		r->proto->latency_family ? find_family(reg, r->proto->latency_family) : NULL;
 	size_t firing = 0;
 
 	resolve_orphans(r, now);

@@ -22,7 +22,7 @@
 struct seen_notice {
 	enum ps_alert_state state;
 	char rule[64];
-	char protocol[8];
+	char protocol[16];
 	char group[256];
 	char condition[32];
 	char comparison[8];
@@ -273,7 +273,7 @@ START_TEST(test_parse_rejects)
 		{ "alerts:\n  - { name: a, rate: { above: 1 } }\n",
 		  "test.yaml:2:5: alerts: a: protocol is required" },
 		{ "alerts:\n  - { name: a, protocol: smtp, rate: { above: 1 } }\n",
-		  "test.yaml:2:26: protocol: expected one of http, db, tcp, got 'smtp'" },
+		  "test.yaml:2:26: protocol: expected one of http, db, tcp, resources, got 'smtp'" },
 		{ "alerts:\n  - { name: a, protocol: tcp }\n",
 		  "test.yaml:2:5: alerts: a rule needs one condition" },
 		{ "alerts:\n  - { name: a, protocol: tcp, rate: { above: 1 },\n"
@@ -314,6 +314,14 @@ START_TEST(test_parse_rejects)
 		{ "alerts:\n  - { name: a, protocol: http, by: [http_route, http_route],"
 		  " rate: { above: 1 } }\n",
 		  "test.yaml:2:49: alerts: by: 'http_route' is listed twice" },
+		{ "alerts:\n  - { name: a, protocol: resources, rate: { above: 1 } }\n",
+		  "test.yaml:2:43: alerts: resources rate needs metric (cpu, cpu_delay or oom_kills)" },
+		{ "alerts:\n  - { name: a, protocol: resources, rate: { metric: disk, above: 1 } }\n",
+		  "test.yaml:2:53: alerts: metric: expected cpu, cpu_delay or oom_kills, got 'disk'" },
+		{ "alerts:\n  - { name: a, protocol: http, rate: { metric: cpu, above: 1 } }\n",
+		  "test.yaml:2:48: alerts: metric only goes with protocol resources" },
+		{ "alerts:\n  - { name: a, protocol: resources, error_ratio: { above: 0.1 } }\n",
+		  "test.yaml:2:50: alerts: resources rules take a rate condition only" },
 		{ "alerts:\n  - { name: a, protocol: http, by: [], rate: { above: 1 } }\n",
 		  "test.yaml:2:36: alerts: by: needs at least one label" },
 		{ "alerts:\n  - { name: a, protocol: http, window: 0s, rate: { above: 1 } }\n",
@@ -763,6 +771,64 @@ START_TEST(test_rate)
 }
 END_TEST
 
+/*
+ * resources rules: rate over the counter rate.metric names. CPU seconds per
+ * second is the number of cores busy; any OOM kill in the window is a rate
+ * above 0.
+ */
+START_TEST(test_resources_rate)
+{
+	static const char *const cpu_labels[] = { "service_name", "cpu_mode", NULL };
+	static const char *const svc_labels[] = { "service_name", NULL };
+	struct ps_metric *cpu, *delay, *oom;
+	const char *user[] = { "batch", "user" }, *sys[] = { "batch", "system" };
+	const char *batch[] = { "batch" };
+
+	cpu = reg_metric("process_cpu_time_seconds_total", PS_METRIC_COUNTER, cpu_labels);
+	delay = reg_metric("periscope_process_cpu_delay_seconds_total", PS_METRIC_COUNTER,
+			   svc_labels);
+	oom = reg_metric("periscope_process_oom_kills_total", PS_METRIC_COUNTER, svc_labels);
+	load("alerts:\n"
+	     "  - { name: hot, protocol: resources, rate: { metric: cpu, above: 1.5 }, window: 10s }\n"
+	     "  - { name: hot-user, protocol: resources, where: { cpu_mode: user },"
+	     " rate: { metric: cpu, above: 1.5 }, window: 10s }\n"
+	     "  - { name: starved, protocol: resources, rate: { metric: cpu_delay, above: 0.5 },"
+	     " window: 10s }\n"
+	     "  - { name: oom, protocol: resources, rate: { metric: oom_kills, above: 0 },"
+	     " window: 10s }\n");
+	ck_assert_int_eq(ps_metric_add(cpu, user, 100), 0);
+	ck_assert_int_eq(ps_metric_add(delay, batch, 100), 0);
+	ck_assert_int_eq(ps_metric_add(oom, batch, 0), 0);
+	flush_at(0);
+	ck_assert_int_eq(n_seen, 0);
+	/* 10 s: 12 s user + 8 s system = 2 cores busy; 3 s waiting = 0.3; one OOM kill */
+	ck_assert_int_eq(ps_metric_add(cpu, user, 12), 0);
+	ck_assert_int_eq(ps_metric_add(cpu, sys, 8), 0);
+	ck_assert_int_eq(ps_metric_add(delay, batch, 3), 0);
+	ck_assert_int_eq(ps_metric_add(oom, batch, 1), 0);
+	flush_at(10);
+	ck_assert_int_eq(n_seen, 2);
+	ck_assert_str_eq(seen[0].rule, "hot");
+	ck_assert_str_eq(seen[0].protocol, "resources");
+	ck_assert_str_eq(seen[0].group, "service_name=batch");
+	ck_assert_str_eq(seen[0].condition, "rate");
+	ck_assert_double_eq_tol(seen[0].value, 2.0, 1e-9);
+	ck_assert_str_eq(seen[1].rule, "oom");
+	ck_assert_double_eq_tol(seen[1].value, 0.1, 1e-9);
+	/* The delay doubles past its threshold: 6 s in the next 10 s window; the rest resolve. */
+	ck_assert_int_eq(ps_metric_add(delay, batch, 6), 0);
+	flush_at(20);
+	ck_assert_int_eq(n_seen, 5);
+	ck_assert_str_eq(seen[2].rule, "hot");
+	ck_assert_int_eq(seen[2].state, PS_ALERT_RESOLVED);
+	ck_assert_str_eq(seen[3].rule, "starved");
+	ck_assert_int_eq(seen[3].state, PS_ALERT_FIRING);
+	ck_assert_double_eq_tol(seen[3].value, 0.6, 1e-9);
+	ck_assert_str_eq(seen[4].rule, "oom");
+	ck_assert_int_eq(seen[4].state, PS_ALERT_RESOLVED);
+}
+END_TEST
+
 /* ---- series groups ------------------------------------------------------------------------ */
 
 START_TEST(test_where_and_by)
@@ -985,6 +1051,7 @@ static Suite *alerts_suite(void)
 	tcase_add_test(tc, test_latency_tcp_rtt);
 	tcase_add_test(tc, test_latency_accuracy);
 	tcase_add_test(tc, test_rate);
+	tcase_add_test(tc, test_resources_rate);
 	tcase_add_test(tc, test_where_and_by);
 	tcase_add_test(tc, test_groups_appear_and_vanish);
 	tcase_add_test(tc, test_counter_reset);
