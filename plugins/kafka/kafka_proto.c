@@ -579,6 +579,7 @@ struct pending {
 	struct kafka_partition *parts;
 	size_t n_parts, parts_cap;
 	bool truncated;
+	bool partial; /* a capture gap cut the request's structure short */
 	uint8_t (*topic_ids)[16]; /* Fetch v13+: the id of each topic, parallel to topics */
 };
 
@@ -748,6 +749,7 @@ static struct kafka_partition *pending_part(struct pending *p, int64_t t, int32_
 static void count_records(struct kafka_stream *s, const struct frame *f, uint64_t start,
 			  uint64_t end, struct kafka_partition *kp)
 {
+	bool tail_unseen = false; /* the last batch so far was not read: its offsets are unknown */
 	uint64_t o = start;
 
 	while (o < end) {
@@ -756,36 +758,33 @@ static void count_records(struct kafka_stream *s, const struct frame *f, uint64_
 		uint8_t magic;
 
 		if (end - o < 12)
-			return; /* a cut batch: the client reads past it in its next fetch */
+			break; /* a cut batch: the client reads past it in its next fetch */
 		if (!frame_read(f, o, h, 12)) {
 			kp->uncounted++; /* nothing after it can be found */
 			s->st.uncounted++;
-			return;
+			tail_unseen = true;
+			break;
 		}
 		base = (int64_t)be(h, 8);
 		blen = (int32_t)be(h + 8, 4);
 		if (blen < LEGACY_HEADER - 12 || (uint64_t)blen + 12 > end - o)
-			return; /* cut by the end of the response, or not a batch */
-		if (!frame_read(f, o, h, LEGACY_HEADER)) {
+			break; /* cut by the end of the response, or not a batch */
+		magic = frame_read(f, o, h, LEGACY_HEADER) ? h[16] : 0xff;
+		if (magic == 2 && (blen + 12 < BATCH_HEADER || !frame_read(f, o, h, BATCH_HEADER)))
+			magic = 0xff;
+		if (magic == 0xff) {
 			kp->uncounted++;
 			s->st.uncounted++;
+			tail_unseen = true;
 			o += 12 + (uint64_t)blen;
 			continue;
 		}
-		magic = h[16];
+		tail_unseen = false;
 		if (magic == 2) {
-			uint16_t attributes;
-			int64_t count, delta;
+			uint16_t attributes = (uint16_t)be(h + 21, 2);
+			int64_t delta = (int32_t)be(h + 23, 4);
+			int64_t count = (int32_t)be(h + 57, 4);
 
-			if (blen + 12 < BATCH_HEADER || !frame_read(f, o, h, BATCH_HEADER)) {
-				kp->uncounted++;
-				s->st.uncounted++;
-				o += 12 + (uint64_t)blen;
-				continue;
-			}
-			attributes = (uint16_t)be(h + 21, 2);
-			delta = (int32_t)be(h + 23, 4);
-			count = (int32_t)be(h + 57, 4);
 			last = base + delta;
 			if (attributes & 0x20) {
 				/* A control batch (transaction marker): no messages. */
@@ -809,12 +808,15 @@ static void count_records(struct kafka_stream *s, const struct frame *f, uint64_
 			}
 		} else {
 			s->st.parse_errors++;
-			return;
+			break;
 		}
 		if (kp->fetch_offset >= 0 && last + 1 > kp->next_offset)
 			kp->next_offset = last + 1;
 		o += 12 + (uint64_t)blen;
 	}
+	/* Where the consumer goes next is past records nobody saw: no lag from this one. */
+	if (tail_unseen && kp->fetch_offset >= 0)
+		kp->next_offset = -1;
 }
 
 /* A records field (bytes, nullable): counted, then skipped. */
@@ -1381,8 +1383,19 @@ static void parse_response_body(struct kafka_stream *s, struct rd *r, struct pen
 static void report(struct kafka_stream *s, struct pending *p, bool answered, int16_t top_error,
 		   bool complete, kafka_exchange_fn fn, void *ctx)
 {
+	uint32_t uncounted = 0;
+
+	for (size_t i = 0; i < p->n_parts; i++)
+		uncounted += p->parts[i].uncounted;
+	/* Records hidden by a cut structure: at least one batch nobody could count. */
+	if (!complete && (p->key == KAFKA_API_PRODUCE || p->key == KAFKA_API_FETCH)) {
+		uncounted++;
+		s->st.uncounted++;
+	}
+
 	struct kafka_exchange ex = {
 		.role = s->role,
+		.uncounted = uncounted,
 		.api_key = p->key,
 		.api_version = p->version,
 		.correlation_id = p->corr,
@@ -1487,10 +1500,11 @@ static void on_request(struct kafka_stream *s, const struct frame *f, kafka_exch
 		struct rd r = { .f = f, .pos = body, .flex = api_flexible(key, version) };
 
 		parse_request_body(s, &r, p);
+		p->partial = r.err != RD_OK;
 	}
 	if (p->acks0 && p->key == KAFKA_API_PRODUCE) {
 		/* No response comes: the records were sent, with nothing to say otherwise. */
-		report(s, p, false, 0, true, fn, ctx);
+		report(s, p, false, 0, !p->partial, fn, ctx);
 		pending_free(p);
 		return;
 	}
@@ -1522,7 +1536,7 @@ static void on_response(struct kafka_stream *s, const struct frame *f, kafka_exc
 		r.err = RD_GAP; /* its header bytes were not seen */
 	if (r.err == RD_BAD)
 		s->st.parse_errors++;
-	report(s, p, true, top_error, r.err == RD_OK, fn, ctx);
+	report(s, p, true, top_error, r.err == RD_OK && !p->partial, fn, ctx);
 	pending_free(p);
 }
 

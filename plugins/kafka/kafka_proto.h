@@ -80,8 +80,10 @@ struct kafka_exchange {
 	int32_t correlation_id;
 	int16_t error;	   /* top-level error code of the response; 0 none */
 	bool answered;	   /* false: a Produce with acks=0 (no response comes) */
-	bool complete;	   /* false: a capture gap hid part of the response's structure */
+	bool complete;	   /* false: a capture gap hid part of the request's or response's structure */
 	bool truncated;	   /* more topics or partitions than the limits above */
+	uint32_t uncounted; /* record batches in no count: the partitions', plus one when
+			     * a gap hid where a Produce or Fetch's records were */
 	const char *group; /* consumer group of the request, else of the connection; "" unknown */
 	uint64_t request_start_ns; /* first byte of the request */
 	uint64_t response_end_ns;  /* last byte of the response (request end when unanswered) */
