@@ -10,9 +10,15 @@
       (a consumer group: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, commits)
       or without one (assigned partitions). Prints "consumed N".
   client.py stall BOOTSTRAP TOPIC PARTITION STOP_AFTER GROUP
-      confluent-kafka in GROUP: reads STOP_AFTER messages of one partition, pauses it,
-      prints "lag L" (librdkafka's own view: high watermark - next fetch offset, from its
-      statistics), then holds its connections open until stdin closes.
+      confluent-kafka in GROUP, from offset 0: reads STOP_AFTER messages of one partition,
+      pauses it, prints "lag L delivered D" from librdkafka's own statistics (D: rxmsgs,
+      the messages fetched from the broker; L: hi_offset - D, the high watermark minus the
+      next offset a fetch asked for on the wire), then holds its connections open until
+      stdin closes. librdkafka rewinds next_offset to the application's position when
+      paused, which no fetch on the wire ever shows: hence rxmsgs.
+
+Every command lingers a second before it exits: periscoped names a process from /proc,
+which it can only read while the process lives.
 
 Payloads carry a marker (PAYLOAD_MARK) that must never show in periscoped's output.
 """
@@ -160,11 +166,11 @@ def stall(bootstrap, topic, partition, stop_after, group):
         c.poll(0.2)
         for s in stats:
             p = json.loads(s)["topics"][topic]["partitions"][str(partition)]
-            lag = (p["hi_offset"], p["next_offset"])
+            lag = (p["hi_offset"], p["rxmsgs"])
         stats.clear()
     if lag is None or got != stop_after:
         raise SystemExit("stall: read %d, stats %s" % (got, lag))
-    print("lag %d" % (lag[0] - lag[1]), flush=True)
+    print("lag %d delivered %d" % (lag[0] - lag[1], lag[1]), flush=True)
     sys.stdin.read()
     c.close()
 
@@ -186,6 +192,8 @@ def main(argv):
         stall(argv[2], argv[3], int(argv[4]), int(argv[5]), argv[6])
     else:
         raise SystemExit("unknown command " + cmd)
+    sys.stdout.flush()
+    time.sleep(1)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@
  * listener on PORT instead, so that the daemon's configuration can name it
  * before the broker starts.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
