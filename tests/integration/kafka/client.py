@@ -4,7 +4,8 @@
   client.py produce LIB BOOTSTRAP TOPIC COUNT MODE [PER_REQUEST]
       LIB: kafka-python | confluent. MODE sync: one message per request, each send
       waits for its acknowledgement; batch: PER_REQUEST messages per request (linger,
-      then flush). Prints "sent N".
+      then flush). Prints "sent N"; confluent adds "requests R", the Produce requests
+      librdkafka's statistics say it sent.
   client.py consume LIB BOOTSTRAP TOPIC COUNT [GROUP]
       Reads COUNT messages of every partition of TOPIC from the beginning, in GROUP
       (a consumer group: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, commits)
@@ -61,13 +62,15 @@ def produce_confluent(bootstrap, topic, count, mode, per_request):
     from confluent_kafka import Producer
 
     failed = []
+    stats = []
 
     def report(err, msg):
         if err is not None:
             failed.append(err)
 
     conf = {"bootstrap.servers": bootstrap, "retry.backoff.ms": 50,
-            "message.send.max.retries": 10, "enable.idempotence": False}
+            "message.send.max.retries": 10, "enable.idempotence": False,
+            "statistics.interval.ms": 100, "stats_cb": stats.append}
     if mode == "sync":
         conf["linger.ms"] = 0
     else:
@@ -87,6 +90,15 @@ def produce_confluent(bootstrap, topic, count, mode, per_request):
                 raise SystemExit("produce: not acknowledged")
     if failed:
         raise SystemExit("produce: %d deliveries failed: %s" % (len(failed), failed[0]))
+    # Statistics emitted after the last acknowledgement: every request is in them.
+    stats.clear()
+    deadline = time.time() + 10
+    while len(stats) < 2 and time.time() < deadline:
+        p.poll(0.1)
+    if len(stats) < 2:
+        raise SystemExit("produce: no statistics from librdkafka")
+    return sum(b.get("req", {}).get("Produce", 0)
+               for b in json.loads(stats[-1])["brokers"].values())
 
 
 def partitions_of(bootstrap, topic):
@@ -180,9 +192,12 @@ def main(argv):
     if cmd == "produce":
         lib, bootstrap, topic, count, mode = argv[2], argv[3], argv[4], int(argv[5]), argv[6]
         per_request = int(argv[7]) if len(argv) > 7 else 1
-        fn = produce_kafka_python if lib == "kafka-python" else produce_confluent
-        fn(bootstrap, topic, count, mode, per_request)
-        print("sent %d" % count)
+        if lib == "kafka-python":
+            produce_kafka_python(bootstrap, topic, count, mode, per_request)
+            print("sent %d" % count)
+        else:
+            requests = produce_confluent(bootstrap, topic, count, mode, per_request)
+            print("sent %d requests %d" % (count, requests))
     elif cmd == "consume":
         lib, bootstrap, topic, count = argv[2], argv[3], argv[4], int(argv[5])
         group = argv[6] if len(argv) > 6 else None
