@@ -227,7 +227,8 @@ static void count_consumed(struct kafka *st, struct conn *c, const struct kafka_
 		char part[16];
 		const char *values[] = { service, SYSTEM, topic, group, NULL };
 		const char *lag_values[] = {
-			service, SYSTEM, topic, u32_str(part, sizeof(part), (uint32_t)kp->partition),
+			service, SYSTEM,
+			topic,	 u32_str(part, sizeof(part), (uint32_t)kp->partition),
 			group,	 NULL,
 		};
 
@@ -238,21 +239,19 @@ static void count_consumed(struct kafka *st, struct conn *c, const struct kafka_
 		if (kp->high_watermark < 0 || kp->next_offset < 0 || kp->partition < 0 || !topic[0])
 			continue;
 		ps_metric_set(st->lag, lag_values,
-			      kp->high_watermark > kp->next_offset
-				      ? (double)(kp->high_watermark - kp->next_offset)
-				      : 0);
+			      kp->high_watermark > kp->next_offset ?
+				      (double)(kp->high_watermark - kp->next_offset) :
+				      0);
 		lag_remember(c, topic, kp->partition, group);
 	}
 }
 
-static void count_uncounted(struct kafka *st, const struct kafka_exchange *ex,
-			    const char *service)
+static void count_uncounted(struct kafka *st, const struct kafka_exchange *ex, const char *service)
 {
 	uint64_t n = ex->uncounted;
 
 	if (n) {
-		const char *values[] = { service, SYSTEM, kafka_operation_name(ex->api_key),
-					 NULL };
+		const char *values[] = { service, SYSTEM, kafka_operation_name(ex->api_key), NULL };
 
 		ps_metric_add(st->uncounted, values, (double)n);
 	}
@@ -374,8 +373,8 @@ static int on_conn_data(void *ctx, void *state, const struct ps_capture_conn *pc
 	int rc;
 
 	(void)pc;
-	rc = kafka_stream_feed(c->stream, dir, ch->data, ch->len, ch->total, ch->ts_ns,
-			       on_exchange, &fc);
+	rc = kafka_stream_feed(c->stream, dir, ch->data, ch->len, ch->total, ch->ts_ns, on_exchange,
+			       &fc);
 	if (rc == -EPROTO) {
 		st->rejected++;
 		ps_debug(SUBSYS, "pid %u (%s): not Kafka, no longer followed", c->pid, c->comm);
@@ -383,8 +382,7 @@ static int on_conn_data(void *ctx, void *state, const struct ps_capture_conn *pc
 	return rc == -EPROTO ? rc : 0;
 }
 
-static void on_conn_close(void *ctx, void *state, const struct ps_capture_conn *pc,
-			  uint64_t ts_ns)
+static void on_conn_close(void *ctx, void *state, const struct ps_capture_conn *pc, uint64_t ts_ns)
 {
 	struct kafka *st = ctx;
 	struct conn *c = state;
@@ -419,8 +417,14 @@ static void on_conn_close(void *ctx, void *state, const struct ps_capture_conn *
 /* ---- life cycle ------------------------------------------------------------------------------ */
 
 static const char *const duration_labels[] = {
-	"service_name",	 "messaging_system", "messaging_operation_name", "messaging_destination_name",
-	"error_type",	 "server_address",   "server_port",		 NULL,
+	"service_name",
+	"messaging_system",
+	"messaging_operation_name",
+	"messaging_destination_name",
+	"error_type",
+	"server_address",
+	"server_port",
+	NULL,
 };
 static const char *const sent_labels[] = {
 	"service_name", "messaging_system", "messaging_destination_name", "error_type", NULL,
@@ -441,7 +445,10 @@ static const char *const lag_labels[] = {
 	NULL,
 };
 static const char *const uncounted_labels[] = {
-	"service_name", "messaging_system", "messaging_operation_name", NULL,
+	"service_name",
+	"messaging_system",
+	"messaging_operation_name",
+	NULL,
 };
 static const char *const plugin_labels[] = { "service_name", "plugin", NULL };
 
@@ -468,9 +475,10 @@ static int register_metrics(struct kafka *st)
 		    "Duration of Kafka requests a broker on this host answered, one observation "
 		    "per topic",
 		    PS_METRIC_HISTOGRAM, duration_labels);
-	st->sent = reg("messaging_client_sent_messages_total",
-		       "Records in Produce requests, by the error their partition was answered with",
-		       PS_METRIC_COUNTER, sent_labels);
+	st->sent =
+		reg("messaging_client_sent_messages_total",
+		    "Records in Produce requests, by the error their partition was answered with",
+		    PS_METRIC_COUNTER, sent_labels);
 	st->consumed = reg("messaging_client_consumed_messages_total",
 			   "Records Fetch responses delivered", PS_METRIC_COUNTER, consumed_labels);
 	st->lag = reg("periscope_kafka_consumer_lag_messages",
@@ -481,9 +489,9 @@ static int register_metrics(struct kafka *st)
 			    "Record batches whose header the capture did not copy: their records "
 			    "are in no count",
 			    PS_METRIC_COUNTER, uncounted_labels);
-	st->decode_errors = reg("periscope_decode_errors_total",
-				"Events the plugin could not decode", PS_METRIC_COUNTER,
-				plugin_labels);
+	st->decode_errors =
+		reg("periscope_decode_errors_total", "Events the plugin could not decode",
+		    PS_METRIC_COUNTER, plugin_labels);
 	if (!st->client_duration || !st->server_duration || !st->sent || !st->consumed ||
 	    !st->lag || !st->uncounted || !st->decode_errors)
 		return -EINVAL;
@@ -503,7 +511,8 @@ static void kafka_free(struct kafka *st)
 
 static int check_config(const struct kafka_config *cfg)
 {
-	if (cfg->capture_bytes < PS_CAPTURE_BYTES_MIN || cfg->capture_bytes > PS_CAPTURE_BYTES_MAX) {
+	if (cfg->capture_bytes < PS_CAPTURE_BYTES_MIN ||
+	    cfg->capture_bytes > PS_CAPTURE_BYTES_MAX) {
 		ps_error(SUBSYS, "capture_bytes must be between %d and %d bytes, not %" PRIu64,
 			 PS_CAPTURE_BYTES_MIN, PS_CAPTURE_BYTES_MAX, cfg->capture_bytes);
 		return -EINVAL;

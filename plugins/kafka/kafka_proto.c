@@ -13,19 +13,19 @@
 
 #include "kafka_proto.h"
 
-#define HEAD_KEEP	512 /* bytes of every frame kept until its header is read */
-#define BATCH_HEADER	61  /* magic 2 record batch header */
-#define LEGACY_HEADER	18  /* offset, size, crc, magic, attributes of a magic 0/1 message */
-#define REQ_HEADER_MIN	8   /* api_key, api_version, correlation_id */
-#define API_KEYS	76
-#define FLEX_NEVER	127
-#define ARRAY_SANE	100000 /* no array of a frame we decode is longer */
+#define HEAD_KEEP      512 /* bytes of every frame kept until its header is read */
+#define BATCH_HEADER   61  /* magic 2 record batch header */
+#define LEGACY_HEADER  18  /* offset, size, crc, magic, attributes of a magic 0/1 message */
+#define REQ_HEADER_MIN 8   /* api_key, api_version, correlation_id */
+#define API_KEYS       76
+#define FLEX_NEVER     127
+#define ARRAY_SANE     100000 /* no array of a frame we decode is longer */
 
 /* ---- tables -------------------------------------------------------------------------------- */
 
 struct api_info {
 	const char *name;
-	const char *op; /* lower-case */
+	const char *op;	 /* lower-case */
 	int8_t flexible; /* first flexible version; FLEX_NEVER */
 };
 
@@ -109,47 +109,126 @@ static const struct api_info apis[API_KEYS] = {
 };
 
 static const char *const error_names[] = {
-	"", "OFFSET_OUT_OF_RANGE", "CORRUPT_MESSAGE", "UNKNOWN_TOPIC_OR_PARTITION",
-	"INVALID_FETCH_SIZE", "LEADER_NOT_AVAILABLE", "NOT_LEADER_OR_FOLLOWER",
-	"REQUEST_TIMED_OUT", "BROKER_NOT_AVAILABLE", "REPLICA_NOT_AVAILABLE",
-	"MESSAGE_TOO_LARGE", "STALE_CONTROLLER_EPOCH", "OFFSET_METADATA_TOO_LARGE",
-	"NETWORK_EXCEPTION", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE",
-	"NOT_COORDINATOR", "INVALID_TOPIC_EXCEPTION", "RECORD_LIST_TOO_LARGE",
-	"NOT_ENOUGH_REPLICAS", "NOT_ENOUGH_REPLICAS_AFTER_APPEND", "INVALID_REQUIRED_ACKS",
-	"ILLEGAL_GENERATION", "INCONSISTENT_GROUP_PROTOCOL", "INVALID_GROUP_ID",
-	"UNKNOWN_MEMBER_ID", "INVALID_SESSION_TIMEOUT", "REBALANCE_IN_PROGRESS",
-	"INVALID_COMMIT_OFFSET_SIZE", "TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED",
-	"CLUSTER_AUTHORIZATION_FAILED", "INVALID_TIMESTAMP", "UNSUPPORTED_SASL_MECHANISM",
-	"ILLEGAL_SASL_STATE", "UNSUPPORTED_VERSION", "TOPIC_ALREADY_EXISTS",
-	"INVALID_PARTITIONS", "INVALID_REPLICATION_FACTOR", "INVALID_REPLICA_ASSIGNMENT",
-	"INVALID_CONFIG", "NOT_CONTROLLER", "INVALID_REQUEST", "UNSUPPORTED_FOR_MESSAGE_FORMAT",
-	"POLICY_VIOLATION", "OUT_OF_ORDER_SEQUENCE_NUMBER", "DUPLICATE_SEQUENCE_NUMBER",
-	"INVALID_PRODUCER_EPOCH", "INVALID_TXN_STATE", "INVALID_PRODUCER_ID_MAPPING",
-	"INVALID_TRANSACTION_TIMEOUT", "CONCURRENT_TRANSACTIONS",
-	"TRANSACTION_COORDINATOR_FENCED", "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
-	"SECURITY_DISABLED", "OPERATION_NOT_ATTEMPTED", "KAFKA_STORAGE_ERROR",
-	"LOG_DIR_NOT_FOUND", "SASL_AUTHENTICATION_FAILED", "UNKNOWN_PRODUCER_ID",
-	"REASSIGNMENT_IN_PROGRESS", "DELEGATION_TOKEN_AUTH_DISABLED",
-	"DELEGATION_TOKEN_NOT_FOUND", "DELEGATION_TOKEN_OWNER_MISMATCH",
-	"DELEGATION_TOKEN_REQUEST_NOT_ALLOWED", "DELEGATION_TOKEN_AUTHORIZATION_FAILED",
-	"DELEGATION_TOKEN_EXPIRED", "INVALID_PRINCIPAL_TYPE", "NON_EMPTY_GROUP",
-	"GROUP_ID_NOT_FOUND", "FETCH_SESSION_ID_NOT_FOUND", "INVALID_FETCH_SESSION_EPOCH",
-	"LISTENER_NOT_FOUND", "TOPIC_DELETION_DISABLED", "FENCED_LEADER_EPOCH",
-	"UNKNOWN_LEADER_EPOCH", "UNSUPPORTED_COMPRESSION_TYPE", "STALE_BROKER_EPOCH",
-	"OFFSET_NOT_AVAILABLE", "MEMBER_ID_REQUIRED", "PREFERRED_LEADER_NOT_AVAILABLE",
-	"GROUP_MAX_SIZE_REACHED", "FENCED_INSTANCE_ID", "ELIGIBLE_LEADERS_NOT_AVAILABLE",
-	"ELECTION_NOT_NEEDED", "NO_REASSIGNMENT_IN_PROGRESS", "GROUP_SUBSCRIBED_TO_TOPIC",
-	"INVALID_RECORD", "UNSTABLE_OFFSET_COMMIT", "THROTTLING_QUOTA_EXCEEDED",
-	"PRODUCER_FENCED", "RESOURCE_NOT_FOUND", "DUPLICATE_RESOURCE", "UNACCEPTABLE_CREDENTIAL",
-	"INCONSISTENT_VOTER_SET", "INVALID_UPDATE_VERSION", "FEATURE_UPDATE_FAILED",
-	"PRINCIPAL_DESERIALIZATION_FAILURE", "SNAPSHOT_NOT_FOUND", "POSITION_OUT_OF_RANGE",
-	"UNKNOWN_TOPIC_ID", "DUPLICATE_BROKER_REGISTRATION", "BROKER_ID_NOT_REGISTERED",
-	"INCONSISTENT_TOPIC_ID", "INCONSISTENT_CLUSTER_ID", "TRANSACTIONAL_ID_NOT_FOUND",
-	"FETCH_SESSION_TOPIC_ID_ERROR", "INELIGIBLE_REPLICA", "NEW_LEADER_ELECTED",
-	"OFFSET_MOVED_TO_TIERED_STORAGE", "FENCED_MEMBER_EPOCH", "UNRELEASED_INSTANCE_ID",
-	"UNSUPPORTED_ASSIGNOR", "STALE_MEMBER_EPOCH", "MISMATCHED_ENDPOINT_TYPE",
-	"UNSUPPORTED_ENDPOINT_TYPE", "UNKNOWN_CONTROLLER_ID", "UNKNOWN_SUBSCRIPTION_ID",
-	"TELEMETRY_TOO_LARGE", "INVALID_REGISTRATION",
+	"",
+	"OFFSET_OUT_OF_RANGE",
+	"CORRUPT_MESSAGE",
+	"UNKNOWN_TOPIC_OR_PARTITION",
+	"INVALID_FETCH_SIZE",
+	"LEADER_NOT_AVAILABLE",
+	"NOT_LEADER_OR_FOLLOWER",
+	"REQUEST_TIMED_OUT",
+	"BROKER_NOT_AVAILABLE",
+	"REPLICA_NOT_AVAILABLE",
+	"MESSAGE_TOO_LARGE",
+	"STALE_CONTROLLER_EPOCH",
+	"OFFSET_METADATA_TOO_LARGE",
+	"NETWORK_EXCEPTION",
+	"COORDINATOR_LOAD_IN_PROGRESS",
+	"COORDINATOR_NOT_AVAILABLE",
+	"NOT_COORDINATOR",
+	"INVALID_TOPIC_EXCEPTION",
+	"RECORD_LIST_TOO_LARGE",
+	"NOT_ENOUGH_REPLICAS",
+	"NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+	"INVALID_REQUIRED_ACKS",
+	"ILLEGAL_GENERATION",
+	"INCONSISTENT_GROUP_PROTOCOL",
+	"INVALID_GROUP_ID",
+	"UNKNOWN_MEMBER_ID",
+	"INVALID_SESSION_TIMEOUT",
+	"REBALANCE_IN_PROGRESS",
+	"INVALID_COMMIT_OFFSET_SIZE",
+	"TOPIC_AUTHORIZATION_FAILED",
+	"GROUP_AUTHORIZATION_FAILED",
+	"CLUSTER_AUTHORIZATION_FAILED",
+	"INVALID_TIMESTAMP",
+	"UNSUPPORTED_SASL_MECHANISM",
+	"ILLEGAL_SASL_STATE",
+	"UNSUPPORTED_VERSION",
+	"TOPIC_ALREADY_EXISTS",
+	"INVALID_PARTITIONS",
+	"INVALID_REPLICATION_FACTOR",
+	"INVALID_REPLICA_ASSIGNMENT",
+	"INVALID_CONFIG",
+	"NOT_CONTROLLER",
+	"INVALID_REQUEST",
+	"UNSUPPORTED_FOR_MESSAGE_FORMAT",
+	"POLICY_VIOLATION",
+	"OUT_OF_ORDER_SEQUENCE_NUMBER",
+	"DUPLICATE_SEQUENCE_NUMBER",
+	"INVALID_PRODUCER_EPOCH",
+	"INVALID_TXN_STATE",
+	"INVALID_PRODUCER_ID_MAPPING",
+	"INVALID_TRANSACTION_TIMEOUT",
+	"CONCURRENT_TRANSACTIONS",
+	"TRANSACTION_COORDINATOR_FENCED",
+	"TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+	"SECURITY_DISABLED",
+	"OPERATION_NOT_ATTEMPTED",
+	"KAFKA_STORAGE_ERROR",
+	"LOG_DIR_NOT_FOUND",
+	"SASL_AUTHENTICATION_FAILED",
+	"UNKNOWN_PRODUCER_ID",
+	"REASSIGNMENT_IN_PROGRESS",
+	"DELEGATION_TOKEN_AUTH_DISABLED",
+	"DELEGATION_TOKEN_NOT_FOUND",
+	"DELEGATION_TOKEN_OWNER_MISMATCH",
+	"DELEGATION_TOKEN_REQUEST_NOT_ALLOWED",
+	"DELEGATION_TOKEN_AUTHORIZATION_FAILED",
+	"DELEGATION_TOKEN_EXPIRED",
+	"INVALID_PRINCIPAL_TYPE",
+	"NON_EMPTY_GROUP",
+	"GROUP_ID_NOT_FOUND",
+	"FETCH_SESSION_ID_NOT_FOUND",
+	"INVALID_FETCH_SESSION_EPOCH",
+	"LISTENER_NOT_FOUND",
+	"TOPIC_DELETION_DISABLED",
+	"FENCED_LEADER_EPOCH",
+	"UNKNOWN_LEADER_EPOCH",
+	"UNSUPPORTED_COMPRESSION_TYPE",
+	"STALE_BROKER_EPOCH",
+	"OFFSET_NOT_AVAILABLE",
+	"MEMBER_ID_REQUIRED",
+	"PREFERRED_LEADER_NOT_AVAILABLE",
+	"GROUP_MAX_SIZE_REACHED",
+	"FENCED_INSTANCE_ID",
+	"ELIGIBLE_LEADERS_NOT_AVAILABLE",
+	"ELECTION_NOT_NEEDED",
+	"NO_REASSIGNMENT_IN_PROGRESS",
+	"GROUP_SUBSCRIBED_TO_TOPIC",
+	"INVALID_RECORD",
+	"UNSTABLE_OFFSET_COMMIT",
+	"THROTTLING_QUOTA_EXCEEDED",
+	"PRODUCER_FENCED",
+	"RESOURCE_NOT_FOUND",
+	"DUPLICATE_RESOURCE",
+	"UNACCEPTABLE_CREDENTIAL",
+	"INCONSISTENT_VOTER_SET",
+	"INVALID_UPDATE_VERSION",
+	"FEATURE_UPDATE_FAILED",
+	"PRINCIPAL_DESERIALIZATION_FAILURE",
+	"SNAPSHOT_NOT_FOUND",
+	"POSITION_OUT_OF_RANGE",
+	"UNKNOWN_TOPIC_ID",
+	"DUPLICATE_BROKER_REGISTRATION",
+	"BROKER_ID_NOT_REGISTERED",
+	"INCONSISTENT_TOPIC_ID",
+	"INCONSISTENT_CLUSTER_ID",
+	"TRANSACTIONAL_ID_NOT_FOUND",
+	"FETCH_SESSION_TOPIC_ID_ERROR",
+	"INELIGIBLE_REPLICA",
+	"NEW_LEADER_ELECTED",
+	"OFFSET_MOVED_TO_TIERED_STORAGE",
+	"FENCED_MEMBER_EPOCH",
+	"UNRELEASED_INSTANCE_ID",
+	"UNSUPPORTED_ASSIGNOR",
+	"STALE_MEMBER_EPOCH",
+	"MISMATCHED_ENDPOINT_TYPE",
+	"UNSUPPORTED_ENDPOINT_TYPE",
+	"UNKNOWN_CONTROLLER_ID",
+	"UNKNOWN_SUBSCRIPTION_ID",
+	"TELEMETRY_TOO_LARGE",
+	"INVALID_REGISTRATION",
 };
 
 const char *kafka_api_name(int16_t api_key)
@@ -342,8 +421,9 @@ static void frame_append(struct frame *f, uint64_t off, const uint8_t *data, siz
 			f->segs = s;
 			f->segs_cap = cap;
 		}
-		f->segs[f->n_segs++] =
-			(struct seg){ .off = off, .len = (uint32_t)n, .at = (uint32_t)f->arena_len };
+		f->segs[f->n_segs++] = (struct seg){ .off = off,
+						     .len = (uint32_t)n,
+						     .at = (uint32_t)f->arena_len };
 	}
 	f->arena_len += n;
 }
@@ -535,7 +615,8 @@ static void rd_name(struct rd *r, char *out, size_t cap)
 	for (size_t i = 0; out[i]; i++) {
 		unsigned char c = (unsigned char)out[i];
 
-		if (c < 0x20 || c >= 0x7f) { /* Kafka names are [a-zA-Z0-9._-]; anything else: none */
+		if (c < 0x20 ||
+		    c >= 0x7f) { /* Kafka names are [a-zA-Z0-9._-]; anything else: none */
 			out[0] = '\0';
 			return;
 		}
@@ -579,7 +660,7 @@ struct pending {
 	struct kafka_partition *parts;
 	size_t n_parts, parts_cap;
 	bool truncated;
-	bool partial; /* a capture gap cut the request's structure short */
+	bool partial;		  /* a capture gap cut the request's structure short */
 	uint8_t (*topic_ids)[16]; /* Fetch v13+: the id of each topic, parallel to topics */
 };
 
@@ -673,8 +754,8 @@ void kafka_stream_close(struct kafka_stream *s, uint64_t ts_ns)
 static int64_t pending_topic(struct pending *p, const char *name, const uint8_t *id)
 {
 	for (size_t i = 0; i < p->n_topics; i++) {
-		if (id && p->topic_ids ? memcmp(p->topic_ids[i], id, 16) == 0
-				       : strcmp(p->topics[i].name, name) == 0)
+		if (id && p->topic_ids ? memcmp(p->topic_ids[i], id, 16) == 0 :
+					 strcmp(p->topics[i].name, name) == 0)
 			return (int64_t)i;
 	}
 	if (p->n_topics >= KAFKA_TOPICS_MAX) {
@@ -931,7 +1012,7 @@ static void parse_offset_commit_req(struct rd *r, struct pending *p)
 
 	rd_name(r, p->group, sizeof(p->group));
 	if (v >= 1) {
-		rd_i32(r);		 /* generation */
+		rd_i32(r);	    /* generation */
 		rd_str(r, NULL, 0); /* member_id */
 	}
 	if (v >= 7)
@@ -953,7 +1034,7 @@ static void parse_offset_commit_req(struct rd *r, struct pending *p)
 			if (v >= 6)
 				rd_i32(r); /* committed_leader_epoch */
 			if (v == 1)
-				rd_i64(r); /* commit_timestamp */
+				rd_i64(r);  /* commit_timestamp */
 			rd_str(r, NULL, 0); /* committed_metadata */
 			rd_tags(r);
 			if (!r->err)
@@ -1270,7 +1351,7 @@ static void parse_offset_fetch_topics(struct rd *r, struct pending *p, int16_t v
 
 			rd_i64(r); /* committed_offset */
 			if (v >= 5)
-				rd_i32(r); /* committed_leader_epoch */
+				rd_i32(r);  /* committed_leader_epoch */
 			rd_str(r, NULL, 0); /* metadata */
 			err = rd_i16(r);
 			rd_tags(r);
@@ -1687,7 +1768,8 @@ int kafka_stream_feed(struct kafka_stream *s, enum kafka_dir dir, const uint8_t 
 		if (take > total - p)
 			take = total - p;
 		if (p < len)
-			frame_append(f, f->got, data + p, (size_t)(take < len - p ? take : len - p));
+			frame_append(f, f->got, data + p,
+				     (size_t)(take < len - p ? take : len - p));
 		f->got += take;
 		p += take;
 		if (!f->decided && s->role != KAFKA_ROLE_UNKNOWN &&

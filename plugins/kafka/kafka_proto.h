@@ -22,14 +22,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KAFKA_TOPIC_MAX	   250	/* topic names are at most 249 characters */
-#define KAFKA_GROUP_MAX	   256	/* longer group ids are cut */
-#define KAFKA_PENDING_MAX  64	/* requests awaiting a response, per stream; beyond: oldest lost */
-#define KAFKA_TOPICS_MAX   256	/* topics per exchange; beyond: `truncated` */
-#define KAFKA_PARTS_MAX	   4096 /* partitions per exchange; beyond: `truncated` */
-#define KAFKA_FRAME_MAX	   (256u << 20) /* larger size prefixes: not Kafka (TLS, HTTP), or lost framing */
-#define KAFKA_FRAME_KEEP   (1u << 20)	/* captured bytes kept of one frame; beyond: a gap */
-#define KAFKA_TOPIC_IDS_MAX 4096	/* topic id -> name entries remembered */
+#define KAFKA_TOPIC_MAX	  250  /* topic names are at most 249 characters */
+#define KAFKA_GROUP_MAX	  256  /* longer group ids are cut */
+#define KAFKA_PENDING_MAX 64   /* requests awaiting a response, per stream; beyond: oldest lost */
+#define KAFKA_TOPICS_MAX  256  /* topics per exchange; beyond: `truncated` */
+#define KAFKA_PARTS_MAX	  4096 /* partitions per exchange; beyond: `truncated` */
+#define KAFKA_FRAME_MAX \
+	(256u << 20) /* larger size prefixes: not Kafka (TLS, HTTP), or lost framing */
+#define KAFKA_FRAME_KEEP    (1u << 20) /* captured bytes kept of one frame; beyond: a gap */
+#define KAFKA_TOPIC_IDS_MAX 4096       /* topic id -> name entries remembered */
 
 enum kafka_dir {
 	KAFKA_DIR_IN = 0,  /* the observed process read these bytes */
@@ -63,11 +64,11 @@ struct kafka_topic {
 
 /* One topic-partition of an exchange: what the request asked and the response said. */
 struct kafka_partition {
-	uint32_t topic;	  /* index into the exchange's topics */
+	uint32_t topic; /* index into the exchange's topics */
 	int32_t partition;
-	int16_t error;	  /* the response's error code for it; 0 none */
-	bool answered;	  /* the response named it */
-	uint64_t records; /* Produce: records sent; Fetch: records delivered */
+	int16_t error;		/* the response's error code for it; 0 none */
+	bool answered;		/* the response named it */
+	uint64_t records;	/* Produce: records sent; Fetch: records delivered */
 	uint32_t uncounted;	/* record batches whose header the capture missed */
 	int64_t fetch_offset;	/* Fetch: the request's; else -1 */
 	int64_t high_watermark; /* Fetch: the response's; -1 unknown */
@@ -78,13 +79,13 @@ struct kafka_exchange {
 	enum kafka_role role;
 	int16_t api_key, api_version;
 	int32_t correlation_id;
-	int16_t error;	   /* top-level error code of the response; 0 none */
-	bool answered;	   /* false: a Produce with acks=0 (no response comes) */
-	bool complete;	   /* false: a capture gap hid part of the request's or response's structure */
-	bool truncated;	   /* more topics or partitions than the limits above */
+	int16_t error;	/* top-level error code of the response; 0 none */
+	bool answered;	/* false: a Produce with acks=0 (no response comes) */
+	bool complete;	/* false: a capture gap hid part of the request's or response's structure */
+	bool truncated; /* more topics or partitions than the limits above */
 	uint32_t uncounted; /* record batches in no count: the partitions', plus one when
 			     * a gap hid where a Produce or Fetch's records were */
-	const char *group; /* consumer group of the request, else of the connection; "" unknown */
+	const char *group;  /* consumer group of the request, else of the connection; "" unknown */
 	uint64_t request_start_ns; /* first byte of the request */
 	uint64_t response_end_ns;  /* last byte of the response (request end when unanswered) */
 	const struct kafka_topic *topics;

@@ -192,9 +192,9 @@ static void feed_split(const struct fixture *fx, struct run *r, size_t at)
 		size_t a = at < c->len ? at : c->len;
 
 		ck_assert_int_eq(kafka_stream_feed(s, c->dir, c->data, a, a, i, on_ex, r), 0);
-		ck_assert_int_eq(
-			kafka_stream_feed(s, c->dir, c->data + a, c->len - a, c->len - a, i, on_ex, r),
-			0);
+		ck_assert_int_eq(kafka_stream_feed(s, c->dir, c->data + a, c->len - a, c->len - a,
+						   i, on_ex, r),
+				 0);
 	}
 	stream_end(s);
 }
@@ -318,9 +318,11 @@ START_TEST(test_kafka_python_fetch)
 	ck_assert_uint_eq(r.consumed, 30);
 	ck_assert_int_eq(r.last_hw, 30);
 	ck_assert_int_eq(r.last_next, 30);
-	ck_assert(strstr(r.log, "Fetch v4 #3 err= group= answered=1\n"
-				"  pstest-a/0 err= records=10 uncounted=0 fetch=0 hw=30 next=10\n"));
-	ck_assert(strstr(r.log, "  pstest-a/0 err= records=10 uncounted=0 fetch=10 hw=30 next=20\n"));
+	ck_assert(strstr(r.log,
+			 "Fetch v4 #3 err= group= answered=1\n"
+			 "  pstest-a/0 err= records=10 uncounted=0 fetch=0 hw=30 next=10\n"));
+	ck_assert(
+		strstr(r.log, "  pstest-a/0 err= records=10 uncounted=0 fetch=10 hw=30 next=20\n"));
 	ck_assert_uint_eq(r.by_api[2], 1); /* ListOffsets: counted, not decoded */
 	ck_assert(strstr(r.log, "ListOffsets v1 #1 err= "));
 	ck_assert_uint_eq(st.parse_errors + st.lost, 0);
@@ -368,7 +370,8 @@ START_TEST(test_group_apis)
 	fixture_load(&fx, "rdkafka-group-3.bin");
 	feed_whole(&fx, &r);
 	for (size_t i = 0; i < sizeof(librdkafka) / sizeof(librdkafka[0]); i++)
-		ck_assert_msg(strstr(r.log, librdkafka[i]), "missing %s in\n%s", librdkafka[i], r.log);
+		ck_assert_msg(strstr(r.log, librdkafka[i]), "missing %s in\n%s", librdkafka[i],
+			      r.log);
 	fixture_free(&fx);
 
 	fixture_load(&fx, "kpy-group-3.bin");
@@ -388,9 +391,9 @@ END_TEST
 /* ---- every fixture, however the reads fell ----------------------------------------------------- */
 
 static const char *const all_fixtures[] = {
-	"kcat-produce-1.bin", "kpy-consume-1.bin", "kpy-consume-2.bin", "kpy-consume-3.bin",
-	"kpy-group-1.bin",    "kpy-group-2.bin",   "kpy-group-3.bin",   "kpy-group-4.bin",
-	"kpy-group-5.bin",    "kpy-sync-1.bin",	   "kpy-sync-2.bin",	"rdkafka-batch-1.bin",
+	"kcat-produce-1.bin",	"kpy-consume-1.bin",   "kpy-consume-2.bin",   "kpy-consume-3.bin",
+	"kpy-group-1.bin",	"kpy-group-2.bin",     "kpy-group-3.bin",     "kpy-group-4.bin",
+	"kpy-group-5.bin",	"kpy-sync-1.bin",      "kpy-sync-2.bin",      "rdkafka-batch-1.bin",
 	"rdkafka-errors-1.bin", "rdkafka-group-1.bin", "rdkafka-group-2.bin", "rdkafka-group-3.bin",
 };
 
@@ -526,9 +529,9 @@ static void w_batch(struct buf *w, int64_t base, int32_t n, uint16_t attributes)
 
 	w_be(w, (uint64_t)base, 8);
 	w_be(w, 49 + sizeof(body), 4); /* batchLength: from leader epoch to the end */
-	w_be(w, 0, 4);                 /* partition leader epoch */
-	w_be(w, 2, 1);                 /* magic */
-	w_be(w, 0, 4);                 /* crc */
+	w_be(w, 0, 4);		       /* partition leader epoch */
+	w_be(w, 2, 1);		       /* magic */
+	w_be(w, 0, 4);		       /* crc */
 	w_be(w, attributes, 2);
 	w_be(w, (uint64_t)(n - 1), 4); /* last offset delta */
 	w_be(w, 0, 8);
@@ -586,8 +589,7 @@ static void w_response(struct buf *out, int32_t corr, bool flex, const struct bu
 	w_bytes(out, body->b, body->n);
 }
 
-static void feed_buf(struct kafka_stream *s, enum kafka_dir dir, const struct buf *b,
-		     struct run *r)
+static void feed_buf(struct kafka_stream *s, enum kafka_dir dir, const struct buf *b, struct run *r)
 {
 	ck_assert_int_eq(kafka_stream_feed(s, dir, b->b, b->n, b->n, 1, on_ex, r), 0);
 }
@@ -669,32 +671,32 @@ START_TEST(test_fetch_by_topic_id)
 	w_request(&f, KAFKA_API_METADATA, 12, 1, true, &b);
 	feed_buf(s, KAFKA_DIR_OUT, &f, &r);
 	b.n = f.n = 0;
-	w_be(&b, 0, 4);	     /* throttle */
-	w_uvarint(&b, 2);    /* brokers */
+	w_be(&b, 0, 4);	  /* throttle */
+	w_uvarint(&b, 2); /* brokers */
 	w_be(&b, 1, 4);
 	w_cstr(&b, "localhost");
 	w_be(&b, 9092, 4);
-	w_uvarint(&b, 0);    /* rack null */
+	w_uvarint(&b, 0); /* rack null */
 	w_tags(&b);
 	w_cstr(&b, "cluster");
-	w_be(&b, 1, 4);	     /* controller */
-	w_uvarint(&b, 2);    /* topics */
+	w_be(&b, 1, 4);	  /* controller */
+	w_uvarint(&b, 2); /* topics */
 	w_be(&b, 0, 2);
 	w_cstr(&b, "clicks");
 	w_bytes(&b, id, 16);
-	w_be(&b, 0, 1);	     /* is_internal */
-	w_uvarint(&b, 2);    /* partitions */
+	w_be(&b, 0, 1);	  /* is_internal */
+	w_uvarint(&b, 2); /* partitions */
 	w_be(&b, 0, 2);
-	w_be(&b, 3, 4);	     /* partition 3 */
+	w_be(&b, 3, 4); /* partition 3 */
 	w_be(&b, 1, 4);
 	w_be(&b, 0, 4);
 	w_uvarint(&b, 2);
-	w_be(&b, 1, 4);	     /* replicas */
+	w_be(&b, 1, 4); /* replicas */
 	w_uvarint(&b, 2);
-	w_be(&b, 1, 4);	     /* isr */
-	w_uvarint(&b, 1);    /* offline */
+	w_be(&b, 1, 4);	  /* isr */
+	w_uvarint(&b, 1); /* offline */
 	w_tags(&b);
-	w_be(&b, 0, 4);	     /* topic_authorized_operations */
+	w_be(&b, 0, 4); /* topic_authorized_operations */
 	w_tags(&b);
 	w_tags(&b);
 	w_response(&f, 1, true, &b);
@@ -713,15 +715,15 @@ START_TEST(test_fetch_by_topic_id)
 	w_bytes(&b, id, 16);
 	w_uvarint(&b, 2);
 	w_be(&b, 3, 4);
-	w_be(&b, 0, 4);	     /* current_leader_epoch */
-	w_be(&b, 95, 8);     /* fetch_offset */
+	w_be(&b, 0, 4);	 /* current_leader_epoch */
+	w_be(&b, 95, 8); /* fetch_offset */
 	w_be(&b, (uint32_t)-1, 4);
 	w_be(&b, 0, 8);
 	w_be(&b, 1 << 20, 4);
 	w_tags(&b);
 	w_tags(&b);
-	w_uvarint(&b, 1);    /* forgotten topics */
-	w_cstr(&b, "");	     /* rack */
+	w_uvarint(&b, 1); /* forgotten topics */
+	w_cstr(&b, "");	  /* rack */
 	w_tags(&b);
 	w_request(&f, KAFKA_API_FETCH, 13, 2, true, &b);
 	feed_buf(s, KAFKA_DIR_OUT, &f, &r);
@@ -738,10 +740,10 @@ START_TEST(test_fetch_by_topic_id)
 	w_uvarint(&b, 2);
 	w_be(&b, 3, 4);
 	w_be(&b, 0, 2);
-	w_be(&b, 130, 8);    /* high watermark */
+	w_be(&b, 130, 8); /* high watermark */
 	w_be(&b, 130, 8);
 	w_be(&b, 0, 8);
-	w_uvarint(&b, 0);    /* aborted: null */
+	w_uvarint(&b, 0); /* aborted: null */
 	w_be(&b, (uint32_t)-1, 4);
 	w_uvarint(&b, recs.n + 1);
 	w_bytes(&b, recs.b, recs.n);
@@ -848,10 +850,11 @@ static void fetch_three_batches(struct run *r, size_t middle)
 		middle = cut2 - cut1;
 	ck_assert_int_eq(kafka_stream_feed(s, KAFKA_DIR_IN, f.b, cut1, cut1, 2, on_ex, r), 0);
 	ck_assert_int_eq(
-		kafka_stream_feed(s, KAFKA_DIR_IN, f.b + cut1, middle, cut2 - cut1, 3, on_ex, r), 0);
-	ck_assert_int_eq(kafka_stream_feed(s, KAFKA_DIR_IN, f.b + cut2, f.n - cut2, f.n - cut2, 4,
-					   on_ex, r),
-			 0);
+		kafka_stream_feed(s, KAFKA_DIR_IN, f.b + cut1, middle, cut2 - cut1, 3, on_ex, r),
+		0);
+	ck_assert_int_eq(
+		kafka_stream_feed(s, KAFKA_DIR_IN, f.b + cut2, f.n - cut2, f.n - cut2, 4, on_ex, r),
+		0);
 	stream_end(s);
 }
 
@@ -972,16 +975,15 @@ START_TEST(test_not_kafka)
 	ck_assert_int_eq(kafka_stream_feed(s, KAFKA_DIR_OUT, (const uint8_t *)http,
 					   sizeof(http) - 1, sizeof(http) - 1, 1, on_ex, NULL),
 			 -EPROTO);
-	ck_assert_int_eq(kafka_stream_feed(s, KAFKA_DIR_IN, (const uint8_t *)"x", 1, 1, 2, on_ex,
-					   NULL),
-			 -EPROTO);
+	ck_assert_int_eq(
+		kafka_stream_feed(s, KAFKA_DIR_IN, (const uint8_t *)"x", 1, 1, 2, on_ex, NULL),
+		-EPROTO);
 	kafka_stream_get_stats(s, &st);
 	ck_assert(st.not_kafka);
 	kafka_stream_free(s);
 
 	s = kafka_stream_new(KAFKA_ROLE_CLIENT, NULL);
-	ck_assert_int_eq(kafka_stream_feed(s, KAFKA_DIR_OUT, tls, sizeof(tls), 517, 1, on_ex,
-					   NULL),
+	ck_assert_int_eq(kafka_stream_feed(s, KAFKA_DIR_OUT, tls, sizeof(tls), 517, 1, on_ex, NULL),
 			 -EPROTO);
 	kafka_stream_free(s);
 
@@ -1011,13 +1013,12 @@ START_TEST(test_resync_after_gap)
 		if (c->dir == KAFKA_DIR_OUT && c->len > 8 && c->data[5] == KAFKA_API_PRODUCE &&
 		    !skipped) {
 			skipped = c->len;
-			ck_assert_int_eq(kafka_stream_feed(s, c->dir, c->data, 0, c->len, i, on_ex,
-							   &r),
-					 0);
+			ck_assert_int_eq(
+				kafka_stream_feed(s, c->dir, c->data, 0, c->len, i, on_ex, &r), 0);
 			continue;
 		}
-		ck_assert_int_eq(kafka_stream_feed(s, c->dir, c->data, c->len, c->len, i, on_ex, &r),
-				 0);
+		ck_assert_int_eq(
+			kafka_stream_feed(s, c->dir, c->data, c->len, c->len, i, on_ex, &r), 0);
 	}
 	kafka_stream_get_stats(s, &st);
 	ck_assert_uint_gt(skipped, 0);

@@ -37,7 +37,8 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
 	struct sockaddr_in sin;
 
 	if (!real_bind)
-		real_bind = (int (*)(int, const struct sockaddr *, socklen_t))dlsym(RTLD_NEXT, "bind");
+		real_bind =
+			(int (*)(int, const struct sockaddr *, socklen_t))dlsym(RTLD_NEXT, "bind");
 	if (!real_bind) {
 		errno = ENOSYS;
 		return -1;
