@@ -12,7 +12,7 @@ BUILD_PACKAGES=(build-essential autoconf automake libtool pkg-config clang llvm 
 	libbpf-dev libelf-dev zlib1g-dev libuv1-dev libyaml-dev check)
 # What the tests drive: real servers, real clients, the real validators.
 TEST_PACKAGES=(python3 curl iproute2 procps prometheus prometheus-node-exporter rsyslog nginx
-	apache2-utils wrk openssl libclang-rt-14-dev valgrind)
+	apache2-utils wrk openssl libclang-rt-14-dev valgrind python3-pymongo libmongoc-dev)
 
 say() { printf '\033[1mquickstart:\033[0m %s\n' "$*"; }
 die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
@@ -38,6 +38,17 @@ install_packages() {
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 	[ -z "$own_policy" ] || rm -f $policy
+}
+
+# The mongodb test drives the official Node.js driver too: npm puts it in the test's
+# git-ignored node_modules, at the version package-lock.json pins.
+install_node_driver() {
+	local dir=$top/tests/integration/mongodb
+	command -v npm >/dev/null || install_packages nodejs npm
+	[ -d "$dir/node_modules/mongodb" ] && return 0
+	say "installing the Node.js MongoDB driver for the tests (npm ci)"
+	(cd "$dir" && npm ci --omit=dev --no-audit --no-fund --loglevel=error) ||
+		die "npm ci failed in $dir"
 }
 
 configure_tree() { # dir [configure args...]
@@ -71,6 +82,7 @@ run() {
 
 run_tests() {
 	install_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+	install_node_driver
 	configure_tree "$build"
 	build "$build"
 	say "make check (unit and integration tests)"
