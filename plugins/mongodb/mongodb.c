@@ -35,13 +35,6 @@
 #define SUBSYS	     "mongodb"
 #define EXCLUDE_MAX  64
 
-/*
- * The capture lands in the core after this plugin: with a weak reference the
- * plugin still loads into a daemon without it, and says so when it starts.
- */
-#pragma weak ps_capture_register
-#pragma weak ps_capture_unregister
-
 struct mongodb_config {
 	struct ps_portlist ports;
 	uint64_t capture_bytes;
@@ -358,10 +351,6 @@ static int mongodb_start(struct ps_plugin *p)
 	err = register_metrics(st);
 	if (err)
 		return err;
-	if (!ps_capture_register) {
-		ps_error(SUBSYS, "this periscoped has no socket capture (ps_capture_register)");
-		return -ENOSYS;
-	}
 	st->reg = ps_capture_register(p, &proto);
 	if (!st->reg) {
 		err = -errno;
