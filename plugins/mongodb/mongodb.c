@@ -325,7 +325,12 @@ static int mongodb_init(struct ps_plugin *p, const void *config)
 	memcpy(st->ports, cfg->ports.v, cfg->ports.n * sizeof(st->ports[0]));
 	st->n_ports = cfg->ports.n;
 	st->capture_bytes = (uint32_t)cfg->capture_bytes;
-	st->tls = !cfg->tls || strcmp(cfg->tls, "off") != 0;
+	/*
+	 * Off unless asked for: the capture's TLS is one switch for every protocol, so
+	 * turning it on here would also hand HTTPS plaintext to an http configured with
+	 * tls: off.
+	 */
+	st->tls = cfg->tls && strcmp(cfg->tls, "auto") == 0;
 	ps_plugin_set_data(p, st);
 	return 0;
 }
@@ -419,7 +424,7 @@ static const struct ps_cfg_key mongodb_config_map[] = {
 	{
 		.name = "tls",
 		.type = PS_CFG_STRING,
-		.def = "auto",
+		.def = "off",
 		.offset = offsetof(struct mongodb_config, tls),
 		.choices = tls_choices,
 		.help = "auto: also MongoDB over TLS, through the capture's OpenSSL uprobes; off",
