@@ -59,6 +59,7 @@ struct conn {
 	uint64_t last_ns;	    /* monotonic time of the last event */
 	struct ps_capture_reg *reg; /* NULL: rejected, or its protocol went: events are ignored */
 	void *state;		    /* the protocol's */
+	bool described;		    /* addresses and comm from an event that had them */
 };
 
 static struct {
@@ -207,6 +208,23 @@ static void conn_free(struct conn *c, uint64_t ts_ns)
 	cap.n_conns--;
 }
 
+/*
+ * Socket path: the kernel keeps connections in their sockets, out of user
+ * space's reach; it takes orders by cookie, looking when the generation moved.
+ */
+static void kernel_order(const struct conn *c, enum ps_sc_order order)
+{
+	__u64 key = c->pub.id;
+	__u8 v = (__u8)order;
+
+	if (bpf_map_update_elem(bpf_map__fd(cap.skel->maps.ps_sc_orders), &key, &v, BPF_ANY)) {
+		ps_debug(SUBSYS, "connection %" PRIu64 ": order %u not given: %s", c->pub.id, v,
+			 strerror(errno));
+		return;
+	}
+	__atomic_add_fetch(&cap.skel->bss->ps_sc_orders_gen, 1, __ATOMIC_RELEASE);
+}
+
 /* The kernel stops following the connection, unless its key already moved on. */
 static void kernel_reject(const struct conn *c)
 {
@@ -216,6 +234,10 @@ static void kernel_reject(const struct conn *c)
 
 	if (!cap.skel)
 		return;
+	if (cap.socket_path) {
+		kernel_order(c, PS_SC_ORDER_REJECT);
+		return;
+	}
 	conns = bpf_map__fd(cap.skel->maps.ps_sc_conns);
 	skip = bpf_map__fd(cap.skel->maps.ps_sc_skip);
 	if (bpf_map_lookup_elem(conns, &c->key, &kc) || kc.id != c->pub.id)
@@ -224,12 +246,13 @@ static void kernel_reject(const struct conn *c)
 	bpf_map_delete_elem(conns, &c->key);
 }
 
+/* Syscall path: the fd's entry goes (the socket path's goes with its socket). */
 static void kernel_forget(const struct conn *c)
 {
 	struct ps_sc_conn kc;
 	int conns;
 
-	if (!cap.skel)
+	if (!cap.skel || cap.socket_path)
 		return;
 	conns = bpf_map__fd(cap.skel->maps.ps_sc_conns);
 	if (bpf_map_lookup_elem(conns, &c->key, &kc) == 0 && kc.id == c->pub.id)
@@ -257,7 +280,9 @@ static void conn_describe(struct conn *c, const struct ps_sc_event *e)
 	struct ps_sc_conn kc;
 
 	if (!(e->flags & PS_SC_F_CONN)) {
-		if (cap.skel && bpf_map_lookup_elem(bpf_map__fd(cap.skel->maps.ps_sc_conns), &c->key, &kc) ==
+		if (cap.skel && cap.socket_path)
+			kernel_order(c, PS_SC_ORDER_ANNOUNCE); /* the next event brings them */
+		else if (cap.skel && bpf_map_lookup_elem(bpf_map__fd(cap.skel->maps.ps_sc_conns), &c->key, &kc) ==
 			    0 &&
 		    kc.id == c->pub.id) {
 			laddr = kc.laddr;
@@ -266,6 +291,7 @@ static void conn_describe(struct conn *c, const struct ps_sc_event *e)
 	} else {
 		memcpy(c->pub.comm, e->comm, sizeof(c->pub.comm));
 		c->pub.comm[sizeof(c->pub.comm) - 1] = '\0';
+		c->described = true;
 	}
 	endpoint_set(&c->pub.local, e->family, laddr, e->lport);
 	endpoint_set(&c->pub.remote, e->family, raddr, e->rport);
@@ -360,6 +386,8 @@ static int on_data(const struct ps_sc_event *e, size_t size)
 			return -ENOMEM;
 	}
 	conn_touch(c, e->ts_ns);
+	if (!c->described && (e->flags & PS_SC_F_CONN))
+		conn_describe(c, e);
 	r = c->reg;
 	if (!r)
 		return 0; /* rejected; the kernel has not seen that yet */
@@ -570,25 +598,24 @@ static void unload(void)
 static void publish_slots(void)
 {
 	struct capture_bpf__bss *bss = cap.skel->bss;
-	__u32 capture_max = PS_SC_CAPTURE_MIN;
-	__u8 any = 0, have_ports = 0, tls = 0;
+	__u8 any = 0, unix_slots = 0, have_ports = 0, tls = 0;
 
 	for (unsigned i = 0; i < PS_SC_SLOTS; i++) {
 		const struct ps_capture_reg *r = cap.slots[i];
 
 		if (!r)
 			continue;
-		if (r->proto.capture_bytes > capture_max)
-			capture_max = r->proto.capture_bytes;
 		if (r->proto.n_ports)
 			have_ports = 1;
 		else
 			any |= 1u << i;
+		if (r->proto.unix_classifier != PS_CAPTURE_CLASSIFY_NONE)
+			unix_slots |= 1u << i;
 		tls |= r->proto.tls;
 	}
-	__atomic_store_n(&bss->ps_sc_capture_max, capture_max, __ATOMIC_RELEASE);
 	__atomic_store_n(&bss->ps_sc_have_ports, have_ports, __ATOMIC_RELEASE);
 	__atomic_store_n(&bss->ps_sc_any_port, any, __ATOMIC_RELEASE);
+	__atomic_store_n(&bss->ps_sc_unix, unix_slots, __ATOMIC_RELEASE);
 	__atomic_store_n(&bss->ps_sc_tls, tls, __ATOMIC_RELEASE);
 }
 
@@ -647,6 +674,7 @@ static int kernel_add(struct ps_capture_reg *r)
 	}
 	cap.skel->bss->ps_sc_slots[r->slot] = (struct ps_sc_slot){
 		.classifier = (__u8)r->proto.classifier,
+		.unix_classifier = (__u8)r->proto.unix_classifier,
 		.capture_bytes = r->proto.capture_bytes,
 	};
 	__atomic_store_n(&cap.skel->bss->ps_sc_slots[r->slot].active, 1, __ATOMIC_RELEASE);
@@ -662,8 +690,8 @@ static int check_protocol(const struct ps_capture_protocol *proto)
 	if (!proto || proto->struct_size < sizeof(*proto) || !proto->name || !proto->conn_open ||
 	    !proto->conn_data || !proto->conn_close)
 		return -EINVAL;
-	if (proto->classifier != PS_CAPTURE_CLASSIFY_NONE &&
-	    proto->classifier != PS_CAPTURE_CLASSIFY_HTTP1)
+	if (proto->classifier > PS_CAPTURE_CLASSIFY_MYSQL ||
+	    proto->unix_classifier > PS_CAPTURE_CLASSIFY_MYSQL)
 		return -EINVAL;
 	if (proto->classifier == PS_CAPTURE_CLASSIFY_NONE && !proto->n_ports)
 		return -EINVAL; /* it would claim every connection of the host */
@@ -675,6 +703,18 @@ static int check_protocol(const struct ps_capture_protocol *proto)
 	return 0;
 }
 
+static const char *classifier_name(enum ps_capture_classifier c)
+{
+	switch (c) {
+	case PS_CAPTURE_CLASSIFY_HTTP1:
+		return "HTTP/1.x first bytes";
+	case PS_CAPTURE_CLASSIFY_MYSQL:
+		return "MySQL first bytes";
+	default:
+		return "every connection";
+	}
+}
+
 static void log_registered(const struct ps_capture_reg *r)
 {
 	char ports[PS_CAPTURE_PORTS_MAX * 6 + 8] = "any";
@@ -683,10 +723,10 @@ static void log_registered(const struct ps_capture_reg *r)
 	for (size_t i = 0; i < r->proto.n_ports && off < sizeof(ports) - 8; i++)
 		off += (size_t)snprintf(ports + off, sizeof(ports) - off, "%s%u", i ? "," : "",
 					r->ports[i]);
-	ps_info(SUBSYS, "protocol %s (plugin %s): ports %s, %s, %u bytes per syscall%s",
-		r->proto.name, ps_plugin_name(r->owner), ports,
-		r->proto.classifier == PS_CAPTURE_CLASSIFY_HTTP1 ? "HTTP/1.x first bytes" :
-								   "every connection on them",
+	ps_info(SUBSYS, "protocol %s (plugin %s): TCP ports %s, %s; Unix sockets: %s; %u bytes "
+			"per syscall%s",
+		r->proto.name, ps_plugin_name(r->owner), ports, classifier_name(r->proto.classifier),
+		r->proto.unix_classifier ? classifier_name(r->proto.unix_classifier) : "no",
 		r->proto.capture_bytes, r->proto.tls ? ", TLS through OpenSSL" : "");
 }
 
@@ -759,6 +799,30 @@ void ps_capture_unregister(struct ps_capture_reg *r)
 	free(r);
 	if (!cap.n_regs && cap.skel)
 		unload();
+}
+
+int ps_capture_starttls(const struct ps_capture_conn *conn)
+{
+	struct conn *c = (struct conn *)((char *)conn - offsetof(struct conn, pub));
+	int fd;
+	struct ps_sc_conn kc;
+
+	if (!conn || conn_find(conn->id) != c)
+		return -EINVAL;
+	if (!cap.skel)
+		return 0;
+	if (cap.socket_path) {
+		kernel_order(c, PS_SC_ORDER_STARTTLS);
+		return 0;
+	}
+	fd = bpf_map__fd(cap.skel->maps.ps_sc_conns);
+	if (bpf_map_lookup_elem(fd, &c->key, &kc) || kc.id != c->pub.id)
+		return -ENOENT; /* gone already */
+	kc.tls = 1;
+	if (bpf_map_update_elem(fd, &c->key, &kc, BPF_EXIST))
+		return -errno;
+	ps_debug(SUBSYS, "pid %u connection %" PRIu64 ": TLS from now on", c->pub.pid, c->pub.id);
+	return 0;
 }
 
 void ps_capture_plugin_release(struct ps_plugin *p)
