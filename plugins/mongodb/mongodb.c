@@ -9,8 +9,9 @@
  * sent the command) or db_server_operation_duration_seconds (it answered),
  * and one PS_EVENT_EXCHANGE.
  *
- * Connections are claimed by port (ports, default 27017), TCP or AF_UNIX as
- * the capture decides; the decoder does not care how a connection was
+ * Connections are claimed by port (ports, default 27017). AF_UNIX ones have
+ * no port: they need a MongoDB first-bytes classifier in the capture, which
+ * it does not carry yet. The decoder does not care how a connection was
  * claimed. Commands named in exclude_commands (hello, isMaster, ping, ...)
  * are decoded but neither observed nor emitted. Unacknowledged writes
  * (moreToCome) are observed with the time their bytes took to send: no reply
@@ -346,6 +347,8 @@ static int mongodb_start(struct ps_plugin *p)
 		.n_ports = st->n_ports,
 		.capture_bytes = st->capture_bytes,
 		.tls = st->tls,
+		/* AF_UNIX has no ports: that claim needs a MongoDB classifier in the capture. */
+		.unix_classifier = PS_CAPTURE_CLASSIFY_NONE,
 		.ctx = st,
 		.conn_open = conn_open,
 		.conn_data = conn_data,
