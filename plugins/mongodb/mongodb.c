@@ -143,7 +143,9 @@ static void on_exchange(const struct mongo_exchange *ex, void *arg)
 		st->excluded++;
 		return;
 	}
-	service = ps_proc_service_name(c->pid, c->cc->comm[0] ? c->cc->comm : NULL);
+	/* The comm the capture knows is of the connection's first process only. */
+	service = ps_proc_service_name(c->pid, c->pid == c->cc->pid && c->cc->comm[0] ? c->cc->comm
+										      : NULL);
 	emit_exchange(c, ex, server, service);
 	if (ex->outcome == MONGO_UNANSWERED) {
 		st->unanswered++;
