@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <periscope/semconv.h>
 #include <periscope/events.h>
 #include <periscope/log.h>
 
@@ -89,15 +90,14 @@ static bool db_status_is_error(const char *status)
 
 /* clang-format off */
 static const char *const http_labels[] = {
-	"service_name", "http_request_method", "http_response_status_code", "http_route",
-	"url_scheme", NULL,
+	PS_L_SERVICE_NAME, PS_L_HTTP_METHOD, PS_L_HTTP_STATUS, PS_L_HTTP_ROUTE, PS_L_URL_SCHEME, NULL,
 };
 static const char *const db_labels[] = {
-	"service_name", "db_system_name", "db_operation_name", "db_collection_name",
-	"db_namespace", "db_response_status_code", "server_address", "server_port", NULL,
+	PS_L_SERVICE_NAME, PS_L_DB_SYSTEM, PS_L_DB_OPERATION, PS_L_DB_COLLECTION,
+	PS_L_DB_NAMESPACE, PS_L_DB_STATUS, PS_L_SERVER_ADDRESS, PS_L_SERVER_PORT, NULL,
 };
 static const char *const tcp_labels[] = {
-	"service_name", "direction", "peer_address", "peer_port", NULL,
+	PS_L_SERVICE_NAME, PS_L_DIRECTION, PS_L_PEER_ADDRESS, PS_L_PEER_PORT, NULL,
 };
 /* clang-format on */
 
@@ -105,29 +105,28 @@ static const char *const tcp_labels[] = {
 static const struct protocol protocols[] = {
 	{
 		.name = "http",
-		.sources = { { "http_server_request_duration_seconds", SRC_EXCHANGES } },
+		.sources = { { PS_M_HTTP_SERVER_DURATION, SRC_EXCHANGES } },
 		.n_sources = 1,
-		.status_label = "http_response_status_code",
+		.status_label = PS_L_HTTP_STATUS,
 		.is_error = http_status_is_error,
-		.latency_family = "http_server_request_duration_seconds",
+		.latency_family = PS_M_HTTP_SERVER_DURATION,
 		.labels = http_labels,
 	},
 	{
 		.name = "db",
-		.sources = { { "db_client_operation_duration_seconds", SRC_EXCHANGES } },
+		.sources = { { PS_M_DB_CLIENT_DURATION, SRC_EXCHANGES } },
 		.n_sources = 1,
-		.status_label = "db_response_status_code",
+		.status_label = PS_L_DB_STATUS,
 		.is_error = db_status_is_error,
-		.latency_family = "db_client_operation_duration_seconds",
+		.latency_family = PS_M_DB_CLIENT_DURATION,
 		.labels = db_labels,
 	},
 	{
 		/* error_ratio = failed / (opened + failed); latency is the round-trip time */
 		.name = "tcp",
-		.sources = { { "periscope_tcp_connections_opened_total", SRC_REQUESTS },
-			     { "periscope_tcp_connections_failed_total", SRC_FAILURES } },
+		.sources = { { PS_M_TCP_OPENED, SRC_REQUESTS }, { PS_M_TCP_FAILED, SRC_FAILURES } },
 		.n_sources = 2,
-		.latency_family = "periscope_tcp_rtt_seconds",
+		.latency_family = PS_M_TCP_RTT,
 		.labels = tcp_labels,
 	},
 };

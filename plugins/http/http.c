@@ -25,6 +25,7 @@
 
 #include <periscope/capture.h>
 #include <periscope/plugin.h>
+#include <periscope/semconv.h>
 
 #include "http_proto.h"
 
@@ -390,18 +391,12 @@ static void on_conn_close(void *ctx, void *state, const struct ps_capture_conn *
 /* ---- life cycle --------------------------------------------------------------------------- */
 
 static const char *const server_labels[] = {
-	"service_name", "http_request_method", "http_response_status_code",
-	"http_route",	"url_scheme",	       NULL,
+	PS_L_SERVICE_NAME, PS_L_HTTP_METHOD, PS_L_HTTP_STATUS, PS_L_HTTP_ROUTE, PS_L_URL_SCHEME, NULL,
 };
 
 static const char *const client_labels[] = {
-	"service_name",
-	"http_request_method",
-	"http_response_status_code",
-	"server_address",
-	"server_port",
-	"url_scheme",
-	NULL,
+	PS_L_SERVICE_NAME,   PS_L_HTTP_METHOD, PS_L_HTTP_STATUS, PS_L_SERVER_ADDRESS,
+	PS_L_SERVER_PORT,    PS_L_URL_SCHEME,  NULL,
 };
 
 static const double body_buckets[] = {
@@ -432,17 +427,17 @@ static int register_metrics(struct http *st)
 	size_t nb = sizeof(body_buckets) / sizeof(body_buckets[0]);
 
 	st->server_duration = register_histogram(
-		"http_server_request_duration_seconds",
+		PS_M_HTTP_SERVER_DURATION,
 		"Duration of HTTP server requests, first request byte to last response byte",
 		server_labels, NULL, 0);
-	st->server_req_body = register_histogram("http_server_request_body_size_bytes",
+	st->server_req_body = register_histogram(PS_M_HTTP_SERVER_REQUEST_BODY,
 						 "Size of HTTP server request bodies",
 						 server_labels, body_buckets, nb);
-	st->server_resp_body = register_histogram("http_server_response_body_size_bytes",
+	st->server_resp_body = register_histogram(PS_M_HTTP_SERVER_RESPONSE_BODY,
 						  "Size of HTTP server response bodies",
 						  server_labels, body_buckets, nb);
 	st->client_duration = register_histogram(
-		"http_client_request_duration_seconds",
+		PS_M_HTTP_CLIENT_DURATION,
 		"Duration of HTTP client requests, first request byte to last response byte",
 		client_labels, NULL, 0);
 	if (!st->server_duration || !st->server_req_body || !st->server_resp_body ||

@@ -28,6 +28,7 @@
 #include <bpf/libbpf.h>
 
 #include <periscope/plugin.h>
+#include <periscope/semconv.h>
 
 #include "tcpflow.h"
 #include "tcpflow.skel.h"
@@ -1072,7 +1073,7 @@ out:
 /* ---- life cycle -------------------------------------------------------------------------- */
 
 static const char *const tcp_labels[] = {
-	"service_name", "direction", "peer_address", "peer_port", NULL,
+	PS_L_SERVICE_NAME, PS_L_DIRECTION, PS_L_PEER_ADDRESS, PS_L_PEER_PORT, NULL,
 };
 
 static const double rtt_buckets[] = {
@@ -1113,12 +1114,12 @@ static int register_metrics(struct tcpflow *st)
 			duration_buckets[n++] = long_duration_buckets[i];
 
 #define COUNTER(name, help) register_one(name, help, PS_METRIC_COUNTER, NULL, 0)
-	st->opened = COUNTER("periscope_tcp_connections_opened_total",
+	st->opened = COUNTER(PS_M_TCP_OPENED,
 			     "TCP connections that completed the handshake");
 	st->closed = COUNTER("periscope_tcp_connections_closed_total",
 			     "TCP connections that ended after being opened");
 	st->failed =
-		COUNTER("periscope_tcp_connections_failed_total",
+		COUNTER(PS_M_TCP_FAILED,
 			"TCP connections whose handshake never completed (refused, timed out)");
 	st->sent = COUNTER("periscope_tcp_sent_bytes_total",
 			   "Bytes the application wrote to TCP connections");
@@ -1127,7 +1128,7 @@ static int register_metrics(struct tcpflow *st)
 	st->retransmits = COUNTER("periscope_tcp_retransmits_total", "TCP segments retransmitted");
 	st->resets = COUNTER("periscope_tcp_resets_total", "TCP resets sent or received");
 #undef COUNTER
-	st->rtt = register_one("periscope_tcp_rtt_seconds",
+	st->rtt = register_one(PS_M_TCP_RTT,
 			       "Smoothed round-trip time of TCP connections, taken at close",
 			       PS_METRIC_HISTOGRAM, rtt_buckets,
 			       sizeof(rtt_buckets) / sizeof(rtt_buckets[0]));

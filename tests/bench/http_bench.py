@@ -194,6 +194,8 @@ def traced_round(port, work, plugin_dir, host_tax=False):
     return {
         "rps": rps,
         "kernel_ns": sum(ns for ns, _ in progs.values()),
+        # The capture's programs alone: what the number of L7 plugins can change.
+        "capture_ns": sum(ns for name, (ns, _) in progs.items() if name.startswith("ps_sc_")),
         "daemon_ns": (cpu1 - cpu0) / requests,
         "rss_mib": rss / 1024,
         "drops": last_value(text, "periscope_events_dropped_total"),
@@ -227,8 +229,8 @@ def main():
             traced["base_rps"] = base
             traced["host_tax"] = traced["dd_s"] / dd_base
             alone = traced_round(port, work, http_only)
-            traced["http_alone_kernel_ns"] = alone["kernel_ns"]
-            traced["l7_growth"] = traced["kernel_ns"] / alone["kernel_ns"]
+            traced["http_alone_capture_ns"] = alone["capture_ns"]
+            traced["l7_growth"] = traced["capture_ns"] / alone["capture_ns"]
             if FLOOR:
                 for fam, mode in FLOOR_MODES:
                     rps, ns = floor_round(port, fam, mode)
@@ -237,7 +239,7 @@ def main():
             rows.append(traced)
             print(f"round {i + 1}: untraced {base:.0f} req/s, traced {traced['rps']:.0f} req/s "
                   f"(ratio {traced['ratio']:.3f}), kernel {traced['kernel_ns']:.0f} ns/req "
-                  f"(http alone {alone['kernel_ns']:.0f}), daemon {traced['daemon_ns']:.0f} "
+                  f"(capture {traced['capture_ns']:.0f}, with http alone {alone['capture_ns']:.0f}), daemon {traced['daemon_ns']:.0f} "
                   f"ns/req, rss {traced['rss_mib']:.1f} MiB, drops {traced['drops']:.0f}, "
                   f"dd {traced['host_tax']:.3f}x", flush=True)
     finally:
@@ -251,7 +253,7 @@ def main():
               ("kernel BPF time per request (ns)", med["kernel_ns"], "<=", TARGETS["kernel_ns"], "{:.0f}"),
               ("daemon CPU per request (ns)", med["daemon_ns"], "<=", TARGETS["daemon_ns"], "{:.0f}"),
               ("daemon RSS (MiB)", med["rss_mib"], "<=", TARGETS["rss_mib"], "{:.1f}"),
-              ("kernel time, every plugin / http alone", med["l7_growth"], "<=", TARGETS["l7_growth"], "{:.3f}"),
+              ("capture kernel time, every L7 plugin / http alone", med["l7_growth"], "<=", TARGETS["l7_growth"], "{:.3f}"),
               ("dropped events", max(r["drops"] for r in rows), "<=", TARGETS["drops"], "{:.0f}")]
     if FLOOR:
         gap = med["floor_sock_copy_ratio"] - med["ratio"]
@@ -263,7 +265,8 @@ def main():
         missed += not ok
         print(f"  {name:34s} {fmt.format(value):>8s}   target {op} {target}   {'ok' if ok else 'MISSED'}")
     print(f"  (BPF program runs per request: {med['progs_runs_per_request']:.1f})")
-    print(f"  (kernel time with http alone: {med['http_alone_kernel_ns']:.0f} ns/request)")
+    print(f"  (capture kernel time: {med['capture_ns']:.0f} ns/request with every plugin, "
+          f"{med['http_alone_capture_ns']:.0f} with http alone)")
     if FLOOR:
         print("the yardstick, tests/bench/floor's programs alone on each hook family (no daemon):")
         for fam, where in (("sys", "syscall exits"), ("sock", "socket tracepoints")):
