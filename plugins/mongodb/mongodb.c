@@ -30,11 +30,12 @@
 
 #include <periscope/capture.h>
 #include <periscope/plugin.h>
+#include <periscope/semconv.h>
 
 #include "mongodb_proto.h"
 
-#define SUBSYS	     "mongodb"
-#define EXCLUDE_MAX  64
+#define SUBSYS	    "mongodb"
+#define EXCLUDE_MAX 64
 
 struct mongodb_config {
 	struct ps_portlist ports;
@@ -144,8 +145,8 @@ static void on_exchange(const struct mongo_exchange *ex, void *arg)
 		return;
 	}
 	/* The comm the capture knows is of the connection's first process only. */
-	service = ps_proc_service_name(c->pid, c->pid == c->cc->pid && c->cc->comm[0] ? c->cc->comm
-										      : NULL);
+	service = ps_proc_service_name(c->pid,
+				       c->pid == c->cc->pid && c->cc->comm[0] ? c->cc->comm : NULL);
 	emit_exchange(c, ex, server, service);
 	if (ex->outcome == MONGO_UNANSWERED) {
 		st->unanswered++;
@@ -158,7 +159,8 @@ static void on_exchange(const struct mongo_exchange *ex, void *arg)
 		seconds = (double)(ex->end_ns - ex->start_ns) / 1e9;
 	{
 		const char *values[] = {
-			service, "mongodb", ex->op, ex->collection, ex->db, status, addr, port, NULL,
+			service, "mongodb", ex->op, ex->collection, ex->db,
+			status,	 addr,	    port,   NULL,
 		};
 
 		ps_metric_observe(server ? st->server_duration : st->client_duration, values,
@@ -240,11 +242,11 @@ static void conn_close(void *ctx, void *state, const struct ps_capture_conn *cc,
 
 /* The same labels, in the same order, as mysql's: the families are shared by name. */
 static const char *const db_labels[] = {
-	"service_name",		   "db_system_name", "db_operation_name", "db_collection_name",
-	"db_namespace",		   "db_response_status_code", "server_address", "server_port",
-	NULL,
+	PS_L_SERVICE_NAME,   PS_L_DB_SYSTEM,	PS_L_DB_OPERATION,
+	PS_L_DB_COLLECTION,  PS_L_DB_NAMESPACE, PS_L_DB_STATUS,
+	PS_L_SERVER_ADDRESS, PS_L_SERVER_PORT,	NULL,
 };
-static const char *const plugin_labels[] = { "service_name", "plugin", NULL };
+static const char *const plugin_labels[] = { PS_L_SERVICE_NAME, "plugin", NULL };
 
 static struct ps_metric *register_metric(const char *name, const char *help,
 					 enum ps_metric_type type, const char *const *labels)
@@ -260,11 +262,11 @@ static struct ps_metric *register_metric(const char *name, const char *help,
 static int register_metrics(struct mongodb *st)
 {
 	st->client_duration = register_metric(
-		"db_client_operation_duration_seconds",
+		PS_M_DB_CLIENT_DURATION,
 		"Duration of database client operations, first request byte to last reply byte",
 		PS_METRIC_HISTOGRAM, db_labels);
 	st->server_duration = register_metric(
-		"db_server_operation_duration_seconds",
+		PS_M_DB_SERVER_DURATION,
 		"Duration of database operations seen in the server, first request byte to last "
 		"reply byte",
 		PS_METRIC_HISTOGRAM, db_labels);
@@ -276,13 +278,15 @@ static int register_metrics(struct mongodb *st)
 
 static int check_config(const struct mongodb_config *cfg, struct mongodb *st)
 {
-	if (cfg->capture_bytes < PS_CAPTURE_BYTES_MIN || cfg->capture_bytes > PS_CAPTURE_BYTES_MAX) {
+	if (cfg->capture_bytes < PS_CAPTURE_BYTES_MIN ||
+	    cfg->capture_bytes > PS_CAPTURE_BYTES_MAX) {
 		ps_error(SUBSYS, "capture_bytes must be between %d and %d bytes, not %" PRIu64,
 			 PS_CAPTURE_BYTES_MIN, PS_CAPTURE_BYTES_MAX, cfg->capture_bytes);
 		return -EINVAL;
 	}
 	if (cfg->ports.n == 0 || cfg->ports.n > PS_CAPTURE_PORTS_MAX) {
-		ps_error(SUBSYS, "ports: between 1 and %d ports, not %zu (connections are claimed by port)",
+		ps_error(SUBSYS,
+			 "ports: between 1 and %d ports, not %zu (connections are claimed by port)",
 			 PS_CAPTURE_PORTS_MAX, cfg->ports.n);
 		return -EINVAL;
 	}

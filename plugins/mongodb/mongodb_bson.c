@@ -293,8 +293,7 @@ int bson_validate(const uint8_t *p, size_t avail, size_t limit)
 	}
 }
 
-int bson_find(const uint8_t *p, size_t avail, size_t limit, const char *key,
-	      struct bson_elem *e)
+int bson_find(const uint8_t *p, size_t avail, size_t limit, const char *key, struct bson_elem *e)
 {
 	size_t key_len = strlen(key);
 	struct bson_iter it;
@@ -344,8 +343,7 @@ bool bson_elem_int32(const struct bson_elem *e, int32_t *out)
 	}
 	if (e->type != BSON_DOUBLE && e->type != BSON_INT64)
 		return false;
-	if (!bson_elem_number(e, &d) || !(d >= -2147483648.0 && d <= 2147483647.0) ||
-	    d != floor(d))
+	if (!bson_elem_number(e, &d) || !(d >= -2147483648.0 && d <= 2147483647.0) || d != floor(d))
 		return false;
 	*out = (int32_t)d;
 	return true;

@@ -90,12 +90,12 @@ int bson_validate(const uint8_t *p, size_t avail, size_t limit);
  * Looks for key among the top-level elements. BSON_OK with e filled, BSON_END
  * (not there), BSON_TRUNCATED (not among the captured elements) or BSON_MALFORMED.
  */
-int bson_find(const uint8_t *p, size_t avail, size_t limit, const char *key,
-	      struct bson_elem *e);
+int bson_find(const uint8_t *p, size_t avail, size_t limit, const char *key, struct bson_elem *e);
 
 /* Numeric values (double, int32, int64, bool) of a captured element; false otherwise. */
 bool bson_elem_number(const struct bson_elem *e, double *out);
-bool bson_elem_int32(const struct bson_elem *e, int32_t *out); /* int32, or an integral double/int64 in range */
+bool bson_elem_int32(const struct bson_elem *e,
+		     int32_t *out); /* int32, or an integral double/int64 in range */
 
 /* A string element's bytes (without the NUL); false if not a fully captured string. */
 bool bson_elem_string(const struct bson_elem *e, const char **s, size_t *len);

@@ -28,19 +28,19 @@
 #include "mongodb_bson.h"
 #include "mongodb_proto.h"
 
-#define HDR_LEN		    16
-#define MSG_MAX		    (64u << 20) /* servers refuse more than 48 MB; margin for compression */
-#define NS_MAX		    (MONGO_NAME_MAX * 2 + 2) /* "db.collection" of legacy opcodes */
+#define HDR_LEN 16
+#define MSG_MAX (64u << 20) /* servers refuse more than 48 MB; margin for compression */
+#define NS_MAX	(MONGO_NAME_MAX * 2 + 2) /* "db.collection" of legacy opcodes */
 
-#define OP_REPLY	    1
-#define OP_UPDATE	    2001
-#define OP_INSERT	    2002
-#define OP_QUERY	    2004
-#define OP_GET_MORE	    2005
-#define OP_DELETE	    2006
-#define OP_KILL_CURSORS	    2007
-#define OP_COMPRESSED	    2012
-#define OP_MSG		    2013
+#define OP_REPLY	1
+#define OP_UPDATE	2001
+#define OP_INSERT	2002
+#define OP_QUERY	2004
+#define OP_GET_MORE	2005
+#define OP_DELETE	2006
+#define OP_KILL_CURSORS 2007
+#define OP_COMPRESSED	2012
+#define OP_MSG		2013
 
 #define MSG_CHECKSUM	    (1u << 0)
 #define MSG_MORE_TO_COME    (1u << 1)
@@ -60,25 +60,25 @@ struct hdr {
 /* One direction of the connection. */
 struct half {
 	uint8_t hdr_buf[HDR_LEN];
-	size_t hdr_len;	    /* header bytes gathered so far */
-	bool in_body;	    /* the header is complete */
+	size_t hdr_len; /* header bytes gathered so far */
+	bool in_body;	/* the header is complete */
 	struct hdr hdr;
 	uint64_t remaining; /* body bytes still to come, seen or not */
 	uint8_t *keep;	    /* MONGO_MSG_KEEP bytes, allocated on first use */
 	size_t keep_len;
-	bool hole;	    /* a body byte was not captured: keep stops growing */
-	bool lost;	    /* framing lost: waits for a feed that starts with a header */
+	bool hole; /* a body byte was not captured: keep stops growing */
+	bool lost; /* framing lost: waits for a feed that starts with a header */
 	uint64_t start_ns;
 };
 
 struct pending {
 	bool used;
-	bool opaque;	    /* compressed with a compressor we cannot read: not reported */
-	bool data_reply;    /* legacy query or getMore: the reply holds documents, not a status */
+	bool opaque;	     /* compressed with a compressor we cannot read: not reported */
+	bool data_reply;     /* legacy query or getMore: the reply holds documents, not a status */
 	bool legacy_exhaust; /* OP_QUERY with the Exhaust flag */
 	bool has_alt;
 	uint32_t id, alt_id; /* request id; an exhaust stream's latest reply id */
-	uint64_t seq;	    /* age, for eviction */
+	uint64_t seq;	     /* age, for eviction */
 	struct mongo_exchange ex;
 };
 
@@ -165,7 +165,8 @@ static const struct command *command_find(const char *name, size_t len)
 		const char *c = commands[i].name;
 		size_t j = 0;
 
-		while (j < len && c[j] && to_lower((unsigned char)c[j]) == to_lower((unsigned char)name[j]))
+		while (j < len && c[j] &&
+		       to_lower((unsigned char)c[j]) == to_lower((unsigned char)name[j]))
 			j++;
 		if (j == len && !c[j])
 			return &commands[i];
@@ -401,8 +402,8 @@ static int read_command(const struct body *doc, struct mongo_exchange *ex)
 			copy_name(ex->collection, s, n);
 	}
 	while ((rc = bson_iter_next(&it, &f)) == BSON_OK) {
-		if (cmd && cmd->coll == COLL_FIELD && f.key_len == 10 && !memcmp(f.key, "collection", 10) &&
-		    bson_elem_string(&f, &s, &n))
+		if (cmd && cmd->coll == COLL_FIELD && f.key_len == 10 &&
+		    !memcmp(f.key, "collection", 10) && bson_elem_string(&f, &s, &n))
 			copy_name(ex->collection, s, n);
 		else if (f.key_len == 3 && !memcmp(f.key, "$db", 3) && bson_elem_string(&f, &s, &n))
 			copy_name(ex->db, s, n);
@@ -554,14 +555,14 @@ static void read_verdict(const struct body *doc, struct verdict *v)
 
 /* What the parse of one message found. */
 struct parsed {
-	bool ok;	   /* well formed as far as captured */
+	bool ok; /* well formed as far as captured */
 	bool request;
-	bool more_to_come; /* OP_MSG flag: no reply follows (request) / more replies follow */
-	bool exhaust;	   /* legacy OP_QUERY with the Exhaust flag */
-	bool data_reply;   /* legacy query or getMore: its reply carries documents */
+	bool more_to_come;  /* OP_MSG flag: no reply follows (request) / more replies follow */
+	bool exhaust;	    /* legacy OP_QUERY with the Exhaust flag */
+	bool data_reply;    /* legacy query or getMore: its reply carries documents */
 	bool reply_failure; /* OP_REPLY QueryFailure */
-	bool cursor_open;  /* OP_REPLY cursorID != 0 */
-	bool opaque;	   /* could not be read (compressor): known only by its header */
+	bool cursor_open;   /* OP_REPLY cursorID != 0 */
+	bool opaque;	    /* could not be read (compressor): known only by its header */
 	struct mongo_exchange ex; /* request: op, collection, db */
 	struct body reply_doc;	  /* reply: the status document, if any */
 	bool has_reply_doc;
@@ -832,8 +833,8 @@ static void on_reply(struct feed *f, const struct hdr *h, const struct parsed *m
 	if (m->has_reply_doc && !m->opaque && (!p->data_reply || m->reply_failure))
 		read_verdict(&m->reply_doc, &v);
 	/* Exhaust: OP_MSG replies say moreToCome; legacy ones keep coming while the cursor is open. */
-	more = opcode == OP_MSG ? m->more_to_come
-				: p->legacy_exhaust && m->cursor_open && !m->reply_failure;
+	more = opcode == OP_MSG ? m->more_to_come :
+				  p->legacy_exhaust && m->cursor_open && !m->reply_failure;
 	if (!p->opaque) {
 		p->ex.outcome = MONGO_REPLIED;
 		p->ex.error = v.error;
@@ -1027,8 +1028,11 @@ static void feed_unseen(struct feed *f, struct half *hf, uint64_t n)
 int mongo_stream_feed(struct mongo_stream *s, enum mongo_dir dir, const uint8_t *data, size_t len,
 		      uint64_t total, uint64_t ts_ns, mongo_exchange_fn fn, void *ctx)
 {
-	struct feed f = { .s = s, .dir = dir == MONGO_DIR_OUT ? MONGO_DIR_OUT : MONGO_DIR_IN,
-			  .ts = ts_ns, .fn = fn, .ctx = ctx };
+	struct feed f = { .s = s,
+			  .dir = dir == MONGO_DIR_OUT ? MONGO_DIR_OUT : MONGO_DIR_IN,
+			  .ts = ts_ns,
+			  .fn = fn,
+			  .ctx = ctx };
 	struct half *hf = &s->half[f.dir];
 	int rc;
 

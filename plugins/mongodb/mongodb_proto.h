@@ -23,11 +23,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MONGO_OP_MAX	      24  /* longest command name in the table, with its NUL */
-#define MONGO_NAME_MAX	      128 /* collection and database names; longer ones become "_OTHER" */
-#define MONGO_PENDING_MAX     64  /* requests awaiting a reply, per stream; beyond: oldest lost */
-#define MONGO_MSG_KEEP	      8192 /* bytes of a message (decompressed) that are parsed */
-#define MONGO_COMPRESSORS     4	   /* noop, snappy, zlib, zstd; other ids count as unknown */
+#define MONGO_OP_MAX	  24   /* longest command name in the table, with its NUL */
+#define MONGO_NAME_MAX	  128  /* collection and database names; longer ones become "_OTHER" */
+#define MONGO_PENDING_MAX 64   /* requests awaiting a reply, per stream; beyond: oldest lost */
+#define MONGO_MSG_KEEP	  8192 /* bytes of a message (decompressed) that are parsed */
+#define MONGO_COMPRESSORS 4    /* noop, snappy, zlib, zstd; other ids count as unknown */
 
 enum mongo_dir {
 	MONGO_DIR_IN = 0,  /* the observed process read these bytes */
@@ -48,22 +48,22 @@ enum mongo_compressor {
 };
 
 enum mongo_outcome {
-	MONGO_REPLIED = 0,  /* a reply came: error, code say how it went */
-	MONGO_NO_REPLY,	    /* the request said moreToCome (w:0 writes, legacy writes) */
-	MONGO_UNANSWERED,   /* the connection ended before the reply */
+	MONGO_REPLIED = 0, /* a reply came: error, code say how it went */
+	MONGO_NO_REPLY,	   /* the request said moreToCome (w:0 writes, legacy writes) */
+	MONGO_UNANSWERED,  /* the connection ended before the reply */
 };
 
 struct mongo_exchange {
 	enum mongo_role role;
 	enum mongo_outcome outcome;
-	char op[MONGO_OP_MAX];		/* command name as the table spells it, or "_OTHER" */
+	char op[MONGO_OP_MAX];		 /* command name as the table spells it, or "_OTHER" */
 	char collection[MONGO_NAME_MAX]; /* "" when the command has none */
-	char db[MONGO_NAME_MAX];	/* $db, or the database of a legacy namespace */
-	bool error;	 /* ok: 0, writeErrors, writeConcernError, $err, QueryFailure */
-	bool has_code;	 /* code holds the server's error code */
+	char db[MONGO_NAME_MAX];	 /* $db, or the database of a legacy namespace */
+	bool error;    /* ok: 0, writeErrors, writeConcernError, $err, QueryFailure */
+	bool has_code; /* code holds the server's error code */
 	int32_t code;
-	bool exhaust;	 /* a reply streamed after the first one (moreToCome) */
-	bool compressed; /* the request came in OP_COMPRESSED */
+	bool exhaust;	   /* a reply streamed after the first one (moreToCome) */
+	bool compressed;   /* the request came in OP_COMPRESSED */
 	uint64_t start_ns; /* first byte of the request (exhaust: of the previous reply) */
 	uint64_t end_ns;   /* last byte of the reply (no reply: of the request) */
 };
@@ -88,15 +88,15 @@ void mongo_stream_close(struct mongo_stream *s, uint64_t ts_ns, mongo_exchange_f
 
 struct mongo_stream_stats {
 	enum mongo_role role;
-	uint64_t messages;	/* framed, both directions */
-	uint64_t exchanges;	/* reported through the callback */
-	uint64_t malformed;	/* messages whose header, sections or BSON could not be read */
-	uint64_t desyncs;	/* times framing was lost to unseen bytes */
-	uint64_t unmatched;	/* replies whose request was not seen (or was evicted) */
-	uint64_t lost;		/* requests evicted from a full pending table */
+	uint64_t messages;  /* framed, both directions */
+	uint64_t exchanges; /* reported through the callback */
+	uint64_t malformed; /* messages whose header, sections or BSON could not be read */
+	uint64_t desyncs;   /* times framing was lost to unseen bytes */
+	uint64_t unmatched; /* replies whose request was not seen (or was evicted) */
+	uint64_t lost;	    /* requests evicted from a full pending table */
 	uint64_t compressed[MONGO_COMPRESSORS + 1]; /* OP_COMPRESSED by compressor; last: unknown */
-	uint64_t undecoded;	/* of those, messages that could not be decompressed */
-	bool not_mongo;		/* feed returns -EPROTO */
+	uint64_t undecoded; /* of those, messages that could not be decompressed */
+	bool not_mongo;	    /* feed returns -EPROTO */
 };
 
 void mongo_stream_get_stats(const struct mongo_stream *s, struct mongo_stream_stats *st);

@@ -36,7 +36,8 @@ static void check_label(const char *s, size_t cap)
 
 	check(end != NULL);
 	for (; s < end; s++)
-		check((unsigned char)*s > ' ' && (unsigned char)*s < 0x7f && *s != '"' && *s != '\\');
+		check((unsigned char)*s > ' ' && (unsigned char)*s < 0x7f && *s != '"' &&
+		      *s != '\\');
 }
 
 static void on_exchange(const struct mongo_exchange *ex, void *ctx)
@@ -101,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(st.exchanges == run.reported);
 	check(st.not_mongo == dead);
 	check(st.undecoded <= st.compressed[0] + st.compressed[1] + st.compressed[2] +
-				     st.compressed[3] + st.compressed[4] + st.messages);
+				      st.compressed[3] + st.compressed[4] + st.messages);
 	mongo_stream_close(s, run.last_ts + 1, NULL, NULL);
 	mongo_stream_free(s);
 	return 0;

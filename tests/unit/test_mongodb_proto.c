@@ -217,7 +217,8 @@ static char *truth_as_labels(const char *truth)
 		while (count[-1] != '\t')
 			count--;
 		op = mongo_command_name(line, (size_t)(tab - line));
-		snprintf(key, sizeof(key), "%s%.*s", op ? op : "_OTHER", (int)(count - 1 - tab), tab);
+		snprintf(key, sizeof(key), "%s%.*s", op ? op : "_OTHER", (int)(count - 1 - tab),
+			 tab);
 		table_add(t, key, (unsigned)atoi(count));
 		line = end + 1;
 	}
@@ -234,8 +235,10 @@ static bool field_covers(const char *rep, size_t rlen, const char *tru, size_t t
 		return true;
 	if (field == 0)
 		return rlen == 6 && !memcmp(rep, "_OTHER", 6);
-	if (field == 3) /* an error whose code was cut: any error; a cut error may read as success */
-		return (rlen == 6 && !memcmp(rep, "_OTHER", 6) && tlen > 0) || (rlen == 0 && cut_status);
+	if (field ==
+	    3) /* an error whose code was cut: any error; a cut error may read as success */
+		return (rlen == 6 && !memcmp(rep, "_OTHER", 6) && tlen > 0) ||
+		       (rlen == 0 && cut_status);
 	return rlen == 0; /* collection, db */
 }
 
@@ -297,8 +300,8 @@ enum replay_mode {
 
 struct replay {
 	enum replay_mode mode;
-	bool server;	/* feed as the responder saw it: directions swapped */
-	size_t capture; /* 0: everything; else only the first bytes of each feed */
+	bool server;	   /* feed as the responder saw it: directions swapped */
+	size_t capture;	   /* 0: everything; else only the first bytes of each feed */
 	size_t drop_every; /* 0: none; else every Nth record is moved but not captured */
 };
 
@@ -450,20 +453,20 @@ START_TEST(test_fixture_features)
 	replay(&fx, &r, t, &st);
 	ck_assert_uint_gt(st.compressed[MONGO_COMP_ZLIB], 20); /* requests and replies */
 	ck_assert_uint_eq(st.undecoded, 0);
-	ck_assert_uint_gt(t->exhaust, 0); /* the monitor's streamed hello, the exhaust find */
-	ck_assert_uint_eq(t->no_reply, 1);  /* the w:0 insert */
+	ck_assert_uint_gt(t->exhaust, 0);  /* the monitor's streamed hello, the exhaust find */
+	ck_assert_uint_eq(t->no_reply, 1); /* the w:0 insert */
 	fixture_free(&fx);
 
 	fixture_load(&fx, "mongoc");
 	replay(&fx, &r, t, &st);
 	ck_assert_uint_eq(st.compressed[MONGO_COMP_ZLIB], 0);
-	ck_assert_uint_ge(t->exhaust, 3); /* legacy OP_QUERY exhaust: batches in one recv */
+	ck_assert_uint_ge(t->exhaust, 3);  /* legacy OP_QUERY exhaust: batches in one recv */
 	ck_assert_uint_eq(t->no_reply, 1); /* w:0, written together with the next command */
 	fixture_free(&fx);
 
 	fixture_load(&fx, "node");
 	replay(&fx, &r, t, &st);
-	ck_assert_uint_ge(t->exhaust, 2); /* awaitable hello, replies with moreToCome */
+	ck_assert_uint_ge(t->exhaust, 2);    /* awaitable hello, replies with moreToCome */
 	ck_assert_uint_eq(t->unanswered, 1); /* the monitor's hello the close cut short */
 	fixture_free(&fx);
 	free(t);
@@ -639,9 +642,9 @@ static struct table *feed_pair(struct mongo_stream *s, const struct buf *req, co
 	static struct table t;
 
 	memset(&t, 0, sizeof(t));
-	ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_OUT, req->b, req->n, req->n, 10, on_exchange,
-					   &t),
-			 0);
+	ck_assert_int_eq(
+		mongo_stream_feed(s, MONGO_DIR_OUT, req->b, req->n, req->n, 10, on_exchange, &t),
+		0);
 	if (rsp)
 		ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_IN, rsp->b, rsp->n, rsp->n, 20,
 						   on_exchange, &t),
@@ -742,8 +745,8 @@ START_TEST(test_more_to_come_request)
 	ck_assert_str_eq(t->key[0], "insert\tlogs\tapp\t");
 	/* a reply to it would be unmatched */
 	ok_msg(&rsp, 100, 1, 1, 0);
-	ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_IN, rsp.b, rsp.n, rsp.n, 30, on_exchange, t),
-			 0);
+	ck_assert_int_eq(
+		mongo_stream_feed(s, MONGO_DIR_IN, rsp.b, rsp.n, rsp.n, 30, on_exchange, t), 0);
 	mongo_stream_get_stats(s, &st);
 	ck_assert_uint_eq(st.unmatched, 1);
 	mongo_stream_free(s);
@@ -818,7 +821,8 @@ START_TEST(test_sections)
 	req.b[req.n - 1] = 0;
 	set32(&req, 0, (uint32_t)(req.n - 1));
 	req.n--;
-	ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_OUT, req.b, req.n, req.n, 1, NULL, NULL), 0);
+	ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_OUT, req.b, req.n, req.n, 1, NULL, NULL),
+			 0);
 	mongo_stream_get_stats(s, &st);
 	ck_assert_uint_eq(st.malformed, 1);
 	mongo_stream_free(s);
@@ -846,12 +850,12 @@ START_TEST(test_compressed_opaque)
 		put32(&b, 40);
 		put(&b, &ids[i], 1);
 		put(&b, junk, 7);
-		ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_OUT, b.b, b.n, b.n, 1, on_exchange, &t),
-				 0);
+		ck_assert_int_eq(
+			mongo_stream_feed(s, MONGO_DIR_OUT, b.b, b.n, b.n, 1, on_exchange, &t), 0);
 		set32(&b, 4, (uint32_t)(90 + i));
 		set32(&b, 8, (uint32_t)(10 + i));
-		ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_IN, b.b, b.n, b.n, 2, on_exchange, &t),
-				 0);
+		ck_assert_int_eq(
+			mongo_stream_feed(s, MONGO_DIR_IN, b.b, b.n, b.n, 2, on_exchange, &t), 0);
 	}
 	mongo_stream_get_stats(s, &st);
 	ck_assert_uint_eq(st.compressed[MONGO_COMP_SNAPPY], 2);
@@ -872,11 +876,12 @@ START_TEST(test_not_mongo)
 	struct mongo_stream *s = mongo_stream_new();
 	struct mongo_stream_stats st;
 
-	ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_OUT, (const uint8_t *)http, sizeof(http) - 1,
-					   sizeof(http) - 1, 1, NULL, NULL),
+	ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_OUT, (const uint8_t *)http,
+					   sizeof(http) - 1, sizeof(http) - 1, 1, NULL, NULL),
 			 -EPROTO);
-	ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_IN, (const uint8_t *)http, 4, 4, 2, NULL, NULL),
-			 -EPROTO);
+	ck_assert_int_eq(
+		mongo_stream_feed(s, MONGO_DIR_IN, (const uint8_t *)http, 4, 4, 2, NULL, NULL),
+		-EPROTO);
 	mongo_stream_get_stats(s, &st);
 	ck_assert(st.not_mongo);
 	ck_assert(!mongo_looks_like_message((const uint8_t *)http, sizeof(http) - 1));
@@ -896,15 +901,17 @@ START_TEST(test_pending_overflow_and_close)
 	for (uint32_t i = 1; i <= MONGO_PENDING_MAX + 5; i++) {
 		b.n = 0;
 		cmd_msg(&b, i, 0, "find", "c", "d");
-		ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_OUT, b.b, b.n, b.n, i, on_exchange, &t),
-				 0);
+		ck_assert_int_eq(
+			mongo_stream_feed(s, MONGO_DIR_OUT, b.b, b.n, b.n, i, on_exchange, &t), 0);
 	}
 	b.n = 0;
 	ok_msg(&b, 500, 1, 1, 0); /* answers a request that was given up */
-	ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_IN, b.b, b.n, b.n, 100, on_exchange, &t), 0);
+	ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_IN, b.b, b.n, b.n, 100, on_exchange, &t),
+			 0);
 	b.n = 0;
 	ok_msg(&b, 501, MONGO_PENDING_MAX + 5, 1, 0);
-	ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_IN, b.b, b.n, b.n, 101, on_exchange, &t), 0);
+	ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_IN, b.b, b.n, b.n, 101, on_exchange, &t),
+			 0);
 	ck_assert_uint_eq(t.n, 1);
 	mongo_stream_close(s, 200, on_exchange, &t);
 	mongo_stream_get_stats(s, &st);
@@ -927,13 +934,14 @@ START_TEST(test_resync)
 	cmd_msg(&a, 1, 0, "find", "c", "d");
 	cmd_msg(&b, 2, 0, "count", "c", "d");
 	/* a, then 3 bytes of b captured out of all of it: framing of this direction is lost */
-	ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_OUT, a.b, a.n, a.n + 7, 1, on_exchange, &t), 0);
+	ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_OUT, a.b, a.n, a.n + 7, 1, on_exchange, &t),
+			 0);
 	mongo_stream_get_stats(s, &st);
 	ck_assert_uint_eq(st.desyncs, 1);
 	/* a feed in the middle of nothing is ignored, one that starts a message is read */
-	ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_OUT, b.b + 7, b.n - 7, b.n - 7, 2, on_exchange,
-					   &t),
-			 0);
+	ck_assert_int_eq(
+		mongo_stream_feed(s, MONGO_DIR_OUT, b.b + 7, b.n - 7, b.n - 7, 2, on_exchange, &t),
+		0);
 	ck_assert_int_eq(mongo_stream_feed(s, MONGO_DIR_OUT, b.b, b.n, b.n, 3, on_exchange, &t), 0);
 	ok_msg(&r, 100, 2, 1, 0);
 	ok_msg(&r, 101, 1, 1, 0);
@@ -974,7 +982,8 @@ START_TEST(test_bson_cut_versus_malformed)
 	/* the string's length past the document */
 	set32(&b, 4 + 1 + 2, 1000);
 	ck_assert_int_eq(bson_validate(b.b, b.n, b.n), BSON_MALFORMED);
-	ck_assert_int_eq(bson_validate(b.b, 11, b.n), BSON_MALFORMED); /* knowable from the prefix */
+	ck_assert_int_eq(bson_validate(b.b, 11, b.n),
+			 BSON_MALFORMED); /* knowable from the prefix */
 	ck_assert_int_eq(bson_validate(b.b, 10, b.n), BSON_TRUNCATED); /* the length is cut */
 	set32(&b, 4 + 1 + 2, 6);
 	/* an unknown type */

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_ROWS 128
+#define MAX_ROWS     128
 #define MAX_INFLIGHT 64
 
 struct row {
@@ -49,21 +49,22 @@ static void count_row(const char *key)
 
 static const char *collection_of(const char *name, const bson_t *cmd)
 {
-	static const char *const first[] = { "find",	 "insert",   "update",	      "delete",
-					     "aggregate", "count",    "distinct",     "findAndModify",
-					     "create",	 "drop",     "createIndexes", "killCursors",
+	static const char *const first[] = { "find",	 "insert",	  "update",
+					     "delete",	 "aggregate",	  "count",
+					     "distinct", "findAndModify", "create",
+					     "drop",	 "createIndexes", "killCursors",
 					     NULL };
 	bson_iter_t it;
 
 	if (!strcmp(name, "getMore"))
-		return bson_iter_init_find(&it, cmd, "collection") && BSON_ITER_HOLDS_UTF8(&it)
-			       ? bson_iter_utf8(&it, NULL)
-			       : "";
+		return bson_iter_init_find(&it, cmd, "collection") && BSON_ITER_HOLDS_UTF8(&it) ?
+			       bson_iter_utf8(&it, NULL) :
+			       "";
 	for (size_t i = 0; first[i]; i++)
 		if (!strcmp(name, first[i]))
-			return bson_iter_init_find(&it, cmd, name) && BSON_ITER_HOLDS_UTF8(&it)
-				       ? bson_iter_utf8(&it, NULL)
-				       : "";
+			return bson_iter_init_find(&it, cmd, name) && BSON_ITER_HOLDS_UTF8(&it) ?
+				       bson_iter_utf8(&it, NULL) :
+				       "";
 	return "";
 }
 
@@ -230,7 +231,8 @@ int main(int argc, char **argv)
 	mongoc_database_command_simple(db, BCON_NEW("create", "items"), NULL, NULL, NULL);
 
 	for (int i = 0; i < n; i++)
-		mongoc_collection_insert_one(items, BCON_NEW("_id", BCON_INT32(i), "k", BCON_INT32(i % 5)),
+		mongoc_collection_insert_one(items,
+					     BCON_NEW("_id", BCON_INT32(i), "k", BCON_INT32(i % 5)),
 					     NULL, NULL, NULL);
 	{
 		bson_t *docs[64];
@@ -238,8 +240,8 @@ int main(int argc, char **argv)
 
 		for (int i = 0; i < m; i++)
 			docs[i] = BCON_NEW("_id", BCON_INT32(n + i), "k", BCON_INT32(i % 5));
-		if (!mongoc_collection_insert_many(items, (const bson_t **)docs, (size_t)m, NULL, NULL,
-						   &err))
+		if (!mongoc_collection_insert_many(items, (const bson_t **)docs, (size_t)m, NULL,
+						   NULL, &err))
 			fprintf(stderr, "insert_many: %s\n", err.message);
 		for (int i = 0; i < m; i++)
 			bson_destroy(docs[i]);
@@ -253,8 +255,8 @@ int main(int argc, char **argv)
 		bson_t opts = BSON_INITIALIZER;
 
 		mongoc_write_concern_append(w0, &opts);
-		mongoc_collection_insert_one(items, BCON_NEW("_id", BCON_INT32(1000001)), &opts, NULL,
-					     NULL);
+		mongoc_collection_insert_one(items, BCON_NEW("_id", BCON_INT32(1000001)), &opts,
+					     NULL, NULL);
 		bson_destroy(&opts);
 	}
 
@@ -262,14 +264,15 @@ int main(int argc, char **argv)
 						     BCON_NEW("batchSize", BCON_INT32(7)), NULL));
 	fprintf(stderr, "find: %d documents\n", got);
 	got = drain(mongoc_collection_find_with_opts(
-		items, BCON_NEW(NULL), BCON_NEW("batchSize", BCON_INT32(25), "exhaust", BCON_BOOL(true)),
-		NULL));
+		items, BCON_NEW(NULL),
+		BCON_NEW("batchSize", BCON_INT32(25), "exhaust", BCON_BOOL(true)), NULL));
 	fprintf(stderr, "exhaust find: %d documents\n", got);
 
 	mongoc_collection_update_one(items, BCON_NEW("_id", BCON_INT32(1)),
 				     BCON_NEW("$set", "{", "v", "y", "}"), NULL, NULL, NULL);
 	mongoc_collection_update_many(items, BCON_NEW("k", BCON_INT32(2)),
-				      BCON_NEW("$inc", "{", "c", BCON_INT32(1), "}"), NULL, NULL, NULL);
+				      BCON_NEW("$inc", "{", "c", BCON_INT32(1), "}"), NULL, NULL,
+				      NULL);
 	w3 = mongoc_write_concern_new();
 	mongoc_write_concern_set_w(w3, 3);
 	{
@@ -277,8 +280,8 @@ int main(int argc, char **argv)
 
 		mongoc_write_concern_append(w3, &opts);
 		mongoc_collection_update_one(items, BCON_NEW("_id", BCON_INT32(4)),
-					     BCON_NEW("$set", "{", "v", BCON_INT32(1), "}"), &opts, NULL,
-					     NULL);
+					     BCON_NEW("$set", "{", "v", BCON_INT32(1), "}"), &opts,
+					     NULL, NULL);
 		bson_destroy(&opts);
 	}
 	mongoc_collection_delete_one(items, BCON_NEW("_id", BCON_INT32(5)), NULL, NULL, NULL);
@@ -288,21 +291,20 @@ int main(int argc, char **argv)
 		items, MONGOC_QUERY_NONE,
 		BCON_NEW("pipeline", "[", "{", "$match", "{", "k", BCON_INT32(1), "}", "}", "]"),
 		BCON_NEW("batchSize", BCON_INT32(5)), NULL));
-	drain(mongoc_collection_aggregate(items, MONGOC_QUERY_NONE,
-					  BCON_NEW("pipeline", "[", "{", "$bogusStage", "{", "}", "}",
-						   "]"),
-					  NULL, NULL));
+	drain(mongoc_collection_aggregate(
+		items, MONGOC_QUERY_NONE,
+		BCON_NEW("pipeline", "[", "{", "$bogusStage", "{", "}", "}", "]"), NULL, NULL));
 	mongoc_collection_count_documents(items, BCON_NEW(NULL), NULL, NULL, NULL, NULL);
 	mongoc_collection_estimated_document_count(items, NULL, NULL, NULL, NULL);
-	mongoc_collection_read_command_with_opts(
-		items, BCON_NEW("distinct", "items", "key", "k"), NULL, NULL, &reply, NULL);
+	mongoc_collection_read_command_with_opts(items, BCON_NEW("distinct", "items", "key", "k"),
+						 NULL, NULL, &reply, NULL);
 	bson_destroy(&reply);
 	{
 		mongoc_find_and_modify_opts_t *fam = mongoc_find_and_modify_opts_new();
 
 		mongoc_find_and_modify_opts_set_update(fam, BCON_NEW("$set", "{", "v", "w", "}"));
-		mongoc_collection_find_and_modify_with_opts(items, BCON_NEW("_id", BCON_INT32(6)), fam,
-							    &reply, NULL);
+		mongoc_collection_find_and_modify_with_opts(items, BCON_NEW("_id", BCON_INT32(6)),
+							    fam, &reply, NULL);
 		bson_destroy(&reply);
 		mongoc_find_and_modify_opts_destroy(fam);
 	}
