@@ -13,7 +13,8 @@ BUILD_PACKAGES=(build-essential autoconf automake libtool pkg-config clang llvm 
 # What the tests drive: real servers, real clients, the real validators.
 TEST_PACKAGES=(python3 curl iproute2 procps prometheus prometheus-node-exporter rsyslog nginx
 	apache2-utils wrk openssl libclang-rt-14-dev valgrind util-linux
-	librdkafka-dev kcat python3-kafka python3-confluent-kafka)
+	librdkafka-dev kcat python3-kafka python3-confluent-kafka
+	python3-pymongo libmongoc-dev)
 # What `make check-packaging` drives: the package builders, a Debian root, a container runtime.
 PACKAGING_PACKAGES=(debhelper dpkg-dev lintian rpm debootstrap podman runc strace python3-yaml
 	groff-base)
@@ -42,6 +43,17 @@ install_packages() {
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 	[ -z "$own_policy" ] || rm -f $policy
+}
+
+# The mongodb test drives the official Node.js driver too: npm puts it in the test's
+# git-ignored node_modules, at the version package-lock.json pins.
+install_node_driver() {
+	local dir=$top/tests/integration/mongodb
+	command -v npm >/dev/null || install_packages nodejs npm
+	[ -d "$dir/node_modules/mongodb" ] && return 0
+	say "installing the Node.js MongoDB driver for the tests (npm ci)"
+	(cd "$dir" && npm ci --omit=dev --no-audit --no-fund --loglevel=error) ||
+		die "npm ci failed in $dir"
 }
 
 configure_tree() { # dir [configure args...]
@@ -78,6 +90,7 @@ run_tests() {
 	[ "$(id -u)" = 0 ] && packaging=1
 	install_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}" \
 		${packaging:+"${PACKAGING_PACKAGES[@]}"}
+	install_node_driver
 	configure_tree "$build"
 	build "$build"
 	say "make check (unit and integration tests)"
