@@ -110,7 +110,7 @@ struct ps_sc_slot {
 	__u8 active;
 	__u8 classifier;      /* enum ps_sc_classifier: TCP */
 	__u8 unix_classifier; /* AF_UNIX */
-	__u8 pad;
+	__u8 tls;	      /* wants OpenSSL plaintext: others never see it */
 	__u32 capture_bytes;
 };
 

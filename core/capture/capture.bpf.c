@@ -707,7 +707,8 @@ struct ps_sc_head {
  * classifiers once, not again in every program and every path that calls it.
  */
 __attribute__((noinline)) int ps_sc_verdict_of(const struct ps_sc_head *head, __u32 len,
-						__u32 candidates, __u32 unix_socket)
+						__u32 candidates, __u32 unix_socket,
+						__u32 tls_plaintext)
 {
 	int http, mysql, verdict = PS_SC_NOT_MINE;
 
@@ -722,7 +723,7 @@ __attribute__((noinline)) int ps_sc_verdict_of(const struct ps_sc_head *head, __
 		__u8 classifier = unix_socket ? sl->unix_classifier : sl->classifier;
 		int says = PS_HTTP_NO;
 
-		if (!(candidates & (1u << i)) || !sl->active)
+		if (!(candidates & (1u << i)) || !sl->active || (tls_plaintext && !sl->tls))
 			continue;
 		if (classifier == PS_SC_CLASSIFY_NONE && !unix_socket)
 			return PS_SC_MINE | i << 8;
@@ -757,7 +758,8 @@ static __always_inline bool ps_sc_classify(__u64 key, __u32 fd, struct ps_sc_con
 		ps_sc_tls_mark(key, fd, c);
 		return false;
 	}
-	verdict = ps_sc_verdict_of(&head, len, c->candidates, c->family == AF_UNIX);
+	verdict = ps_sc_verdict_of(&head, len, c->candidates, c->family == AF_UNIX,
+				   (flags & PS_SC_F_TLS) != 0);
 	if ((verdict & 0xff) == PS_SC_MINE) {
 		c->state = PS_SC_MINE;
 		c->slot = (verdict >> 8) & (PS_SC_SLOTS - 1);

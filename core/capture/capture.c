@@ -680,6 +680,7 @@ static int kernel_add(struct ps_capture_reg *r)
 	cap.skel->bss->ps_sc_slots[r->slot] = (struct ps_sc_slot){
 		.classifier = (__u8)r->proto.classifier,
 		.unix_classifier = (__u8)r->proto.unix_classifier,
+		.tls = r->proto.tls,
 		.capture_bytes = r->proto.capture_bytes,
 	};
 	__atomic_store_n(&cap.skel->bss->ps_sc_slots[r->slot].active, 1, __ATOMIC_RELEASE);
