@@ -12,7 +12,8 @@ BUILD_PACKAGES=(build-essential autoconf automake libtool pkg-config clang llvm 
 	libbpf-dev libelf-dev zlib1g-dev libuv1-dev libyaml-dev check)
 # What the tests drive: real servers, real clients, the real validators.
 TEST_PACKAGES=(python3 curl iproute2 procps prometheus prometheus-node-exporter rsyslog nginx
-	apache2-utils wrk openssl libclang-rt-14-dev valgrind)
+	apache2-utils wrk openssl libclang-rt-14-dev valgrind mariadb-server mariadb-client sysbench
+	python3-pymysql)
 
 say() { printf '\033[1mquickstart:\033[0m %s\n' "$*"; }
 die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
