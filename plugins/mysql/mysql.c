@@ -100,8 +100,8 @@ static void observe(struct mysql *st, const struct feed_ctx *fc, const struct my
 		seconds = (double)(ex->end_ns - ex->start_ns) / 1e9;
 
 	const char *values[] = {
-		service,	  "mysql", ex->operation, ex->collection, ex->db_namespace,
-		status,		  addr,	   port,
+		service,	  "mysql", ex->operation, ex->collection,
+		ex->db_namespace, status,  addr,	  port,
 	};
 
 	ps_metric_observe(server ? st->server_duration : st->client_duration, values, seconds);
@@ -191,7 +191,8 @@ static int conn_data(void *ctx, void *state, const struct ps_capture_conn *conn,
 				chunk->ts_ns, on_exchange, &fc);
 	account(st, mc);
 	if (err == -EPROTO) {
-		ps_debug(SUBSYS, "connection %" PRIu64 " of pid %u (%s): not MySQL, no longer followed",
+		ps_debug(SUBSYS,
+			 "connection %" PRIu64 " of pid %u (%s): not MySQL, no longer followed",
 			 conn->id, conn->pid, conn->comm);
 		return -EPROTO;
 	}
@@ -214,9 +215,9 @@ static void conn_close(void *ctx, void *state, const struct ps_capture_conn *con
 /* ---- life cycle --------------------------------------------------------------------------- */
 
 static const char *const db_labels[] = {
-	"service_name",		  "db_system_name", "db_operation_name", "db_collection_name",
-	"db_namespace",		  "db_response_status_code", "server_address", "server_port",
-	NULL,
+	"service_name",	      "db_system_name", "db_operation_name",
+	"db_collection_name", "db_namespace",	"db_response_status_code",
+	"server_address",     "server_port",	NULL,
 };
 
 static const char *const plugin_labels[] = { "service_name", "plugin", NULL };
@@ -272,7 +273,8 @@ static int check_config(const struct mysql_config *cfg)
 		ps_error(SUBSYS, "at most %d ports, not %zu", PS_CAPTURE_PORTS_MAX, cfg->ports.n);
 		return -EINVAL;
 	}
-	if (cfg->capture_bytes < PS_CAPTURE_BYTES_MIN || cfg->capture_bytes > PS_CAPTURE_BYTES_MAX) {
+	if (cfg->capture_bytes < PS_CAPTURE_BYTES_MIN ||
+	    cfg->capture_bytes > PS_CAPTURE_BYTES_MAX) {
 		ps_error(SUBSYS, "capture_bytes must be between %d and %d bytes, not %" PRIu64,
 			 PS_CAPTURE_BYTES_MIN, PS_CAPTURE_BYTES_MAX, cfg->capture_bytes);
 		return -EINVAL;

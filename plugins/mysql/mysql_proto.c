@@ -221,7 +221,8 @@ static void copy_name(char *out, size_t cap, const uint8_t *p, size_t n)
 	if (n > MYSQL_IDENT_MAX)
 		n = MYSQL_IDENT_MAX;
 	for (size_t i = 0; i < n && o + 1 < cap; i++)
-		out[o++] = (p[i] < 0x20 || p[i] == 0x7f || p[i] == '"' || p[i] == '\\') ?
+		out[o++] = (p[i] < 0x20 || p[i] == 0x7f || p[i] == '"' || p[i] == '\'' ||
+			    p[i] == '\\') ?
 				   '?' :
 				   (char)p[i];
 	out[o] = '\0';

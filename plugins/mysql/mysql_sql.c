@@ -244,7 +244,8 @@ static void append_ident(char *out, size_t cap, const struct tok *t)
 	for (size_t i = 0; i < n && o + 1 < cap; i++) {
 		unsigned char c = (unsigned char)t->p[i];
 
-		out[o++] = (c < 0x20 || c == 0x7f || c == '"' || c == '\\') ? '?' : (char)c;
+		out[o++] = (c < 0x20 || c == 0x7f || c == '"' || c == '\'' || c == '\\') ? '?' :
+											   (char)c;
 	}
 	out[o] = '\0';
 }
