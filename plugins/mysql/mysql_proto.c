@@ -127,7 +127,8 @@ struct pkt {
 
 struct mysql_stream {
 	enum phase phase;
-	int cmd_dir; /* direction of the client's packets, -1 unknown */
+	int cmd_dir;	    /* direction of the client's packets, -1 unknown */
+	bool dir_confirmed; /* by the handshake, or by a response that answered a command */
 	unsigned strikes, idle_feeds;
 	uint32_t client_caps, server_caps;
 	bool client_caps_known, server_caps_known;
@@ -664,11 +665,33 @@ static void response_prepare(struct feed *f, const struct pkt *p)
 	}
 }
 
+/*
+ * The direction of commands was guessed from a packet that looked like one,
+ * and the other side sends what only a client sends: the guess was wrong
+ * (bytes in the middle of something). Start over, from a feed that starts
+ * with a command.
+ */
+static void lose_framing(struct mysql_stream *s, enum mysql_dir dir);
+
+static void restart(struct mysql_stream *s)
+{
+	s->q_len = 0; /* they were not commands: nothing to count as lost */
+	resp_reset(s);
+	s->cmd_dir = -1;
+	s->phase = PH_START;
+	lose_framing(s, MYSQL_DIR_IN);
+	lose_framing(s, MYSQL_DIR_OUT);
+}
+
 static void response_packet(struct feed *f, const struct pkt *p)
 {
 	struct mysql_stream *s = f->s;
 	struct pending *q = head(s);
 
+	if (!s->dir_confirmed && p->seq == 0) {
+		restart(s);
+		return;
+	}
 	if (s->maybe_eof) {
 		s->maybe_eof = false;
 		if (is_eof5(p) && p->seq == s->maybe_eof_seq) {
@@ -701,6 +724,8 @@ static void response_packet(struct feed *f, const struct pkt *p)
 		q->last_stmt = false;
 		name_statement(s, q, stmt_find(s, s->last_prepared));
 	}
+	if (p->seq == 1)
+		s->dir_confirmed = true;
 	s->resp_started = true;
 	s->last_seq = p->seq;
 	s->end_ns = p->end_ns;
@@ -1015,18 +1040,21 @@ static void start_packet(struct feed *f, const struct pkt *p)
 
 	if (is_greeting(p)) {
 		s->cmd_dir = !p->dir;
+		s->dir_confirmed = true;
 		s->phase = PH_HANDSHAKE;
 		parse_greeting(s, p);
 		return;
 	}
 	if ((p->seq == 1 || p->seq == 2) && is_handshake_response(p)) {
 		s->cmd_dir = p->dir;
+		s->dir_confirmed = true;
 		s->phase = PH_HANDSHAKE;
 		handshake_packet(f, p);
 		return;
 	}
 	if (p->seq == 0 && p->have && command_plausible(p->data[0], p->len)) {
 		s->cmd_dir = p->dir;
+		s->dir_confirmed = false;
 		s->phase = PH_COMMAND;
 		command_packet(f, p);
 		return;
@@ -1126,6 +1154,8 @@ static bool resync(struct mysql_stream *s, enum mysql_dir dir, const uint8_t *da
 	if (s->cmd_dir < 0 || (int)dir == s->cmd_dir) {
 		if (data[3] != 0 || !command_plausible(data[4], plen))
 			return false;
+		if (s->cmd_dir < 0)
+			s->dir_confirmed = false;
 		s->cmd_dir = dir;
 		if (s->phase == PH_START || s->phase == PH_HANDSHAKE)
 			s->phase = PH_COMMAND;

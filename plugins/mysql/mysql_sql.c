@@ -457,7 +457,7 @@ static const char *const known_ops[] = {
 	"GRANT", "REVOKE", "LOCK", "UNLOCK", "FLUSH", "KILL", "LOAD", "HANDLER", "DO",
 	"PREPARE", "EXECUTE", "DEALLOCATE", "XA", "VALUES", "TABLE", "INSTALL", "UNINSTALL",
 	"RESET", "PURGE", "CHANGE", "STOP", "BINLOG", "CACHE", "SIGNAL", "RESIGNAL", "GET", "HELP",
-	"BACKUP", "SHUTDOWN",
+	"BACKUP", "SHUTDOWN", "START",
 };
 /* clang-format on */
 
@@ -525,7 +525,7 @@ static void ddl_table(struct scan *sc)
 	}
 }
 
-static void statement_tables(struct scan *sc, const struct tok *op)
+static void statement_tables(struct scan *sc)
 {
 	struct lexer *lx = &sc->lx;
 	const char *o = sc->out->operation;
@@ -554,12 +554,9 @@ static void statement_tables(struct scan *sc, const struct tok *op)
 
 		if (is_name(&t) && !t.cut && !(lx->truncated && lx->pos >= lx->len))
 			append_ident(sc->out->use_db, MYSQL_DB_MAX, &t);
-	} else if (!strcmp(o, "BEGIN") || word_is(op, "START")) {
-		/* BEGIN [WORK] and START TRANSACTION [...] open a transaction; START SLAVE doesn't. */
-		if (word_is(op, "START")) {
-			if (next_is(lx, "TRANSACTION"))
-				strcpy(sc->out->operation, "BEGIN");
-		}
+	} else if (!strcmp(o, "START") && next_is(lx, "TRANSACTION")) {
+		/* START TRANSACTION is BEGIN; START SLAVE and the like stay START. */
+		strcpy(sc->out->operation, "BEGIN");
 	}
 }
 
@@ -604,9 +601,7 @@ int mysql_sql_summarize(const char *sql, size_t len, bool truncated, struct mysq
 		return -EINVAL;
 	set_operation(out, &t);
 	if (!sc.found)
-		statement_tables(&sc, &t);
-	if (!strcmp(out->operation, "_OTHER") && word_is(&t, "START"))
-		strcpy(out->operation, "START");
+		statement_tables(&sc);
 	out->multi = more_statements(&sc.lx);
 	return 0;
 }

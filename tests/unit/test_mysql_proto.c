@@ -501,6 +501,40 @@ START_TEST(starts_mid_connection)
 END_TEST
 
 /*
+ * The first bytes seen look like a command but come from the server (the
+ * middle of a result set): once the real client sends a command, the guess
+ * is dropped and decoding starts over at the next command.
+ */
+START_TEST(wrong_direction_guess)
+{
+	struct conversation c = load("cli.rec");
+	struct mysql_stream *s = mysql_stream_new();
+	struct got *g = calloc(1, sizeof(*g));
+	static const uint8_t row[] = { 9, 0, 0, 0, 0x03, 'a', 'b', 'c', 0x04, 'd', 'e', 'f', 'g' };
+	size_t from = 0, n = sizeof(cli_want) / sizeof(cli_want[0]);
+
+	while (from < c.n && !(c.r[from].tag == 'C' && c.r[from].len > 11 &&
+			       memcmp(c.r[from].data + 5, "CREATE", 6) == 0))
+		from++;
+	ck_assert_uint_lt(from, c.n);
+	ck_assert_int_eq(
+		mysql_stream_feed(s, dir_of('S', _i), row, sizeof(row), sizeof(row), 1, collect, g),
+		0);
+	play(s, &c, from, c.n, _i, WHOLE, g);
+	/* The CREATE ends the guess; decoding resumes with the DELETE after it. */
+	ck_assert_uint_eq(g->n, n - 3);
+	for (size_t i = 0; i < g->n; i++) {
+		ck_assert_str_eq(g->ex[i].operation, cli_want[i + 3].op);
+		ck_assert_str_eq(g->ex[i].collection, cli_want[i + 3].collection);
+		ck_assert_int_eq(g->ex[i].role, _i ? MYSQL_ROLE_SERVER : MYSQL_ROLE_CLIENT);
+	}
+	mysql_stream_free(s);
+	free(g);
+	unload(&c);
+}
+END_TEST
+
+/*
  * Bytes nobody saw: each record is captured only up to a cut (the rest is
  * total - len). Framing skips what it can by count; where a header is lost,
  * the stream resyncs. Whatever is reported must match the real exchange at
@@ -672,6 +706,7 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, compressed_recognised, 0, 2);
 	tcase_add_loop_test(tc, compressed_without_handshake, 0, 2);
 	tcase_add_loop_test(tc, starts_mid_connection, 0, 2);
+	tcase_add_loop_test(tc, wrong_direction_guess, 0, 2);
 	tcase_add_loop_test(tc, uncaptured_bytes, 0, 40);
 	tcase_add_test(tc, header_in_own_read);
 	tcase_add_test(tc, not_mysql);
