@@ -324,6 +324,11 @@ static void name_statement(struct mysql_stream *s, struct pending *q, const stru
 		q->counted = true; /* framed, not reported */
 		return;
 	}
+	if (!t->op[0]) { /* its text could not be summarised */
+		s->st.unsummarized++;
+		q->counted = true;
+		return;
+	}
 	memcpy(q->op, t->op, sizeof(q->op));
 	memcpy(q->collection, t->collection, sizeof(q->collection));
 	q->report = true;

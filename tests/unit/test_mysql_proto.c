@@ -661,6 +661,34 @@ START_TEST(close_unanswered)
 }
 END_TEST
 
+/* A statement whose text is no SQL: neither its prepare nor its executes are reported. */
+START_TEST(unsummarised_statement)
+{
+	static const uint8_t prepare[] = { 3, 0, 0, 0, 0x16, 0x01, 0x02 };
+	static const uint8_t prepare_ok[] = { 12, 0, 0, 1, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+	static const uint8_t execute[] = { 10, 0, 0, 0, 0x17, 7, 0, 0, 0, 0, 1, 0, 0, 0 };
+	static const uint8_t ok[] = { 7, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0 };
+	struct mysql_stream *s = mysql_stream_new();
+	struct got g = { .n = 0 };
+	struct mysql_stream_stats st;
+
+	mysql_stream_feed(s, MYSQL_DIR_OUT, prepare, sizeof(prepare), sizeof(prepare), 1, collect,
+			  &g);
+	mysql_stream_feed(s, MYSQL_DIR_IN, prepare_ok, sizeof(prepare_ok), sizeof(prepare_ok), 2,
+			  collect, &g);
+	for (int i = 0; i < 3; i++) {
+		mysql_stream_feed(s, MYSQL_DIR_OUT, execute, sizeof(execute), sizeof(execute), 3,
+				  collect, &g);
+		mysql_stream_feed(s, MYSQL_DIR_IN, ok, sizeof(ok), sizeof(ok), 4, collect, &g);
+	}
+	mysql_stream_get_stats(s, &st);
+	ck_assert_uint_eq(g.n, 0);
+	ck_assert_uint_eq(st.unsummarized, 4);
+	ck_assert_uint_eq(st.lost + st.parse_errors + st.unknown_statements, 0);
+	mysql_stream_free(s);
+}
+END_TEST
+
 /* A 16 MiB packet and its continuation: one command, skipped by count. */
 START_TEST(large_packet_continuation)
 {
@@ -712,6 +740,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, not_mysql);
 	tcase_add_test(tc, close_unanswered);
 	tcase_add_test(tc, large_packet_continuation);
+	tcase_add_test(tc, unsummarised_statement);
 	suite_add_tcase(s, tc);
 	return s;
 }
