@@ -1,28 +1,37 @@
 /*
- * Socket capture: what the kernel side (ps_sockcap.bpf.h) and the user side
- * of an L7 plugin share.
+ * The core socket capture: what its kernel side (core/capture/capture.bpf.c)
+ * and its user side (core/capture/capture.c) share.
  *
- * The kernel follows stream sockets (TCP, AF_UNIX SOCK_STREAM) per (tgid, fd).
- * Each plugin's object classifies a connection on its first bytes; only
- * connections that are the plugin's own (MINE) produce events:
+ * The kernel follows stream sockets (TCP, AF_UNIX SOCK_STREAM). Registered
+ * protocols occupy slots; a connection is considered by the slots whose
+ * ports it has (or that take any port), classified on its first bytes, and
+ * followed (MINE, for one slot) or skipped. Two ways to see the bytes:
+ *
+ *   socket path   tp_btf sock_send_length / sock_recv_length (kernel >= 6.3):
+ *                 they fire in sock_sendmsg/sock_recvmsg, in the calling task,
+ *                 once per socket data syscall; the syscall's own arguments come
+ *                 from the task's saved registers. Key: the socket cookie.
+ *                 Connections end at inet_sock_set_state (our FIN, or CLOSE).
+ *   syscall path  sys_exit_* of the data syscalls (older kernels): every syscall
+ *                 of the host pays for the tracepoints. Key: tgid << 32 | fd;
+ *                 accept, connect, close and dup2/dup3 mark the boundaries.
+ *
+ * Events of followed (MINE) connections, in syscall order (one ring buffer):
  *
  *   DATA   one per syscall that moved bytes: a header, the first `len` of
- *          `total` bytes (len <= capture_bytes; 0 for sendfile/splice) and,
- *          when more moved than that, the last `tail` bytes: where chunked
- *          bodies and pipelined messages usually end
- *   CLOSE  the process closed the connection (close, dup2/dup3 over it)
- *   EXIT   a process that had MINE connections exited: all of them are over
+ *          `total` bytes (len <= the slot's capture bytes; 0 when the bytes
+ *          could not be read: sendfile, splice, io_uring) and, when more moved
+ *          than that, the last `tail` bytes: where messages usually end
+ *   CLOSE  the connection ended (our side closed it, or the fd was closed)
+ *   EXIT   a process that had followed connections exited
  *
- * With TLS capture (an object built with PS_SC_WITH_TLS and ps_sc_tls set), a
- * connection whose first bytes are TLS records is marked `tls`: its syscalls
- * never produce DATA (ciphertext), and the OpenSSL uprobes send what
- * SSL_read/SSL_write moved instead, as DATA with PS_SC_F_TLS. Two more events
- * tell user space where to look for libssl:
+ * With TLS wanted, a connection whose first bytes are TLS records is marked
+ * `tls`: its syscalls never produce DATA (ciphertext), and the OpenSSL
+ * uprobes send what SSL_read/SSL_write moved instead, as DATA with
+ * PS_SC_F_TLS. Two more events tell user space where to look for libssl:
  *
  *   EXEC   a process called execve: it may map a libssl not seen yet
  *   TLS    a process's first TLS connection (once per process image)
- *
- * Events of one connection arrive in syscall order (one ring buffer).
  */
 #ifndef PS_SOCKCAP_H
 #define PS_SOCKCAP_H
@@ -39,6 +48,7 @@
 #define PS_SC_DEFAULT_SKIPPED_FDS 262144
 #define PS_SC_DEFAULT_RINGBUF	  (2 << 20) /* 8 wake-up watermarks; every page of it ends up in RSS */
 #define PS_SC_CLASSIFY_BYTES	  16 /* what a classifier gets to see */
+#define PS_SC_SLOTS		  8  /* protocols registered at once: bits of a __u8 */
 #define PS_SC_TAIL_MAX		  64 /* the end of a syscall's bytes, past the prefix */
 
 /* What a classifier says about a connection; also its state in the conns map. */
@@ -80,13 +90,29 @@ enum ps_sc_event_flags {
 #define PS_SC_AF_UNIX 1
 #endif
 
-/* Slots of the ps_sc_tls_stats per-CPU array (TLS capture). */
-enum ps_sc_tls_stat {
-	PS_SC_TLS_UNBOUND = 0, /* SSL_read/SSL_write plaintext whose fd no syscall named: lost */
-	PS_SC_TLS_STATS,
+/* Slots of the ps_sc_stats per-CPU array. */
+enum ps_sc_stat {
+	PS_SC_STAT_TLS_UNBOUND = 0, /* SSL_read/SSL_write plaintext whose fd no syscall named: lost */
+	PS_SC_STAT_UNCAPTURED,	    /* followed bytes with no user buffer to read (io_uring, kernel
+				       senders, recvmmsg/sendmmsg of several messages): a gap */
+	PS_SC_STATS,
 };
 
-/* Value of the conns map, key (tgid << 32 | fd). Only sockets still worth looking at. */
+/* The kernel's first-bytes classifiers (enum ps_capture_classifier of periscope/capture.h). */
+enum ps_sc_classifier {
+	PS_SC_CLASSIFY_NONE = 0,  /* every considered connection */
+	PS_SC_CLASSIFY_HTTP1 = 1, /* bpf/ps_classify_http.h */
+};
+
+/* A registered protocol, as the kernel sees it (user space writes these while running). */
+struct ps_sc_slot {
+	__u8 active;
+	__u8 classifier; /* enum ps_sc_classifier */
+	__u8 pad[2];
+	__u32 capture_bytes;
+};
+
+/* Value of the conns map (key: socket cookie, or tgid << 32 | fd). Only sockets worth a look. */
 struct ps_sc_conn {
 	__u64 id;    /* unique per connection while periscoped runs */
 	__u8 state;  /* enum ps_sc_verdict: UNKNOWN or MINE (NOT_MINE moves to the skip map) */
@@ -97,8 +123,10 @@ struct ps_sc_conn {
 	__u16 rport;
 	__u8 laddr[16], raddr[16]; /* network order; IPv4 in the first 4 bytes */
 	__u8 tls; /* TLS records seen: state is about the plaintext, syscalls are silent */
-	__u8 announced; /* a DATA event with its addresses and comm went out (PS_SC_F_CONN) */
-	__u8 pad[6];
+	__u8 announced;	 /* a DATA event with its addresses and comm went out (PS_SC_F_CONN) */
+	__u8 slot;	 /* MINE: the protocol that claimed it */
+	__u8 candidates; /* slots that consider it (bit i: slot i) */
+	__u8 pad[4];
 };
 
 /*
@@ -109,9 +137,9 @@ struct ps_sc_event {
 	__u32 type; /* enum ps_sc_event_type */
 	__u32 tgid;
 	__u32 tid;
-	__u32 fd;
-	__u64 ts_ns;   /* bpf_ktime_get_ns() when the syscall returned */
-	__u64 conn_id; /* 0 for EXIT */
+	__u32 fd;      /* syscall path: the fd (the conns key is tgid << 32 | fd) */
+	__u64 ts_ns;   /* bpf_ktime_get_ns() when the syscall moved the bytes */
+	__u64 conn_id; /* socket path: the cookie, also the conns key; 0 for EXIT */
 	__u64 total;   /* DATA: bytes the syscall moved */
 	__u32 len;     /* DATA: payload bytes that follow (<= capture_bytes) */
 	__u8 dir;      /* enum ps_sc_dir */
@@ -120,7 +148,8 @@ struct ps_sc_event {
 	__u8 flags; /* enum ps_sc_event_flags */
 	__u16 lport, rport;
 	__u16 tail; /* DATA: bytes that follow the prefix: the last of the total */
-	__u16 pad2;
+	__u8 slot;  /* DATA, CLOSE: the protocol that claimed the connection */
+	__u8 pad2;
 	__u8 laddr[16], raddr[16];
 	char comm[PS_SC_COMM_LEN];
 };

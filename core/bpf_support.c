@@ -14,24 +14,28 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <periscope/metrics.h>
+#include <periscope/plugin.h>
+
 #include "bpf_support.h"
-#include "loader.h"
 #include "logging.h"
 
 #define TRACEFS "/sys/kernel/tracing"
 #define DEBUGFS_TRACING "/sys/kernel/debug/tracing"
 #define MAX_DROP_MAPS 4
 
-/* A sample callback registered by a plugin, wrapped so the core can count. */
+/* A sample callback registered by an owner, wrapped so the core can count. */
 struct ringbuf_sub {
-	struct ps_plugin_bpf *owner;
+	struct bpf_owner *owner;
 	ps_ringbuf_fn fn;
 	void *ctx;
 	struct ringbuf_sub *next;
 };
 
-struct ps_plugin_bpf {
-	struct ps_plugin *plugin;
+/* What one owner (a plugin, or a core service such as the capture) drains. */
+struct bpf_owner {
+	const void *key;	     /* the plugin, or the service's own state */
+	char name[64];		     /* the plugin label of the events metrics */
 	struct ring_buffer *rb;
 	uv_poll_t *poll;             /* on the ring buffer's epoll fd: watermark wake-ups */
 	struct ringbuf_sub *subs;
@@ -39,28 +43,49 @@ struct ps_plugin_bpf {
 	uint64_t drops_reported[MAX_DROP_MAPS];
 	size_t n_drop_fds;
 	uint64_t events_pending;     /* samples since the metric was last updated */
-	uint64_t errors_pending;     /* samples the plugin's callback rejected */
-	struct ps_plugin_bpf *next;
+	uint64_t errors_pending;     /* samples the owner's callback rejected */
+	struct bpf_owner *next;
 };
 
 static struct {
 	uv_loop_t *loop;
 	uv_timer_t drain_timer;
 	bool timer_started;
-	struct ps_plugin_bpf *plugins;
+	struct bpf_owner *owners;
 	char cgroup2[256];
 	struct ps_metric *events_total, *dropped_total, *decode_errors_total;
 } bpf;
 
+/*
+ * libbpf hands over a whole verifier log as one message: one log line per
+ * line of it, and of a long one only the end, where the verifier says why.
+ */
+#define LIBBPF_LOG_TAIL 40
+
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	enum ps_log_level ours = level == LIBBPF_WARN ? PS_LOG_WARN : PS_LOG_DEBUG;
-	char line[1024];
+	char *msg, *line, *next;
+	size_t lines = 0, skip;
 
-	if (!ps_log_enabled(ours))
+	if (!ps_log_enabled(ours) || vasprintf(&msg, fmt, ap) < 0)
 		return 0;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	ps_log(ours, "libbpf", "%s", line);
+	for (line = msg; *line; line++)
+		lines += *line == '\n';
+	skip = lines > LIBBPF_LOG_TAIL ? lines - LIBBPF_LOG_TAIL : 0;
+	if (skip)
+		ps_log(ours, "libbpf", "(%zu lines of a long message left out)", skip);
+	for (line = msg; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		if (skip) {
+			skip--;
+			continue;
+		}
+		ps_log(ours, "libbpf", "%s", line);
+	}
+	free(msg);
 	return 0;
 }
 
@@ -174,17 +199,16 @@ static void register_metrics(void)
 	});
 }
 
-static void consume(struct ps_plugin_bpf *pb)
+static void consume(struct bpf_owner *pb)
 {
-	const char *values[] = { "periscoped", ps_plugin_name(pb->plugin) };
+	const char *values[] = { "periscoped", pb->name };
 	int n;
 
 	if (!pb->rb)
 		return;
 	n = ring_buffer__consume(pb->rb);
 	if (n < 0)
-		ps_warn("bpf", "%s: draining the ring buffer failed: %s", ps_plugin_name(pb->plugin),
-			strerror(-n));
+		ps_warn("bpf", "%s: draining the ring buffer failed: %s", pb->name, strerror(-n));
 	if (pb->events_pending) {
 		ps_metric_add(bpf.events_total, values, (double)pb->events_pending);
 		pb->events_pending = 0;
@@ -197,7 +221,7 @@ static void consume(struct ps_plugin_bpf *pb)
 
 void ps_bpf_drain(void)
 {
-	for (struct ps_plugin_bpf *pb = bpf.plugins; pb; pb = pb->next)
+	for (struct bpf_owner *pb = bpf.owners; pb; pb = pb->next)
 		consume(pb);
 }
 
@@ -254,17 +278,28 @@ void ps_bpf_teardown(void)
 	}
 }
 
-static struct ps_plugin_bpf *plugin_bpf(struct ps_plugin *p)
+static struct bpf_owner *owner_find(const void *key)
 {
-	if (p->bpf)
-		return p->bpf;
-	p->bpf = calloc(1, sizeof(*p->bpf));
-	if (!p->bpf)
+	for (struct bpf_owner *o = bpf.owners; o; o = o->next)
+		if (o->key == key)
+			return o;
+	return NULL;
+}
+
+static struct bpf_owner *owner_get(const void *key, const char *name)
+{
+	struct bpf_owner *o = owner_find(key);
+
+	if (o)
+		return o;
+	o = calloc(1, sizeof(*o));
+	if (!o)
 		return NULL;
-	p->bpf->plugin = p;
-	p->bpf->next = bpf.plugins;
-	bpf.plugins = p->bpf;
-	return p->bpf;
+	o->key = key;
+	snprintf(o->name, sizeof(o->name), "%s", name);
+	o->next = bpf.owners;
+	bpf.owners = o;
+	return o;
 }
 
 /* Counts every sample, and keeps one bad sample from stalling the ring. */
@@ -278,7 +313,7 @@ static int sample_trampoline(void *ctx, void *data, size_t size)
 	return 0;
 }
 
-static int start_poll(struct ps_plugin_bpf *pb)
+static int start_poll(struct bpf_owner *pb)
 {
 	int rc;
 
@@ -299,7 +334,13 @@ static int start_poll(struct ps_plugin_bpf *pb)
 
 int ps_bpf_ringbuf_add(struct ps_plugin *p, int map_fd, ps_ringbuf_fn fn, void *ctx)
 {
-	struct ps_plugin_bpf *pb = plugin_bpf(p);
+	return ps_bpf_owner_ringbuf_add(p, ps_plugin_name(p), map_fd, fn, ctx);
+}
+
+int ps_bpf_owner_ringbuf_add(const void *owner, const char *name, int map_fd, ps_ringbuf_fn fn,
+			     void *ctx)
+{
+	struct bpf_owner *pb = owner_get(owner, name);
 	struct ringbuf_sub *sub;
 	int rc;
 
@@ -327,7 +368,12 @@ int ps_bpf_ringbuf_add(struct ps_plugin *p, int map_fd, ps_ringbuf_fn fn, void *
 
 int ps_bpf_drops_watch(struct ps_plugin *p, int map_fd)
 {
-	struct ps_plugin_bpf *pb = plugin_bpf(p);
+	return ps_bpf_owner_drops_watch(p, ps_plugin_name(p), map_fd);
+}
+
+int ps_bpf_owner_drops_watch(const void *owner, const char *name, int map_fd)
+{
+	struct bpf_owner *pb = owner_get(owner, name);
 
 	if (!pb)
 		return -ENOMEM;
@@ -361,9 +407,9 @@ int ps_bpf_percpu_sum(int map_fd, uint32_t key, uint64_t *out)
 	return rc;
 }
 
-static void collect_plugin_drops(struct ps_plugin_bpf *pb)
+static void collect_owner_drops(struct bpf_owner *pb)
 {
-	const char *values[] = { "periscoped", ps_plugin_name(pb->plugin), "ringbuf_full" };
+	const char *values[] = { "periscoped", pb->name, "ringbuf_full" };
 
 	for (size_t i = 0; i < pb->n_drop_fds; i++) {
 		uint64_t total;
@@ -373,8 +419,7 @@ static void collect_plugin_drops(struct ps_plugin_bpf *pb)
 		/* Make the series exist at 0: "no drops" is worth showing. */
 		ps_metric_add(bpf.dropped_total, values, (double)(total - pb->drops_reported[i]));
 		if (total > pb->drops_reported[i])
-			ps_warn("bpf", "%s: %llu events dropped (ring buffer full)",
-				ps_plugin_name(pb->plugin),
+			ps_warn("bpf", "%s: %llu events dropped (ring buffer full)", pb->name,
 				(unsigned long long)(total - pb->drops_reported[i]));
 		pb->drops_reported[i] = total;
 	}
@@ -382,17 +427,17 @@ static void collect_plugin_drops(struct ps_plugin_bpf *pb)
 
 void ps_bpf_collect_drops(void)
 {
-	for (struct ps_plugin_bpf *pb = bpf.plugins; pb; pb = pb->next)
-		collect_plugin_drops(pb);
+	for (struct bpf_owner *pb = bpf.owners; pb; pb = pb->next)
+		collect_owner_drops(pb);
 }
 
-void ps_bpf_plugin_release(struct ps_plugin *p)
+void ps_bpf_release(const void *owner)
 {
-	struct ps_plugin_bpf *pb = p->bpf;
+	struct bpf_owner *pb = owner_find(owner);
 
 	if (!pb)
 		return;
-	for (struct ps_plugin_bpf **it = &bpf.plugins; *it; it = &(*it)->next) {
+	for (struct bpf_owner **it = &bpf.owners; *it; it = &(*it)->next) {
 		if (*it == pb) {
 			*it = pb->next;
 			break;
@@ -410,5 +455,17 @@ void ps_bpf_plugin_release(struct ps_plugin *p)
 		pb->subs = next;
 	}
 	free(pb);
-	p->bpf = NULL;
+}
+
+void ps_bpf_plugin_release(struct ps_plugin *p)
+{
+	ps_bpf_release(p);
+}
+
+void ps_bpf_count_decode_errors(const char *name, uint64_t n)
+{
+	const char *values[] = { "periscoped", name };
+
+	if (n)
+		ps_metric_add(bpf.decode_errors_total, values, (double)n);
 }

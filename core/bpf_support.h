@@ -18,8 +18,19 @@ void ps_bpf_teardown(void);
 /* A new drain period (after a reload). */
 void ps_bpf_set_drain_interval(uint64_t drain_interval_ms);
 
-/* Frees a plugin's ring buffers and drop watches (on stop). */
+/*
+ * Ring buffers and drop maps of an owner that is not a plugin (the capture):
+ * owner is any unique pointer, name the plugin label of its events metrics.
+ */
+int ps_bpf_owner_ringbuf_add(const void *owner, const char *name, int map_fd, ps_ringbuf_fn fn,
+			     void *ctx);
+int ps_bpf_owner_drops_watch(const void *owner, const char *name, int map_fd);
+/* Frees an owner's ring buffers and drop watches (a plugin's when it stops). */
+void ps_bpf_release(const void *owner);
+/* A loader release hook: what a plugin registered here goes when it stops. */
 void ps_bpf_plugin_release(struct ps_plugin *p);
+/* periscope_decode_errors_total{plugin=name} += n. */
+void ps_bpf_count_decode_errors(const char *name, uint64_t n);
 /* Reads drop maps into periscope_events_dropped_total (each flush). */
 void ps_bpf_collect_drops(void);
 

@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "bpf_support.h"
+#include "capture/capture.h"
 #include "config.h"
 #include "daemon.h"
 #include "eventbus.h"
@@ -247,6 +248,7 @@ static int open_sinks(struct daemon *d, const struct ps_settings *s)
 static void collect_plugins(struct daemon *d)
 {
 	ps_bpf_drain();
+	ps_capture_collect();
 	for (size_t i = 0; i < d->plugins.n; i++) {
 		struct ps_plugin *p = d->plugins.v[i];
 
@@ -487,12 +489,17 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 		return PS_EXIT_FAILURE;
 	ps_registry_set_default(d.registry);
 	register_build_info();
+	/* What the core holds for a plugin goes when it stops. */
+	ps_plugin_release_hook(ps_bpf_plugin_release);
+	ps_plugin_release_hook(ps_capture_plugin_release);
+	ps_plugin_release_hook(ps_event_plugin_release);
 	ps_proc_set_rules(d.settings.services, d.settings.n_services);
 
 	if (setup_loop(&d))
 		goto out;
 	if (ps_bpf_setup(&d.loop, d.settings.daemon.drain_interval_ms))
 		goto out_loop;
+	ps_capture_set_hooks(d.settings.capture_hooks);
 	rc = open_plugins(d.plugin_dir, &d.settings, &d.plugins);
 	if (rc) {
 		code = rc == -EINVAL ? PS_EXIT_CONFIG : PS_EXIT_FAILURE;
@@ -501,7 +508,7 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 	if (open_sinks(&d, &d.settings))
 		goto out_loop;
 	for (int t = 1; t < PS_EVENT_TYPE_MAX; t++)
-		ps_event_subscribe(t, on_event, &d);
+		ps_event_subscribe(NULL, t, on_event, &d);
 	for (size_t i = 0; i < d.plugins.n; i++)
 		if (d.plugins.v[i])
 			start_plugin(d.plugins.v[i]);

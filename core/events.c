@@ -8,6 +8,7 @@
 #include "eventbus.h"
 
 struct subscription {
+	const struct ps_plugin *owner; /* NULL: the core */
 	ps_event_fn fn;
 	void *ctx;
 	struct subscription *next;
@@ -15,7 +16,8 @@ struct subscription {
 
 static struct subscription *subscribers[PS_EVENT_TYPE_MAX];
 
-int ps_event_subscribe(enum ps_event_type type, ps_event_fn fn, void *ctx)
+int ps_event_subscribe(struct ps_plugin *owner, enum ps_event_type type, ps_event_fn fn,
+		       void *ctx)
 {
 	struct subscription *s, **tail;
 
@@ -24,6 +26,7 @@ int ps_event_subscribe(enum ps_event_type type, ps_event_fn fn, void *ctx)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	s->owner = owner;
 	s->fn = fn;
 	s->ctx = ctx;
 	/* Append: subscribers see events in the order they subscribed. */
@@ -44,6 +47,24 @@ void ps_event_unsubscribe(enum ps_event_type type, ps_event_fn fn, void *ctx)
 			*s = gone->next;
 			free(gone);
 			return;
+		}
+	}
+}
+
+void ps_event_plugin_release(struct ps_plugin *p)
+{
+	for (int type = 1; type < PS_EVENT_TYPE_MAX; type++) {
+		struct subscription **s = &subscribers[type];
+
+		while (*s) {
+			struct subscription *gone = *s;
+
+			if (gone->owner != p) {
+				s = &gone->next;
+				continue;
+			}
+			*s = gone->next;
+			free(gone);
 		}
 	}
 }

@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bpf_support.h"
 #include "loader.h"
 
 #define LOG_SUBSYS    "loader"
@@ -515,11 +514,32 @@ static int callback_result(const struct ps_plugin *p, const char *what, int ret)
 	return ret;
 }
 
-/* Detaches and drops what the core holds for the plugin (ring buffers, drop watches). */
+static ps_plugin_release_fn release_hooks[PS_PLUGIN_RELEASE_HOOKS];
+
+int ps_plugin_release_hook(ps_plugin_release_fn fn)
+{
+	for (size_t i = 0; i < PS_PLUGIN_RELEASE_HOOKS; i++) {
+		if (release_hooks[i] == fn)
+			return 0;
+		if (!release_hooks[i]) {
+			release_hooks[i] = fn;
+			return 0;
+		}
+	}
+	return -ENOSPC;
+}
+
+static void release(struct ps_plugin *p)
+{
+	for (size_t i = 0; i < PS_PLUGIN_RELEASE_HOOKS && release_hooks[i]; i++)
+		release_hooks[i](p);
+}
+
+/* Detaches and drops what the core holds for the plugin. */
 static void stop_and_release(struct ps_plugin *p)
 {
 	p->desc->stop(p);
-	ps_bpf_plugin_release(p);
+	release(p);
 }
 
 int ps_plugin_init(struct ps_plugin *p)
@@ -598,11 +618,10 @@ void ps_plugin_close(struct ps_plugin *p)
 	if (!p)
 		return;
 	ps_plugin_stop(p);
+	/* Whatever it registered outside start/stop (or in a failed init), while it still lives. */
+	release(p);
 	if (p->inited)
 		p->desc->destroy(p);
-	/* Whatever a plugin registered outside start/stop (or in a failed init). */
-	if (p->bpf)
-		ps_bpf_plugin_release(p);
 	free_config(p);
 	dlclose(p->dl);
 	free(p->name);

@@ -21,8 +21,6 @@ enum ps_plugin_state {
 	PS_PLUGIN_DOWN,     /* failed; see reason */
 };
 
-struct ps_plugin_bpf;       /* bpf_support.c: ring buffers and drop maps */
-
 struct ps_plugin {
 	char *name;                       /* file name without ".so" */
 	char *path;
@@ -33,8 +31,17 @@ struct ps_plugin {
 	enum ps_plugin_state state;
 	bool inited;                      /* init succeeded: destroy is owed */
 	char reason[256];                 /* why it is down */
-	struct ps_plugin_bpf *bpf;
 };
+
+/*
+ * What core services (ring buffers, the capture, event subscriptions) hold
+ * for a plugin is theirs to release: each registers a hook, and the loader
+ * calls every hook when a plugin stops, after its stop callback and before
+ * its destroy. 0, or -ENOSPC past PS_PLUGIN_RELEASE_HOOKS.
+ */
+#define PS_PLUGIN_RELEASE_HOOKS 8
+typedef void (*ps_plugin_release_fn)(struct ps_plugin *p);
+int ps_plugin_release_hook(ps_plugin_release_fn fn);
 
 /*
  * dlopen()s path after checking that neither it nor its directory is writable

@@ -50,8 +50,8 @@ static const struct ps_sink_type *const sink_types[] = {
 	NULL,
 };
 
-static const char *const top_level_keys[] = { "daemon", "plugins", "services", "sinks", "alerts",
-					      NULL };
+static const char *const top_level_keys[] = { "daemon",	"capture", "plugins", "services",
+					      "sinks",	"alerts",  NULL };
 
 static bool is_label_name(const char *s)
 {
@@ -75,7 +75,8 @@ static int check_top_level(const struct ps_cfg_node *tree, struct ps_cfg_error *
 			known = known || strcmp(*k, key) == 0;
 		if (!known)
 			return ps_cfg_errorf(err, ps_cfg_node_at(tree, i),
-					     "unknown key '%s' (known: daemon, plugins, services, sinks, alerts)",
+					     "unknown key '%s' (known: daemon, capture, plugins, services, "
+					     "sinks, alerts)",
 					     key);
 	}
 	return 0;
@@ -106,6 +107,35 @@ static int load_daemon(struct ps_settings *s, struct ps_cfg_error *err)
 					     d->labels.keys[i]);
 	}
 	return 0;
+}
+
+/* capture: { hooks: auto | socket | syscalls } */
+struct capture_config {
+	char *hooks;
+};
+
+static const char *const hooks_choices[] = { "auto", "socket", "syscalls", NULL };
+
+static const struct ps_cfg_key capture_keys[] = {
+	{ "hooks", PS_CFG_STRING, "auto", offsetof(struct capture_config, hooks), hooks_choices,
+	  "auto: socket tracepoints where the kernel has them (6.3+), else syscall tracepoints" },
+	{ NULL },
+};
+
+static int load_capture(struct ps_settings *s, struct ps_cfg_error *err)
+{
+	const struct ps_cfg_node *n = ps_cfg_node_get(s->tree, "capture");
+	struct capture_config c = { 0 };
+	int rc;
+
+	if (n && ps_cfg_node_kind(n) != PS_CFG_MAP && ps_cfg_node_scalar(n) && *ps_cfg_node_scalar(n))
+		return ps_cfg_errorf(err, n, "capture: expected a map");
+	rc = ps_cfg_map_parse(n && ps_cfg_node_kind(n) == PS_CFG_MAP ? n : NULL, capture_keys, NULL,
+			      &c, err);
+	if (!rc)
+		rc = ps_capture_hooks_parse(c.hooks, &s->capture_hooks);
+	ps_cfg_map_free(capture_keys, &c);
+	return rc;
 }
 
 static int load_plugins(struct ps_settings *s, struct ps_cfg_error *err)
@@ -306,6 +336,8 @@ int ps_settings_load(struct ps_settings *s, const char *path, struct ps_cfg_erro
 		rc = check_top_level(s->tree, err);
 	if (!rc)
 		rc = load_daemon(s, err);
+	if (!rc)
+		rc = load_capture(s, err);
 	if (!rc)
 		rc = load_plugins(s, err);
 	if (!rc)

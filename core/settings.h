@@ -12,6 +12,7 @@
 #include <periscope/config.h>
 
 #include "alerts.h"
+#include "capture/capture.h"
 #include "cfg.h"
 #include "procinfo.h"
 #include "sinks/sink.h"
@@ -38,6 +39,7 @@ struct ps_settings {
 	struct ps_sink_settings *sinks;
 	size_t n_sinks;
 	struct ps_alert_rules *alerts;     /* NULL: no rules */
+	enum ps_capture_hooks capture_hooks; /* capture.hooks */
 };
 
 /* The configuration used when no file exists. */

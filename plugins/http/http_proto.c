@@ -44,13 +44,13 @@
 #include <string.h>
 
 #include "http_proto.h"
+#include "ps_classify_http.h"
 
 #define LINE_KEEP	 1008	     /* first bytes of a head line kept for parsing */
 #define LINE_TAIL	 16	     /* last bytes of an over-long line (the request version) */
 #define HEAD_LINE_MAX	 (16 * 1024) /* longer head lines are malformed */
 #define HEAD_MAX	 (64 * 1024) /* so are longer heads and trailer sections */
-#define METHOD_TOKEN_MAX 11	     /* "METHOD http" fits the 16 bytes a classifier looks at */
-#define CLASSIFY_BYTES	 16
+#define CLASSIFY_BYTES	 PS_HTTP_CLASSIFY_BYTES
 #define CHUNK_DIGITS_MAX 15 /* keeps chunk sizes below 2^60 */
 
 enum phase {
@@ -189,11 +189,6 @@ static const bool tchar_table[256] = {
 };
 /* clang-format on */
 
-static bool is_tchar(int c)
-{
-	return tchar_table[(unsigned char)c];
-}
-
 /* How many of the first n bytes of p are tchar; four at a time while all four are. */
 static size_t tchar_span(const char *p, size_t n)
 {
@@ -220,14 +215,6 @@ static bool token_equals(const char *tok, const char *lit, size_t n)
 	for (size_t i = 0; i < n; i++)
 		diff |= (unsigned char)((tok[i] | 0x20) ^ lit[i]);
 	return diff == 0;
-}
-
-/* Method tokens are upper case by convention; demanding it keeps binary data out. */
-static bool is_method_char(int c, size_t i)
-{
-	if (c >= 'A' && c <= 'Z')
-		return true;
-	return i > 0 && (is_digit(c) || c == '-' || c == '_');
 }
 
 static bool is_ows(int c)
@@ -400,54 +387,20 @@ static int parse_decimal(const char *p, size_t n, uint64_t max, uint64_t *out)
 
 /* ---- first bytes ------------------------------------------------------------------------ */
 
+/* The shared classifier (bpf/ps_classify_http.h): the kernel follows what this decodes. */
+static enum classify classify_verdict(int v)
+{
+	return v == PS_HTTP_YES ? CL_YES : v == PS_HTTP_MAYBE ? CL_MAYBE : CL_NO;
+}
+
 static enum classify classify_request(const uint8_t *p, size_t n)
 {
-	static const char http[] = "http";
-	size_t i = 0, k;
-
-	if (n > CLASSIFY_BYTES)
-		n = CLASSIFY_BYTES;
-	/* a token of at most 11 chars keeps every decision within 16 bytes */
-	while (i < n && i < METHOD_TOKEN_MAX && is_method_char(p[i], i))
-		i++;
-	if (i == n)
-		return CL_MAYBE;
-	if (i == 0 || p[i] != ' ')
-		return CL_NO;
-	if (++i == n)
-		return CL_MAYBE;
-	if (p[i] == '/' || p[i] == '*')
-		return CL_YES;
-	/* CONNECT takes an authority: host:port */
-	if (i == 8 && memcmp(p, "CONNECT", 7) == 0)
-		return is_tchar(p[i]) || p[i] == '[' ? CL_YES : CL_NO;
-	for (k = 0; k < 4; k++, i++) {
-		if (i == n)
-			return CL_MAYBE;
-		if (to_lower(p[i]) != http[k])
-			return CL_NO;
-	}
-	return CL_YES;
+	return classify_verdict(ps_http_classify_request(p, n > UINT32_MAX ? UINT32_MAX : (__u32)n));
 }
 
 static enum classify classify_response(const uint8_t *p, size_t n)
 {
-	static const char pre[] = "HTTP/1.";
-	size_t i;
-
-	if (n >= 9) /* the whole prefix is there: the loop below would not say MAYBE */
-		return memcmp(p, pre, 7) == 0 && is_digit(p[7]) && p[8] == ' ' ? CL_YES : CL_NO;
-	for (i = 0; i < 9; i++) {
-		if (i == n)
-			return CL_MAYBE;
-		if (i < 7 && p[i] != (uint8_t)pre[i])
-			return CL_NO;
-		if (i == 7 && !is_digit(p[i]))
-			return CL_NO;
-		if (i == 8 && p[i] != ' ')
-			return CL_NO;
-	}
-	return CL_YES;
+	return classify_verdict(ps_http_classify_response(p, n > UINT32_MAX ? UINT32_MAX : (__u32)n));
 }
 
 bool http_looks_like_request(const uint8_t *data, size_t len)

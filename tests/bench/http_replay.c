@@ -1,12 +1,13 @@
 /*
- * http_replay: the http plugin's user-space cost per request, without a kernel.
+ * http_replay: the daemon's cost per HTTP request, without a kernel.
  *
- * Replays what the capture sends while wrk drives nginx with keep-alive on
- * loopback (`make bench`): per request four DATA events (the client writes
- * the request, the server reads it, the server writes the response, the
- * client reads it) over N keep-alive connections, each through the plugin's
- * own event handler into a real registry, with a subscriber on the event
- * stream as the daemon has. The bytes are what wrk and nginx 1.22 sent.
+ * Replays what the capture's ring buffer holds while wrk drives nginx with
+ * keep-alive on loopback (`make bench`): per request four DATA events (the
+ * client writes the request, the server reads it, the server writes the
+ * response, the client reads it) over N keep-alive connections, each through
+ * the core capture's event handler (offline: no BPF) into the http plugin's
+ * callbacks and a real registry, with a subscriber on the event stream as
+ * the daemon has. The bytes are what wrk and nginx 1.22 sent.
  *
  *   http_replay [requests [connections]]    prints ns per request (median of 5)
  *
@@ -20,13 +21,16 @@
  *	tests/bench/http_replay 20000
  * gives instructions per request as Ir / 20000.
  *
- * The plugin is compiled in (its handler is static); nothing of BPF is touched.
+ * The plugin is compiled in (its callbacks are static); nothing of BPF is touched.
  */
 #include "http.c"
 
 #include <unistd.h>
 
+#include "capture/capture.h"
 #include "eventbus.h"
+#include "loader.h"
+#include "ps_sockcap.h"
 #include "registry.h"
 
 #define CONNS_MAX      64
@@ -143,7 +147,7 @@ static void make_conns(size_t n, size_t paths, uint32_t server_tgid, uint32_t cl
 static void deliver(struct http *st, struct replay_event *r)
 {
 	r->e.ts_ns = clock_ns += EVENT_STEP_NS;
-	if (on_event(st, r->bytes, r->size) < 0)
+	if (ps_capture_feed(r->bytes, r->size) < 0)
 		abort();
 	r->e.flags &= ~PS_SC_F_CONN;
 }
@@ -240,6 +244,7 @@ int main(int argc, char **argv)
 	struct ps_registry *r = ps_registry_new(env_size("REPLAY_MAX_SERIES", 10000));
 	const char *dump = getenv("REPLAY_DUMP");
 	struct http *st = calloc(1, sizeof(*st));
+	struct ps_plugin plugin = { .name = (char *)"http" };
 	bool timed = !getenv("REPLAY_ONCE");
 
 	if (!r || !st || !requests || !n_conns || n_conns > CONNS_MAX) {
@@ -257,9 +262,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	if (register_metrics(st) || ps_event_subscribe(PS_EVENT_EXCHANGE, count_event, NULL))
+	st->capture_bytes = PS_CAPTURE_BYTES_DEFAULT;
+	ps_plugin_set_data(&plugin, st);
+	ps_capture_set_offline(true);
+	if (http_start(&plugin) || ps_event_subscribe(NULL, PS_EVENT_EXCHANGE, count_event, NULL))
 		return 1;
-	clock_ns = mono_now_ns();
+	clock_ns = 1000000000ull;
 	make_conns(n_conns, env_size("REPLAY_PATHS", 1), (uint32_t)getpid(), (uint32_t)getppid());
 
 	replay(st, 4 * n_conns, n_conns); /* warm: streams, service names, series exist */
@@ -292,6 +300,7 @@ int main(int argc, char **argv)
 		       requests, n_conns, (double)runs[TIMED_RUNS / 2] / (double)requests,
 		       TIMED_RUNS);
 	}
+	http_stop(&plugin);
 	http_free(st);
 	ps_event_reset();
 	ps_registry_free(r);

@@ -93,7 +93,7 @@ static void setup(void)
 	http_dur = reg_metric("http_server_request_duration_seconds", PS_METRIC_HISTOGRAM,
 			      http_labels);
 	db_dur = reg_metric("db_client_operation_duration_seconds", PS_METRIC_HISTOGRAM, db_labels);
-	ck_assert_int_eq(ps_event_subscribe(PS_EVENT_ALERT, on_alert, NULL), 0);
+	ck_assert_int_eq(ps_event_subscribe(NULL, PS_EVENT_ALERT, on_alert, NULL), 0);
 	n_seen = 0;
 	rules = NULL;
 }

@@ -384,7 +384,7 @@ END_TEST
 START_TEST(test_bad_abi_refused)
 {
 	assert_refused(install("bad_abi", "bad_abi.so", 0755), EPROTO,
-		       "ABI version 999, this periscoped speaks 1: rebuild it");
+		       "ABI version 999, this periscoped speaks 2: rebuild it");
 }
 END_TEST
 

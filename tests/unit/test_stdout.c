@@ -592,7 +592,7 @@ START_TEST(test_stdout_json_through_event_bus)
 
 	fixture_init(&fx);
 	capture_open(&c, "json");
-	ck_assert_int_eq(ps_event_subscribe(PS_EVENT_FLOW, forward_event, c.sink), 0);
+	ck_assert_int_eq(ps_event_subscribe(NULL, PS_EVENT_FLOW, forward_event, c.sink), 0);
 	{
 		struct ps_flow_record fl = { .pid = 7,
 					     .local = endpoint(AF_INET, "127.0.0.1", 1),

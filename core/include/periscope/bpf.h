@@ -10,6 +10,8 @@
 #ifndef PERISCOPE_BPF_H
 #define PERISCOPE_BPF_H
 
+#include <periscope/api.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,17 +21,17 @@ struct ps_plugin;
 typedef int (*ps_ringbuf_fn)(void *ctx, void *data, size_t size);
 
 /* 0 or -errno. */
-int ps_bpf_ringbuf_add(struct ps_plugin *p, int map_fd, ps_ringbuf_fn fn, void *ctx);
+PS_API int ps_bpf_ringbuf_add(struct ps_plugin *p, int map_fd, ps_ringbuf_fn fn, void *ctx);
 /* A BPF_MAP_TYPE_PERCPU_ARRAY of u64, key 0 = ring buffer reservation failures. */
-int ps_bpf_drops_watch(struct ps_plugin *p, int map_fd);
+PS_API int ps_bpf_drops_watch(struct ps_plugin *p, int map_fd);
 /* Sums a per-CPU u64 array slot. 0 or -errno. */
-int ps_bpf_percpu_sum(int map_fd, uint32_t key, uint64_t *out);
+PS_API int ps_bpf_percpu_sum(int map_fd, uint32_t key, uint64_t *out);
 /* Drains every ring buffer now (the core does this before each collect). */
-void ps_bpf_drain(void);
+PS_API void ps_bpf_drain(void);
 
 /* Where cgroup v2 is mounted ("/sys/fs/cgroup/unified" here), or NULL. */
-const char *ps_bpf_cgroup2_path(void);
+PS_API const char *ps_bpf_cgroup2_path(void);
 /* The pid of periscoped, for BPF programs that must skip their own process. */
-uint32_t ps_bpf_self_tgid(void);
+PS_API uint32_t ps_bpf_self_tgid(void);
 
 #endif

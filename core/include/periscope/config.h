@@ -10,6 +10,8 @@
 #ifndef PERISCOPE_CONFIG_H
 #define PERISCOPE_CONFIG_H
 
+#include <periscope/api.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -73,27 +75,27 @@ struct ps_cfg_error {
  * skipped rather than rejected. Returns 0, or -EINVAL with err filled; on
  * error out holds nothing that needs freeing.
  */
-int ps_cfg_map_parse(const struct ps_cfg_node *map, const struct ps_cfg_key *keys,
+PS_API int ps_cfg_map_parse(const struct ps_cfg_node *map, const struct ps_cfg_key *keys,
 		     const char *const *ignore, void *out, struct ps_cfg_error *err);
 /* Frees the strings and lists that ps_cfg_map_parse allocated in out. */
-void ps_cfg_map_free(const struct ps_cfg_key *keys, void *out);
+PS_API void ps_cfg_map_free(const struct ps_cfg_key *keys, void *out);
 
 /* Tree access, for sections too rich for a config map. */
-enum ps_cfg_kind ps_cfg_node_kind(const struct ps_cfg_node *n);
-const char *ps_cfg_node_scalar(const struct ps_cfg_node *n); /* NULL if not a scalar */
-size_t ps_cfg_node_len(const struct ps_cfg_node *n);         /* entries of a map or seq */
-const struct ps_cfg_node *ps_cfg_node_at(const struct ps_cfg_node *n, size_t i);
-const char *ps_cfg_node_key_at(const struct ps_cfg_node *n, size_t i); /* maps only */
-const struct ps_cfg_node *ps_cfg_node_get(const struct ps_cfg_node *map, const char *key);
-void ps_cfg_node_mark(const struct ps_cfg_node *n, const char **file, int *line, int *column);
+PS_API enum ps_cfg_kind ps_cfg_node_kind(const struct ps_cfg_node *n);
+PS_API const char *ps_cfg_node_scalar(const struct ps_cfg_node *n); /* NULL if not a scalar */
+PS_API size_t ps_cfg_node_len(const struct ps_cfg_node *n);         /* entries of a map or seq */
+PS_API const struct ps_cfg_node *ps_cfg_node_at(const struct ps_cfg_node *n, size_t i);
+PS_API const char *ps_cfg_node_key_at(const struct ps_cfg_node *n, size_t i); /* maps only */
+PS_API const struct ps_cfg_node *ps_cfg_node_get(const struct ps_cfg_node *map, const char *key);
+PS_API void ps_cfg_node_mark(const struct ps_cfg_node *n, const char **file, int *line, int *column);
 
 /* Formats "file:line:column: <fmt>" into err (n may be NULL); returns -EINVAL. */
-int ps_cfg_errorf(struct ps_cfg_error *err, const struct ps_cfg_node *n, const char *fmt, ...)
+PS_API int ps_cfg_errorf(struct ps_cfg_error *err, const struct ps_cfg_node *n, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* Scalar parsers shared by the config map and by plugins. 0 or -EINVAL. */
-int ps_cfg_parse_bool(const char *s, bool *out);
-int ps_cfg_parse_duration_ms(const char *s, uint64_t *out);
-int ps_cfg_parse_size(const char *s, uint64_t *out);
+PS_API int ps_cfg_parse_bool(const char *s, bool *out);
+PS_API int ps_cfg_parse_duration_ms(const char *s, uint64_t *out);
+PS_API int ps_cfg_parse_size(const char *s, uint64_t *out);
 
 #endif

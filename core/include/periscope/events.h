@@ -8,6 +8,8 @@
 #ifndef PERISCOPE_EVENTS_H
 #define PERISCOPE_EVENTS_H
 
+#include <periscope/api.h>
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -102,14 +104,17 @@ struct ps_event {
 
 typedef void (*ps_event_fn)(const struct ps_event *ev, void *ctx);
 
-/* 0 or -errno. */
-int ps_event_subscribe(enum ps_event_type type, ps_event_fn fn, void *ctx);
-void ps_event_unsubscribe(enum ps_event_type type, ps_event_fn fn, void *ctx);
-void ps_event_emit(const struct ps_event *ev);
+struct ps_plugin;
+
+/* 0 or -errno. owner: the subscribing plugin (its subscriptions go when it stops). */
+PS_API int ps_event_subscribe(struct ps_plugin *owner, enum ps_event_type type, ps_event_fn fn,
+		       void *ctx);
+PS_API void ps_event_unsubscribe(enum ps_event_type type, ps_event_fn fn, void *ctx);
+PS_API void ps_event_emit(const struct ps_event *ev);
 
 /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) to nanoseconds since the Unix epoch. */
-uint64_t ps_clock_mono_to_unix_ns(uint64_t mono_ns);
+PS_API uint64_t ps_clock_mono_to_unix_ns(uint64_t mono_ns);
 /* Formats an endpoint address ("10.0.0.1", "::1"); returns buf. */
-const char *ps_endpoint_addr_str(const struct ps_endpoint *ep, char *buf, unsigned len);
+PS_API const char *ps_endpoint_addr_str(const struct ps_endpoint *ep, char *buf, unsigned len);
 
 #endif

@@ -2,6 +2,8 @@
 #ifndef PERISCOPE_LOG_H
 #define PERISCOPE_LOG_H
 
+#include <periscope/api.h>
+
 #include <stdbool.h>
 
 enum ps_log_level {
@@ -12,9 +14,9 @@ enum ps_log_level {
 };
 
 /* Writes "<level> <subsys>: <message>" to stderr when level is enabled. */
-void ps_log(enum ps_log_level level, const char *subsys, const char *fmt, ...)
+PS_API void ps_log(enum ps_log_level level, const char *subsys, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-bool ps_log_enabled(enum ps_log_level level);
+PS_API bool ps_log_enabled(enum ps_log_level level);
 
 #define ps_error(subsys, ...) ps_log(PS_LOG_ERROR, subsys, __VA_ARGS__)
 #define ps_warn(subsys, ...) ps_log(PS_LOG_WARN, subsys, __VA_ARGS__)

@@ -12,6 +12,8 @@
 #ifndef PERISCOPE_METRICS_H
 #define PERISCOPE_METRICS_H
 
+#include <periscope/api.h>
+
 #include <stddef.h>
 
 enum ps_metric_type {
@@ -32,18 +34,18 @@ struct ps_metric_desc {
 struct ps_metric;
 
 /* OTel's default explicit bucket boundaries for durations, in seconds. */
-extern const double ps_buckets_duration[];
-extern const size_t ps_buckets_duration_len;
+PS_API extern const double ps_buckets_duration[];
+PS_API extern const size_t ps_buckets_duration_len;
 
 /* NULL with errno EINVAL on a bad desc or EEXIST when name exists with another shape. */
-struct ps_metric *ps_metric_register(const struct ps_metric_desc *desc);
+PS_API struct ps_metric *ps_metric_register(const struct ps_metric_desc *desc);
 
 /* values: one per label, in the order of desc->labels. 0 or -errno. */
-int ps_metric_add(struct ps_metric *m, const char *const *values, double v);     /* counter, gauge */
-int ps_metric_set(struct ps_metric *m, const char *const *values, double v);     /* gauge */
-int ps_metric_observe(struct ps_metric *m, const char *const *values, double v); /* histogram */
+PS_API int ps_metric_add(struct ps_metric *m, const char *const *values, double v);     /* counter, gauge */
+PS_API int ps_metric_set(struct ps_metric *m, const char *const *values, double v);     /* gauge */
+PS_API int ps_metric_observe(struct ps_metric *m, const char *const *values, double v); /* histogram */
 /* Drops a series: gauges of things that ended disappear from the output. */
-int ps_metric_remove(struct ps_metric *m, const char *const *values);
+PS_API int ps_metric_remove(struct ps_metric *m, const char *const *values);
 
 /*
  * Hot paths: resolve a label set once, then observe into its series without
@@ -59,10 +61,10 @@ struct ps_series;
  * the label set is new and past max_series_per_metric: ps_metric_observe then
  * folds it into _other and counts it, as always. EINVAL, ENOMEM otherwise.
  */
-struct ps_series *ps_metric_series(struct ps_metric *m, const char *const *values);
+PS_API struct ps_series *ps_metric_series(struct ps_metric *m, const char *const *values);
 /* With s = ps_metric_series(m, values): exactly ps_metric_observe(m, values, v). */
-int ps_series_observe(struct ps_metric *m, struct ps_series *s, double v);
+PS_API int ps_series_observe(struct ps_metric *m, struct ps_series *s, double v);
 /* Changes whenever a series is removed, from any metric. */
-unsigned long ps_metric_generation(void);
+PS_API unsigned long ps_metric_generation(void);
 
 #endif

@@ -19,17 +19,20 @@
 #ifndef PERISCOPE_PLUGIN_H
 #define PERISCOPE_PLUGIN_H
 
+#include <periscope/api.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
 #include <periscope/bpf.h>
+#include <periscope/capture.h>
 #include <periscope/config.h>
 #include <periscope/events.h>
 #include <periscope/log.h>
 #include <periscope/metrics.h>
 #include <periscope/proc.h>
 
-#define PS_PLUGIN_ABI_VERSION 1u
+#define PS_PLUGIN_ABI_VERSION 2u /* 2: periscope/capture.h, owned event subscriptions */
 #define PS_PLUGIN_SYMBOL "periscope_plugin"
 
 struct ps_plugin;
@@ -57,8 +60,8 @@ struct ps_plugin_desc {
 		__VA_ARGS__                                                                      \
 	}
 
-void ps_plugin_set_data(struct ps_plugin *p, void *data);
-void *ps_plugin_data(const struct ps_plugin *p);
-const char *ps_plugin_name(const struct ps_plugin *p);
+PS_API void ps_plugin_set_data(struct ps_plugin *p, void *data);
+PS_API void *ps_plugin_data(const struct ps_plugin *p);
+PS_API const char *ps_plugin_name(const struct ps_plugin *p);
 
 #endif

@@ -8,14 +8,16 @@
 #ifndef PERISCOPE_PROC_H
 #define PERISCOPE_PROC_H
 
+#include <periscope/api.h>
+
 #include <stdint.h>
 
 /*
  * Never NULL. comm_hint (the kernel's task comm, may be NULL) names a process
  * that already exited. The string stays valid until the next flush.
  */
-const char *ps_proc_service_name(uint32_t tgid, const char *comm_hint);
+PS_API const char *ps_proc_service_name(uint32_t tgid, const char *comm_hint);
 /* Tells the cache a process exited (plugins that see sched_process_exit). */
-void ps_proc_forget(uint32_t tgid);
+PS_API void ps_proc_forget(uint32_t tgid);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * http, TLS: libssl discovery and the OpenSSL uprobes (see tls.h).
+ * The capture's TLS side: libssl discovery and the OpenSSL uprobes (see tls.h).
  */
 #include "config.h"
 
@@ -20,7 +20,7 @@
 
 #include "tls.h"
 
-#define SUBSYS	      "http"
+#define SUBSYS	      "capture"
 #define LIBSSL_PREFIX "libssl.so"
 #define N_FUNCS	      4
 #define PENDING_MAX   1024 /* later looks waiting; beyond, new ones are dropped */
@@ -50,7 +50,7 @@ struct pending_look {
 	uint64_t due_ns;
 };
 
-struct http_tls {
+struct capture_tls {
 	struct bpf_program *entries[N_FUNCS]; /* in the order of func_names */
 	struct bpf_program *ret;
 	struct tls_lib *libs;
@@ -61,9 +61,9 @@ struct http_tls {
 	uint64_t dropped_looks;
 };
 
-struct http_tls *http_tls_new(const struct http_tls_progs *progs)
+struct capture_tls *capture_tls_new(const struct capture_tls_progs *progs)
 {
-	struct http_tls *t;
+	struct capture_tls *t;
 
 	if (!progs->read || !progs->write || !progs->read_ex || !progs->write_ex || !progs->ret) {
 		errno = EINVAL;
@@ -80,7 +80,7 @@ struct http_tls *http_tls_new(const struct http_tls_progs *progs)
 	return t;
 }
 
-void http_tls_free(struct http_tls *t)
+void capture_tls_free(struct capture_tls *t)
 {
 	if (!t)
 		return;
@@ -96,7 +96,7 @@ void http_tls_free(struct http_tls *t)
 
 /* ---- attaching ---------------------------------------------------------------------------- */
 
-static struct tls_lib *lib_find(struct http_tls *t, dev_t dev, ino_t ino)
+static struct tls_lib *lib_find(struct capture_tls *t, dev_t dev, ino_t ino)
 {
 	for (size_t i = 0; i < t->n_libs; i++)
 		if (t->libs[i].dev == dev && t->libs[i].ino == ino)
@@ -104,7 +104,7 @@ static struct tls_lib *lib_find(struct http_tls *t, dev_t dev, ino_t ino)
 	return NULL;
 }
 
-static struct tls_lib *lib_add(struct http_tls *t, dev_t dev, ino_t ino)
+static struct tls_lib *lib_add(struct capture_tls *t, dev_t dev, ino_t ino)
 {
 	struct tls_lib *lib;
 
@@ -128,7 +128,7 @@ static struct tls_lib *lib_add(struct http_tls *t, dev_t dev, ino_t ino)
  * One function: the return probe first, so that no entry is ever seen
  * without its return (a call in flight while we attach is simply missed).
  */
-static int attach_func(struct http_tls *t, struct tls_lib *lib, const char *path, int i)
+static int attach_func(struct capture_tls *t, struct tls_lib *lib, const char *path, int i)
 {
 	LIBBPF_OPTS(bpf_uprobe_opts, opts, .func_name = func_names[i], .retprobe = true);
 	struct bpf_link *ret, *entry;
@@ -154,7 +154,7 @@ static int attach_func(struct http_tls *t, struct tls_lib *lib, const char *path
  * namespace) names a libssl; shown is what the log says, tgid who maps it (0:
  * found on disk). 0 when attached now or before, -errno otherwise.
  */
-static int attach_lib(struct http_tls *t, const char *path, const char *shown, uint32_t tgid)
+static int attach_lib(struct capture_tls *t, const char *path, const char *shown, uint32_t tgid)
 {
 	struct tls_lib *lib;
 	struct stat sb;
@@ -200,7 +200,7 @@ static bool is_libssl(const char *path)
 
 /* ---- where libssl is ---------------------------------------------------------------------- */
 
-static void scan_lib_dirs(struct http_tls *t)
+static void scan_lib_dirs(struct capture_tls *t)
 {
 	for (size_t i = 0; i < sizeof(lib_globs) / sizeof(lib_globs[0]); i++) {
 		glob_t g;
@@ -235,7 +235,7 @@ static char *maps_line_path(char *line)
 }
 
 /* Every libssl the process maps, through its own root (containers). */
-static int scan_pid(struct http_tls *t, uint32_t tgid)
+static int scan_pid(struct capture_tls *t, uint32_t tgid)
 {
 	char maps[32], target[PATH_MAX], last[PATH_MAX] = "";
 	size_t cap = 0;
@@ -262,7 +262,7 @@ static int scan_pid(struct http_tls *t, uint32_t tgid)
 	return 0;
 }
 
-static void scan_all_pids(struct http_tls *t)
+static void scan_all_pids(struct capture_tls *t)
 {
 	glob_t g;
 
@@ -278,7 +278,7 @@ static void scan_all_pids(struct http_tls *t)
 	globfree(&g);
 }
 
-int http_tls_scan_all(struct http_tls *t)
+int capture_tls_scan_all(struct capture_tls *t)
 {
 	scan_lib_dirs(t);
 	scan_all_pids(t);
@@ -287,7 +287,7 @@ int http_tls_scan_all(struct http_tls *t)
 
 /* ---- new processes ------------------------------------------------------------------------ */
 
-void http_tls_on_exec(struct http_tls *t, uint32_t tgid, uint64_t now_ns)
+void capture_tls_on_exec(struct capture_tls *t, uint32_t tgid, uint64_t now_ns)
 {
 	struct pending_look *p;
 
@@ -302,12 +302,12 @@ void http_tls_on_exec(struct http_tls *t, uint32_t tgid, uint64_t now_ns)
 	p->due_ns = now_ns + LOOK_AGAIN_NS;
 }
 
-void http_tls_on_hint(struct http_tls *t, uint32_t tgid)
+void capture_tls_on_hint(struct capture_tls *t, uint32_t tgid)
 {
 	scan_pid(t, tgid);
 }
 
-void http_tls_tick(struct http_tls *t, uint64_t now_ns)
+void capture_tls_tick(struct capture_tls *t, uint64_t now_ns)
 {
 	while (t->n_pending && t->pending[t->head].due_ns <= now_ns) {
 		scan_pid(t, t->pending[t->head].tgid);

@@ -1,47 +1,41 @@
 /*
- * Socket capture library: what every L7 plugin's BPF object shares.
+ * The core socket capture, kernel side: one object for every L7 protocol
+ * (bpf/ps_sockcap.h says what it sends). User space loads one of two sets of
+ * programs:
  *
- * Built only on syscall tracepoints (kprobes/fentry do not load on our
- * kernels). An object includes this header and defines its classifier:
+ *   socket path   tp_btf/sock_send_length and sock_recv_length fire inside
+ *                 sock_sendmsg/sock_recvmsg only: processes that do no
+ *                 networking never run anything of ours. The socket is the
+ *                 hook's argument; the syscall that got there and its buffer
+ *                 come from the task's saved registers. tp_btf/inet_sock_set_state
+ *                 ends TCP connections. Nothing per syscall of anyone else.
+ *   syscall path  sys_exit_* of the data syscalls, and of accept/connect/close/
+ *                 dup2/dup3 for the boundaries: kernels without those socket
+ *                 tracepoints. Enabling any syscall tracepoint sends every
+ *                 syscall of every task through the tracing slow path.
  *
- *	static __always_inline int ps_classify(const __u8 *buf, __u32 len, int dir);
+ * Both paths share the rest. The common case is cheap: our own process is
+ * skipped with a compare; a socket that is not a stream socket (socket path)
+ * costs a few loads; one we do not follow costs one lookup in the skip map.
+ * A new connection is considered by the protocol slots whose ports it has
+ * (or that take any port), classified on its first bytes, then followed
+ * (conns map) or skipped. Followed connections copy a bounded prefix (and the
+ * last PS_SC_TAIL_MAX bytes) of what each syscall moved into the ring buffer,
+ * which wakes user space only past a watermark.
  *
- * which looks at the first bytes a connection moved (at most
- * PS_SC_CLASSIFY_BYTES, dir is enum ps_sc_dir) and answers PS_SC_MINE,
- * PS_SC_NOT_MINE or PS_SC_UNKNOWN (ask again with the next bytes).
- *
- * Every read/write-like syscall passes through here, so the common case is
- * cheap: our own process is skipped with a compare, an fd we do not follow
- * (a file, a pipe, a UDP socket, a connection that is not ours) costs one
- * lookup in the skip map. Only syscall exits are traced: the arguments are
- * read from the registers the entry saved, so nothing is stashed per thread
- * and each data syscall runs one program, not two. A new fd
- * is looked up once in the task's fd table (sockets opened before we started
- * are found the same way), then lands in the skip map or in the conns map
- * (stream sockets still being classified, or ours). Connections that are
- * ours copy a bounded prefix (and the last PS_SC_TAIL_MAX bytes) of what each
- * syscall moved into the ring buffer, which wakes user space only past a
- * watermark.
- *
- * fd reuse: accept/accept4/connect start a connection over, close and
- * dup2/dup3 end it. Entries of fds closed without a syscall (exit, exec)
- * age out of the LRU maps; user space drops the conns of processes that
- * exited (EXIT event).
- *
- * TLS (an object that defines PS_SC_WITH_TLS before including this, with
- * ps_sc_tls set): a connection whose first bytes are TLS records is marked
- * tls and stays in the conns map, silent. User space attaches uprobes to
- * SSL_read/SSL_write(_ex) of every libssl; the entry remembers (ssl, buf) per
- * thread, the first syscall on a tls connection during that call names the
- * fd (and is remembered per ssl for calls that need no syscall), and the
- * return sends the plaintext as DATA with PS_SC_F_TLS, classified like any
- * connection's first bytes. Only threads inside OpenSSL pay for this.
+ * TLS (ps_sc_tls set): a connection whose first bytes are TLS records is
+ * marked tls and stays in the conns map, silent. User space attaches uprobes
+ * to SSL_read/SSL_write(_ex) of every libssl; the entry remembers (ssl, buf)
+ * per thread, the first syscall on a tls connection during that call names
+ * the connection (and is remembered per ssl for calls that need no syscall),
+ * and the return sends the plaintext as DATA with PS_SC_F_TLS, classified
+ * like any connection's first bytes. Only threads inside OpenSSL pay for it.
  */
-#ifndef PS_SOCKCAP_BPF_H
-#define PS_SOCKCAP_BPF_H
-
 #include "ps_common.bpf.h"
 #include "ps_sockcap.h"
+#include "ps_classify_http.h"
+
+char LICENSE[] SEC("license") = "GPL";
 
 #ifndef AF_UNIX
 #define AF_UNIX PS_SC_AF_UNIX
@@ -51,20 +45,40 @@
 #define PS_SC_SOCK_STREAM 1
 #define PS_SC_MSG_PEEK	  2
 #define PS_SC_EINPROGRESS 115
+#define PS_SC_PF_KTHREAD  0x00200000 /* task->flags: no user registers to read */
+#define PS_SC_PF_IO_WORKER 0x00000010
+#define PS_SC_TCP_FIN_WAIT1 4
+#define PS_SC_TCP_CLOSE	    7
+#define PS_SC_TCP_LAST_ACK  9
+
+/* x86_64 syscall numbers: what reached sock_sendmsg/sock_recvmsg on the socket path. */
+#define PS_SC_NR_READ	   0
+#define PS_SC_NR_WRITE	   1
+#define PS_SC_NR_READV	   19
+#define PS_SC_NR_WRITEV	   20
+#define PS_SC_NR_SENDFILE  40
+#define PS_SC_NR_SENDTO	   44
+#define PS_SC_NR_RECVFROM  45
+#define PS_SC_NR_SENDMSG   46
+#define PS_SC_NR_RECVMSG   47
+#define PS_SC_NR_SPLICE	   275
+#define PS_SC_NR_RECVMMSG  299
+#define PS_SC_NR_SENDMMSG  307
 
 #define PS_SC_IOV_MAX	      32 /* iovecs looked at per syscall */
 #define PS_SC_MMSG_MAX	      8	 /* messages looked at per recvmmsg/sendmmsg */
 #define PS_SC_TRIES_FRESH     4	 /* too-short first reads of a new connection */
 #define PS_SC_TRIES_INHERITED 8	 /* syscalls of a connection we joined midway */
 
-/* The including object's protocol classifier. */
-static __always_inline int ps_classify(const __u8 *buf, __u32 len, int dir);
-
-/* Set through the skeleton's rodata before load. */
-const volatile __u32 ps_sc_capture_bytes = PS_SC_CAPTURE_DEFAULT;
-const volatile __u8 ps_sc_filter_ports = 0; /* follow only connections with a port in ps_sc_ports */
-const volatile __u8 ps_sc_filter_pids = 0;  /* follow only processes in ps_sc_pids */
-const volatile __u8 ps_sc_tls = 0;	    /* TLS records mark a connection tls (PS_SC_WITH_TLS) */
+/*
+ * The registered protocols: user space writes these while the programs run
+ * (the skeleton maps .bss), so a protocol registered later needs no reload.
+ */
+struct ps_sc_slot ps_sc_slots[PS_SC_SLOTS];
+__u32 ps_sc_capture_max;		     /* the largest capture_bytes of an active slot */
+__u8 ps_sc_any_port;			     /* slots that consider connections on any port */
+__u8 ps_sc_have_ports;			     /* some slot lists ports: look them up */
+__u8 ps_sc_tls;				     /* some slot wants OpenSSL plaintext */
 
 /* What the syscall entry remembers for its exit. */
 enum ps_sc_kind {
@@ -90,7 +104,7 @@ static __always_inline __u64 ps_sc_bound(__u64 n)
 	return n;
 }
 
-/* Stream sockets being classified or followed; key tgid << 32 | fd. */
+/* Stream sockets being classified or followed; key: socket cookie, or tgid << 32 | fd. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, PS_SC_DEFAULT_CONNECTIONS);
@@ -98,7 +112,7 @@ struct {
 	__type(value, struct ps_sc_conn);
 } ps_sc_conns SEC(".maps");
 
-/* fds not followed: not a stream socket, filtered out, or not this plugin's protocol. */
+/* Not followed: not a stream socket, no protocol's port, or no protocol's first bytes. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, PS_SC_DEFAULT_SKIPPED_FDS);
@@ -114,20 +128,28 @@ struct {
 	__type(value, __u8);
 } ps_sc_procs SEC(".maps");
 
-/* Filters, filled by user space when ps_sc_filter_ports / ps_sc_filter_pids are set. */
+/* Port (host order) -> the slots that list it (bit i: slot i). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, PS_SC_SLOTS * 64);
 	__type(key, __u16);
 	__type(value, __u8);
 } ps_sc_ports SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PS_SC_STATS);
 	__type(key, __u32);
-	__type(value, __u8);
-} ps_sc_pids SEC(".maps");
+	__type(value, __u64);
+} ps_sc_stats SEC(".maps");
+
+static __always_inline void ps_sc_count(__u32 stat)
+{
+	__u64 *n = bpf_map_lookup_elem(&ps_sc_stats, &stat);
+
+	if (n)
+		*n += 1;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -235,21 +257,22 @@ static __always_inline int ps_sc_read_socket(__u32 fd, struct ps_sc_conn *c)
 	return 1;
 }
 
-/* The configured pids and ports. Ports filter AF_UNIX out: they have none. */
-static __always_inline bool ps_sc_wanted(__u32 tgid, const struct ps_sc_conn *c)
+/* The slots that consider a connection: any port, or one of its ports. AF_UNIX has none. */
+static __always_inline __u8 ps_sc_candidates(const struct ps_sc_conn *c)
 {
-	if (ps_sc_filter_pids && !bpf_map_lookup_elem(&ps_sc_pids, &tgid))
-		return false;
-	if (ps_sc_filter_ports) {
-		__u16 l = c->lport, r = c->rport;
+	__u8 m = ps_sc_any_port;
+	__u16 l = c->lport, r = c->rport;
+	__u8 *v;
 
-		if (c->family == AF_UNIX)
-			return false;
-		if (!bpf_map_lookup_elem(&ps_sc_ports, &l) &&
-		    !bpf_map_lookup_elem(&ps_sc_ports, &r))
-			return false;
-	}
-	return true;
+	if (!ps_sc_have_ports || c->family == AF_UNIX)
+		return m;
+	v = bpf_map_lookup_elem(&ps_sc_ports, &l);
+	if (v)
+		m |= *v;
+	v = bpf_map_lookup_elem(&ps_sc_ports, &r);
+	if (v)
+		m |= *v;
+	return m;
 }
 
 static __always_inline void ps_sc_skip_fd(__u64 key)
@@ -259,7 +282,19 @@ static __always_inline void ps_sc_skip_fd(__u64 key)
 	bpf_map_update_elem(&ps_sc_skip, &key, &one, BPF_ANY);
 }
 
-/* First sight of an fd: the conns entry if it is a stream socket we want, else NULL. */
+/* A stream socket seen for the first time: its conns entry if some protocol considers it. */
+static __always_inline struct ps_sc_conn *ps_sc_add(__u64 key, struct ps_sc_conn *c)
+{
+	c->candidates = ps_sc_candidates(c);
+	if (!c->candidates) {
+		ps_sc_skip_fd(key);
+		return NULL;
+	}
+	bpf_map_update_elem(&ps_sc_conns, &key, c, BPF_ANY);
+	return bpf_map_lookup_elem(&ps_sc_conns, &key);
+}
+
+/* Syscall path, first sight of an fd: found in the task's fd table. */
 static __always_inline struct ps_sc_conn *ps_sc_track(__u64 key, __u32 fd, __u8 role)
 {
 	struct ps_sc_conn c = {};
@@ -267,14 +302,13 @@ static __always_inline struct ps_sc_conn *ps_sc_track(__u64 key, __u32 fd, __u8 
 
 	if (rc < 0)
 		return NULL; /* no such fd: the syscall fails, remember nothing */
-	if (rc == 0 || !ps_sc_wanted(key >> 32, &c)) {
+	if (rc == 0) {
 		ps_sc_skip_fd(key);
 		return NULL;
 	}
 	c.id = ps_sc_next_id();
 	c.role = role;
-	bpf_map_update_elem(&ps_sc_conns, &key, &c, BPF_ANY);
-	return bpf_map_lookup_elem(&ps_sc_conns, &key);
+	return ps_sc_add(key, &c);
 }
 
 /*
@@ -299,12 +333,14 @@ static __always_inline void ps_sc_fill_header(struct ps_sc_event *ev, __u32 type
 	ev->flags = full ? PS_SC_F_CONN : 0;
 	ev->pad2 = 0;
 	if (c) {
+		ev->slot = c->slot;
 		ev->conn_id = c->id;
 		ev->role = c->role;
 		ev->family = c->family;
 		ev->lport = c->lport;
 		ev->rport = c->rport;
 	} else {
+		ev->slot = 0;
 		ev->conn_id = 0;
 		ev->role = 0;
 		ev->family = 0;
@@ -337,19 +373,33 @@ static __always_inline void ps_sc_emit_control(__u32 type, __u32 fd, const struc
 	ps_rb_output(&ps_sc_events, &ev, sizeof(ev));
 }
 
-/* The fd stops being what we knew: a CLOSE if it was ours, and both maps forget it. */
-static __always_inline void ps_sc_forget(__u64 key, __u32 fd)
+/*
+ * A connection ends: a CLOSE if it was followed, and the conns map forgets
+ * it. With keep_skipped, it moves to the skip map, so that what it still
+ * reads after our FIN is not taken for a new connection's first bytes.
+ */
+static __always_inline void ps_sc_end(__u64 key, __u32 fd, bool keep_skipped)
 {
-	struct ps_sc_conn *c;
+	struct ps_sc_conn *c = bpf_map_lookup_elem(&ps_sc_conns, &key);
 
-	if (bpf_map_delete_elem(&ps_sc_skip, &key) == 0)
-		return; /* an fd is in one map at most */
-	c = bpf_map_lookup_elem(&ps_sc_conns, &key);
-	if (!c)
+	if (!c) {
+		if (!keep_skipped)
+			bpf_map_delete_elem(&ps_sc_skip, &key);
 		return;
+	}
 	if (c->state == PS_SC_MINE)
 		ps_sc_emit_control(PS_SC_EV_CLOSE, fd, c);
 	bpf_map_delete_elem(&ps_sc_conns, &key);
+	if (keep_skipped)
+		ps_sc_skip_fd(key);
+}
+
+/* Syscall path: the fd stops being what we knew, whichever map had it. */
+static __always_inline void ps_sc_forget(__u64 key, __u32 fd)
+{
+	if (bpf_map_delete_elem(&ps_sc_skip, &key) == 0)
+		return; /* an fd is in one map at most */
+	ps_sc_end(key, fd, false);
 }
 
 /*
@@ -377,10 +427,13 @@ static __always_inline struct ps_sc_scratch *ps_sc_scratch_get(void)
 	return bpf_map_lookup_elem(&ps_sc_scratch, &zero);
 }
 
-/* How many bytes to capture of total. */
-static __always_inline __u32 ps_sc_want(__u64 total)
+/* How many bytes to capture of total: the claiming protocol's share, or enough for any. */
+static __always_inline __u32 ps_sc_want(const struct ps_sc_conn *c, __u64 total)
 {
-	__u32 cap = ps_sc_capture_bytes;
+	__u32 cap = ps_sc_capture_max;
+
+	if (c->state == PS_SC_MINE && c->slot < PS_SC_SLOTS)
+		cap = ps_sc_slots[c->slot & (PS_SC_SLOTS - 1)].capture_bytes;
 
 	if (cap > PS_SC_CAPTURE_MAX)
 		cap = PS_SC_CAPTURE_MAX;
@@ -513,7 +566,6 @@ static __always_inline __u32 ps_sc_copy_tail_iov(__u64 iov, __u32 cnt, __u64 tot
 
 /* ---- TLS: connections whose plaintext comes from the OpenSSL uprobes ------------------- */
 
-#ifdef PS_SC_WITH_TLS
 #define PS_SC_TLS_RECORD_MAX (16384 + 2048) /* a TLSCiphertext fragment's largest length */
 
 /* An SSL_read/SSL_write(_ex) call in flight, per thread. */
@@ -521,9 +573,10 @@ struct ps_sc_tls_call {
 	__u64 ssl;
 	__u64 buf;
 	__u64 nbytes; /* _ex: the size_t * that receives the count; 0: the return value is it */
-	__u32 fd;     /* valid when bound */
+	__u64 key;    /* valid when bound: the conns key */
+	__u32 fd;     /* valid when bound (syscall path) */
 	__u8 active;  /* between entry and return */
-	__u8 bound;   /* a syscall on a tls connection named the fd */
+	__u8 bound;   /* a syscall on a tls connection named the connection */
 	__u8 dir;     /* enum ps_sc_dir */
 	__u8 pad;
 };
@@ -537,6 +590,7 @@ struct ps_sc_tls_key {
 /* Where an SSL object's records went last time. */
 struct ps_sc_tls_fd {
 	__u64 conn_id; /* a reused fd or ssl pointer does not match */
+	__u64 key;
 	__u32 fd;
 	__u32 pad;
 };
@@ -563,21 +617,6 @@ struct {
 	__type(value, __u8);
 } ps_sc_tls_procs SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, PS_SC_TLS_STATS);
-	__type(key, __u32);
-	__type(value, __u64);
-} ps_sc_tls_stats SEC(".maps");
-
-static __always_inline void ps_sc_tls_count(__u32 stat)
-{
-	__u64 *n = bpf_map_lookup_elem(&ps_sc_tls_stats, &stat);
-
-	if (n)
-		*n += 1;
-}
-
 /* A TLS record header: content type 20..23, version 3.x, a length a record can have. */
 static __always_inline bool ps_sc_looks_like_tls(const __u8 *b, __u32 len)
 {
@@ -590,7 +629,7 @@ static __always_inline bool ps_sc_looks_like_tls(const __u8 *b, __u32 len)
  * A syscall on a tls connection: if this thread is inside SSL_read/SSL_write,
  * that call's records travel on this fd.
  */
-static __always_inline void ps_sc_tls_bind(__u64 key, const struct ps_sc_conn *c)
+static __always_inline void ps_sc_tls_bind(__u64 key, __u32 fd, const struct ps_sc_conn *c)
 {
 	struct ps_sc_tls_call *call =
 		bpf_task_storage_get(&ps_sc_tls_calls, bpf_get_current_task_btf(), 0, 0);
@@ -600,73 +639,86 @@ static __always_inline void ps_sc_tls_bind(__u64 key, const struct ps_sc_conn *c
 	if (!call || !call->active || call->bound)
 		return;
 	call->bound = 1;
-	call->fd = (__u32)key;
+	call->key = key;
+	call->fd = fd;
 	k.ssl = call->ssl;
-	k.tgid = key >> 32;
+	k.tgid = bpf_get_current_pid_tgid() >> 32;
 	v.conn_id = c->id;
-	v.fd = (__u32)key;
+	v.key = key;
+	v.fd = fd;
 	bpf_map_update_elem(&ps_sc_tls_fds, &k, &v, BPF_ANY);
 }
 
 /* The connection turned out to be TLS; user space hears once per process image. */
-static __always_inline void ps_sc_tls_mark(__u64 key, struct ps_sc_conn *c)
+static __always_inline void ps_sc_tls_mark(__u64 key, __u32 fd, struct ps_sc_conn *c)
 {
-	__u32 tgid = key >> 32;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u8 one = 1;
 
 	c->tls = 1;
 	c->tries = 0;
-	ps_sc_tls_bind(key, c);
+	ps_sc_tls_bind(key, fd, c);
 	if (bpf_map_lookup_elem(&ps_sc_tls_procs, &tgid))
 		return;
 	bpf_map_update_elem(&ps_sc_tls_procs, &tgid, &one, BPF_ANY);
-	ps_sc_emit_control(PS_SC_EV_TLS, (__u32)key, c);
+	ps_sc_emit_control(PS_SC_EV_TLS, fd, c);
 }
 
 static __always_inline void ps_sc_tls_forget_proc(__u32 tgid)
 {
 	bpf_map_delete_elem(&ps_sc_tls_procs, &tgid);
 }
-#else
-static __always_inline bool ps_sc_looks_like_tls(const __u8 *b, __u32 len)
-{
-	return false;
-}
 
-static __always_inline void ps_sc_tls_bind(__u64 key, const struct ps_sc_conn *c)
+/*
+ * What the slots that consider c make of its first bytes: MINE (c->slot set)
+ * for the first that claims it, UNKNOWN while one still might, NOT_MINE.
+ */
+static __always_inline int ps_sc_verdict(struct ps_sc_conn *c, const __u8 *head, __u32 len)
 {
-}
+	int http = ps_http_classify(head, len), verdict = PS_SC_NOT_MINE;
 
-static __always_inline void ps_sc_tls_mark(__u64 key, struct ps_sc_conn *c)
-{
-}
+#pragma unroll
+	for (int i = 0; i < PS_SC_SLOTS; i++) {
+		const struct ps_sc_slot *sl = &ps_sc_slots[i];
+		int v = PS_SC_NOT_MINE;
 
-static __always_inline void ps_sc_tls_forget_proc(__u32 tgid)
-{
+		if (!(c->candidates & (1u << i)) || !sl->active)
+			continue;
+		if (sl->classifier == PS_SC_CLASSIFY_NONE)
+			v = PS_SC_MINE;
+		else if (sl->classifier == PS_SC_CLASSIFY_HTTP1)
+			v = http == PS_HTTP_YES ? PS_SC_MINE :
+			    http == PS_HTTP_MAYBE ? PS_SC_UNKNOWN : PS_SC_NOT_MINE;
+		if (v == PS_SC_MINE) {
+			c->slot = i;
+			return v;
+		}
+		if (v == PS_SC_UNKNOWN)
+			verdict = v;
+	}
+	return verdict;
 }
-#endif
 
 /*
  * Decides about an UNKNOWN connection on its first captured bytes: true when
  * it is (now) ours. Not ours moves the fd to the skip map. TLS records (not
  * in plaintext that came out of OpenSSL) mark it tls instead.
  */
-static __always_inline bool ps_sc_classify(__u64 key, struct ps_sc_conn *c,
-					   const struct ps_sc_scratch *s, __u32 len, __u8 dir,
-					   const __u8 flags)
+static __always_inline bool ps_sc_classify(__u64 key, __u32 fd, struct ps_sc_conn *c,
+					   const struct ps_sc_scratch *s, __u32 len, const __u8 flags)
 {
 	__u8 head[PS_SC_CLASSIFY_BYTES] = {};
 	bool inherited = c->role == PS_SC_ROLE_UNKNOWN;
-	__u32 tgid = key >> 32;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u8 one = 1;
 	int verdict;
 
 	__builtin_memcpy(head, s->data, sizeof(head));
 	if (ps_sc_tls && !(flags & PS_SC_F_TLS) && ps_sc_looks_like_tls(head, len)) {
-		ps_sc_tls_mark(key, c);
+		ps_sc_tls_mark(key, fd, c);
 		return false;
 	}
-	verdict = ps_classify(head, len < sizeof(head) ? len : sizeof(head), dir);
+	verdict = ps_sc_verdict(c, head, len < sizeof(head) ? len : sizeof(head));
 	if (verdict == PS_SC_MINE) {
 		c->state = PS_SC_MINE;
 		bpf_map_update_elem(&ps_sc_procs, &tgid, &one, BPF_ANY);
@@ -715,13 +767,19 @@ static __always_inline void ps_sc_capture(__u64 key, struct ps_sc_conn *c, __u32
 	s = ps_sc_scratch_get();
 	if (!s)
 		return;
-	want = ps_sc_want(total);
+	want = ps_sc_want(c, total);
 	if (kind == PS_SC_K_BUF)
 		len = ps_sc_copy_buf(s, ptr, want);
 	else if (kind == PS_SC_K_IOV)
 		len = ps_sc_copy_iov(ptr, cnt, want);
-	if (c->state != PS_SC_MINE && !ps_sc_classify(key, c, s, len, dir, flags))
-		return;
+	if (c->state != PS_SC_MINE) {
+		if (!ps_sc_classify(key, fd, c, s, len, flags))
+			return;
+		/* Copied for any protocol; the one that claimed it may want fewer. */
+		want = ps_sc_want(c, total);
+		if (len > want)
+			len = want;
+	}
 	if (len == want && total > want) {
 		if (kind == PS_SC_K_BUF)
 			tail = ps_sc_copy_tail_buf(s, ptr, total, len);
@@ -736,7 +794,7 @@ static __always_inline void ps_sc_moved(__u64 key, struct ps_sc_conn *c, __u32 f
 					const __u8 kind, __u64 ptr, __u32 cnt, __u64 total)
 {
 	if (c->tls) {
-		ps_sc_tls_bind(key, c);
+		ps_sc_tls_bind(key, fd, c);
 		return;
 	}
 	if (kind == PS_SC_K_NOCOPY && c->state != PS_SC_MINE)
@@ -847,7 +905,169 @@ static __always_inline int ps_sc_exit_mmsg(long ret, const __u8 dir)
 	return 0;
 }
 
-/* ---- connection boundaries ------------------------------------------------------------ */
+/* ---- socket path: sock_sendmsg / sock_recvmsg ----------------------------------------- */
+
+/* A stream socket first seen on the socket path: known by its cookie, whoever opened it. */
+static __always_inline struct ps_sc_conn *ps_sc_track_sock(__u64 key, struct sock *sk,
+							    __u16 family)
+{
+	struct ps_sc_conn c = {};
+
+	c.id = key;
+	if (family == AF_UNIX)
+		c.family = AF_UNIX;
+	else
+		ps_sc_read_inet(sk, family, &c);
+	return ps_sc_add(key, &c);
+}
+
+/*
+ * The syscall that reached sock_sendmsg/sock_recvmsg, from the registers it
+ * was entered with; its buffer holds what moved. Kernel threads (io_uring's
+ * workers, in-kernel senders) and syscalls that carry no readable buffer here
+ * move bytes nobody can see: followed connections get a gap, never guessed
+ * bytes.
+ */
+static __always_inline void ps_sc_sock_bytes(__u64 key, struct ps_sc_conn *c, __u8 dir, int ret)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs;
+	struct user_msghdr m;
+	__u64 ptr, cnt = 0;
+	__u32 fd;
+	long nr;
+
+	if (task->flags & (PS_SC_PF_KTHREAD | PS_SC_PF_IO_WORKER))
+		goto uncaptured;
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	nr = regs->orig_ax;
+	fd = PT_REGS_PARM1_SYSCALL(regs);
+	ptr = PT_REGS_PARM2_SYSCALL(regs);
+	switch (nr) {
+	case PS_SC_NR_READ:
+	case PS_SC_NR_WRITE:
+	case PS_SC_NR_RECVFROM:
+	case PS_SC_NR_SENDTO:
+		/* One copy of each kind's code: the program stays small and quick to verify. */
+		ps_sc_moved(key, c, fd, dir, PS_SC_K_BUF, ptr, 0, ret);
+		return;
+	case PS_SC_NR_READV:
+	case PS_SC_NR_WRITEV:
+		cnt = PT_REGS_PARM3_SYSCALL(regs);
+		/* In a register before the paths meet: one load of two kinds of pointer won't verify. */
+		asm volatile("" : "+r"(cnt));
+		break;
+	case PS_SC_NR_RECVMMSG:
+	case PS_SC_NR_SENDMMSG:
+		/*
+		 * The hook fires once per message, and nothing here tells which
+		 * message of the vector this is: only a vector of one is exact.
+		 */
+		if (PT_REGS_PARM3_SYSCALL(regs) != 1)
+			goto uncaptured;
+		/* fall through: a struct mmsghdr starts with its msghdr */
+	case PS_SC_NR_RECVMSG:
+	case PS_SC_NR_SENDMSG:
+		if (bpf_probe_read_user(&m, sizeof(m), (const void *)ptr))
+			goto uncaptured;
+		ptr = (__u64)m.msg_iov;
+		cnt = m.msg_iovlen;
+		asm volatile("" : "+r"(cnt), "+r"(ptr));
+		break;
+	case PS_SC_NR_SENDFILE:
+	case PS_SC_NR_SPLICE:
+		ps_sc_moved(key, c, fd, dir, PS_SC_K_NOCOPY, 0, 0, ret);
+		return;
+	default:
+		goto uncaptured;
+	}
+	ps_sc_moved(key, c, fd, dir, PS_SC_K_IOV, ptr, cnt, ret);
+	return;
+uncaptured:
+	if (c->state == PS_SC_MINE || c->tls)
+		ps_sc_count(PS_SC_STAT_UNCAPTURED);
+	ps_sc_moved(key, c, 0, dir, PS_SC_K_NOCOPY, 0, 0, ret);
+}
+
+/*
+ * Bytes moved through a socket. Anything but a TCP or AF_UNIX stream socket
+ * costs a few loads; a stream socket we do not follow one lookup.
+ */
+static __always_inline int ps_sc_sock_moved(struct sock *sk, int ret, __u8 dir)
+{
+	struct ps_sc_conn *c;
+	__u16 family;
+	__u64 key;
+
+	if (ps_is_self() || sk->sk_type != PS_SC_SOCK_STREAM)
+		return 0;
+	family = sk->__sk_common.skc_family;
+	if (family == AF_INET || family == AF_INET6) {
+		if (sk->sk_protocol != IPPROTO_TCP)
+			return 0;
+	} else if (family != AF_UNIX) {
+		return 0;
+	}
+	key = bpf_get_socket_cookie(sk);
+	if (bpf_map_lookup_elem(&ps_sc_skip, &key))
+		return 0;
+	c = bpf_map_lookup_elem(&ps_sc_conns, &key);
+	if (!c) {
+		c = ps_sc_track_sock(key, sk, family);
+		if (!c)
+			return 0;
+	}
+	ps_sc_sock_bytes(key, c, dir, ret);
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(ps_sc_sock_send, struct sock *sk, int ret, int flags)
+{
+	if (ret <= 0)
+		return 0;
+	return ps_sc_sock_moved(sk, ret, PS_SC_DIR_OUT);
+}
+
+/* A peek is read again later; 0 is the peer's end of the stream. */
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(ps_sc_sock_recv, struct sock *sk, int ret, int flags)
+{
+	__u64 key;
+
+	if (flags & PS_SC_MSG_PEEK)
+		return 0;
+	if (ret > 0)
+		return ps_sc_sock_moved(sk, ret, PS_SC_DIR_IN);
+	/* AF_UNIX has no state tracepoint: the end of the stream ends it. */
+	if (ret == 0 && sk->__sk_common.skc_family == AF_UNIX && !ps_is_self()) {
+		key = bpf_get_socket_cookie(sk);
+		ps_sc_end(key, 0, false);
+	}
+	return 0;
+}
+
+/*
+ * A TCP connection ends for us when our side sends its FIN (close, or
+ * shutdown for writing) or it is closed outright; what it still reads after
+ * our FIN is not worth a new classification.
+ */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(ps_sc_sock_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	__u64 key;
+
+	if (newstate != PS_SC_TCP_FIN_WAIT1 && newstate != PS_SC_TCP_LAST_ACK &&
+	    newstate != PS_SC_TCP_CLOSE)
+		return 0;
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	key = bpf_get_socket_cookie((struct sock *)sk);
+	ps_sc_end(key, 0, newstate != PS_SC_TCP_CLOSE);
+	return 0;
+}
+
+/* ---- syscall path: connection boundaries ---------------------------------------------- */
 
 /* A new connection on fd: whatever the fd was before is over. */
 static __always_inline void ps_sc_begin(__u32 fd, __u8 role)
@@ -949,7 +1169,7 @@ int ps_sc_process_exit(void *ctx)
 	return 0;
 }
 
-/* ---- the data syscalls: one exit program each ----------------------------------------- */
+/* ---- syscall path: the data syscalls, one exit program each --------------------------- */
 
 #define PS_SC_DATA_PROG(name, kind, dir)                            \
 	SEC("tp/syscalls/sys_exit_" #name)                          \
@@ -1031,7 +1251,6 @@ int ps_sc_exit_splice(struct trace_event_raw_sys_exit *ctx)
 
 /* ---- TLS: OpenSSL uprobes, attached by user space to each libssl ----------------------- */
 
-#ifdef PS_SC_WITH_TLS
 static __always_inline int ps_sc_tls_enter(__u64 ssl, __u64 buf, __u64 nbytes, __u8 dir)
 {
 	struct ps_sc_tls_call *call;
@@ -1115,18 +1334,19 @@ int BPF_KRETPROBE(ps_sc_ssl_return, int ret)
 	buf = call->buf;
 	dir = call->dir;
 	fd = call->fd;
+	key = call->key;
 	if (!call->bound) {
 		k.ssl = call->ssl;
 		k.tgid = tgid;
 		v = bpf_map_lookup_elem(&ps_sc_tls_fds, &k);
 		if (!v) {
-			ps_sc_tls_count(PS_SC_TLS_UNBOUND);
+			ps_sc_count(PS_SC_STAT_TLS_UNBOUND);
 			return 0;
 		}
 		fd = v->fd;
+		key = v->key;
 		conn_id = v->conn_id;
 	}
-	key = ps_sc_key(tgid, fd);
 	c = bpf_map_lookup_elem(&ps_sc_conns, &key);
 	if (!c || !c->tls || (conn_id && c->id != conn_id))
 		return 0; /* not followed (filtered, not ours), or the fd moved on */
@@ -1146,6 +1366,3 @@ int ps_sc_process_exec(void *ctx)
 	ps_sc_emit_control(PS_SC_EV_EXEC, 0, NULL);
 	return 0;
 }
-#endif
-
-#endif

@@ -1,0 +1,823 @@
+/*
+ * The core socket capture, user side (kernel side: capture.bpf.c; what they
+ * share: bpf/ps_sockcap.h; the plugin API: periscope/capture.h).
+ *
+ * One BPF object for every L7 protocol: loaded when the first protocol
+ * registers, on the socket hooks where the kernel has them (else on the
+ * syscall tracepoints), and unloaded with the last. Each registration takes
+ * a kernel slot: its ports, its first-bytes classifier, how much to copy.
+ * Events arrive through one ring buffer in syscall order; here each followed
+ * connection gets a table entry, and its chunks go to the protocol that
+ * claimed it, until it closes, its process exits, it goes quiet, or the
+ * protocol rejects it (then the kernel stops following it).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#include <periscope/log.h>
+#include <periscope/metrics.h>
+#include <periscope/plugin.h>
+#include <periscope/proc.h>
+
+#include "bpf_support.h"
+#include "capture/capture.h"
+#include "capture/tls.h"
+#include "ps_sockcap.h" /* before the skeleton: its .bss holds struct ps_sc_slot */
+#include "capture.skel.h"
+
+#define SUBSYS	     "capture"
+#define CONN_BUCKETS 4096 /* a power of two */
+#define CONNS_MAX    16384 /* connections decoded at once; past it the least recently fed goes */
+#define CONN_IDLE_NS (15ull * 60 * 1000000000) /* a connection nothing was fed to is dropped */
+#define TLS_TICK_NS  1000000 /* TLS looks wait a second; checking each ms of events is enough */
+
+struct ps_capture_reg {
+	struct ps_plugin *owner;
+	struct ps_capture_protocol proto; /* ports point at our own copy */
+	uint16_t ports[PS_CAPTURE_PORTS_MAX];
+	unsigned slot;
+	uint64_t decode_errors; /* not yet counted in periscope_decode_errors_total */
+};
+
+/* A followed connection. */
+struct conn {
+	struct conn *hnext;	    /* bucket chain, by id */
+	struct conn *newer, *older; /* recency list: eviction and idle expiry */
+	struct ps_capture_conn pub;
+	uint64_t key;		    /* of the kernel's conns map */
+	uint64_t last_ns;	    /* monotonic time of the last event */
+	struct ps_capture_reg *reg; /* NULL: rejected, or its protocol went: events are ignored */
+	void *state;		    /* the protocol's */
+};
+
+static struct {
+	enum ps_capture_hooks hooks;
+	bool offline; /* no kernel: replays and tests feed the events */
+	struct capture_bpf *skel;
+	bool socket_path;
+	int attached;
+	struct ps_capture_reg *slots[PS_SC_SLOTS];
+	size_t n_regs;
+	struct conn *buckets[CONN_BUCKETS];
+	struct conn *newest, *oldest;
+	size_t n_conns;
+	uint64_t evicted;
+	struct capture_tls *tls;
+	uint64_t tls_tick_ns;
+	uint64_t stats_reported[PS_SC_STATS];
+} cap;
+
+static int on_event(void *ctx, void *data, size_t size);
+
+static uint64_t mono_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int ps_capture_hooks_parse(const char *s, enum ps_capture_hooks *out)
+{
+	static const char *const names[] = { "auto", "socket", "syscalls" };
+
+	for (size_t i = 0; s && i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(s, names[i]) == 0) {
+			*out = (enum ps_capture_hooks)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+void ps_capture_set_hooks(enum ps_capture_hooks hooks)
+{
+	cap.hooks = hooks;
+}
+
+void ps_capture_set_offline(bool offline)
+{
+	cap.offline = offline;
+}
+
+int ps_capture_feed(const void *event, size_t size)
+{
+	return on_event(NULL, (void *)event, size);
+}
+
+const char *ps_capture_hooks_in_use(void)
+{
+	if (!cap.skel)
+		return NULL;
+	return cap.socket_path ? "socket" : "syscalls";
+}
+
+int ps_capture_attached_programs(void)
+{
+	return cap.skel ? cap.attached : 0;
+}
+
+/* ---- connections: a hash by id and a recency list ------------------------------------------ */
+
+static size_t conn_bucket(uint64_t id)
+{
+	id ^= id >> 33;
+	id *= 0xff51afd7ed558ccdull;
+	id ^= id >> 33;
+	return id & (CONN_BUCKETS - 1);
+}
+
+static struct conn *conn_find(uint64_t id)
+{
+	for (struct conn *c = cap.buckets[conn_bucket(id)]; c; c = c->hnext)
+		if (c->pub.id == id)
+			return c;
+	return NULL;
+}
+
+static void recency_unlink(struct conn *c)
+{
+	if (c->newer)
+		c->newer->older = c->older;
+	else
+		cap.newest = c->older;
+	if (c->older)
+		c->older->newer = c->newer;
+	else
+		cap.oldest = c->newer;
+	c->newer = c->older = NULL;
+}
+
+static void recency_push(struct conn *c)
+{
+	c->older = cap.newest;
+	c->newer = NULL;
+	if (cap.newest)
+		cap.newest->newer = c;
+	cap.newest = c;
+	if (!cap.oldest)
+		cap.oldest = c;
+}
+
+static void conn_touch(struct conn *c, uint64_t now_ns)
+{
+	c->last_ns = now_ns;
+	if (cap.newest == c)
+		return;
+	recency_unlink(c);
+	recency_push(c);
+}
+
+/* The protocol hears the connection is over; it stays in the table, ignored. */
+static void conn_release(struct conn *c, uint64_t ts_ns)
+{
+	struct ps_capture_reg *r = c->reg;
+
+	if (!r)
+		return;
+	c->reg = NULL;
+	r->proto.conn_close(r->proto.ctx, c->state, &c->pub, ts_ns);
+	c->state = NULL;
+}
+
+static void conn_free(struct conn *c, uint64_t ts_ns)
+{
+	struct conn **pp = &cap.buckets[conn_bucket(c->pub.id)];
+
+	conn_release(c, ts_ns);
+	for (; *pp; pp = &(*pp)->hnext) {
+		if (*pp == c) {
+			*pp = c->hnext;
+			break;
+		}
+	}
+	recency_unlink(c);
+	free(c);
+	cap.n_conns--;
+}
+
+/* The kernel stops following the connection, unless its key already moved on. */
+static void kernel_reject(const struct conn *c)
+{
+	struct ps_sc_conn kc;
+	int conns, skip;
+	__u8 one = 1;
+
+	if (!cap.skel)
+		return;
+	conns = bpf_map__fd(cap.skel->maps.ps_sc_conns);
+	skip = bpf_map__fd(cap.skel->maps.ps_sc_skip);
+	if (bpf_map_lookup_elem(conns, &c->key, &kc) || kc.id != c->pub.id)
+		return;
+	bpf_map_update_elem(skip, &c->key, &one, BPF_ANY);
+	bpf_map_delete_elem(conns, &c->key);
+}
+
+static void kernel_forget(const struct conn *c)
+{
+	struct ps_sc_conn kc;
+	int conns;
+
+	if (!cap.skel)
+		return;
+	conns = bpf_map__fd(cap.skel->maps.ps_sc_conns);
+	if (bpf_map_lookup_elem(conns, &c->key, &kc) == 0 && kc.id == c->pub.id)
+		bpf_map_delete_elem(conns, &c->key);
+}
+
+static void endpoint_set(struct ps_endpoint *ep, uint8_t family, const uint8_t *addr,
+			 uint16_t port)
+{
+	memset(ep, 0, sizeof(*ep));
+	ep->family = family == PS_SC_AF_UNIX ? AF_UNIX : family;
+	if (family == AF_INET || family == AF_INET6)
+		memcpy(ep->addr, addr, sizeof(ep->addr));
+	ep->port = port;
+}
+
+/*
+ * Addresses and comm travel with a connection's first event only; when that
+ * one went to nobody (the connection was evicted since), the kernel's entry
+ * still has the addresses, and /proc the rest.
+ */
+static void conn_describe(struct conn *c, const struct ps_sc_event *e)
+{
+	const uint8_t *laddr = e->laddr, *raddr = e->raddr;
+	struct ps_sc_conn kc;
+
+	if (!(e->flags & PS_SC_F_CONN)) {
+		if (cap.skel && bpf_map_lookup_elem(bpf_map__fd(cap.skel->maps.ps_sc_conns), &c->key, &kc) ==
+			    0 &&
+		    kc.id == c->pub.id) {
+			laddr = kc.laddr;
+			raddr = kc.raddr;
+		}
+	} else {
+		memcpy(c->pub.comm, e->comm, sizeof(c->pub.comm));
+		c->pub.comm[sizeof(c->pub.comm) - 1] = '\0';
+	}
+	endpoint_set(&c->pub.local, e->family, laddr, e->lport);
+	endpoint_set(&c->pub.remote, e->family, raddr, e->rport);
+}
+
+static struct ps_capture_reg *slot_reg(unsigned slot)
+{
+	return slot < PS_SC_SLOTS ? cap.slots[slot] : NULL;
+}
+
+static void evict_oldest(void)
+{
+	struct conn *c = cap.oldest;
+
+	if (!c)
+		return;
+	if (!cap.evicted++)
+		ps_warn(SUBSYS, "more than %d connections at once: the least recently active are "
+				"dropped", CONNS_MAX);
+	kernel_reject(c);
+	conn_free(c, c->last_ns);
+}
+
+/* First event of a connection: a table entry, and the protocol that claimed it says yes or no. */
+static struct conn *conn_new(const struct ps_sc_event *e)
+{
+	struct ps_capture_reg *r = slot_reg(e->slot);
+	struct conn *c;
+	size_t b;
+
+	if (cap.n_conns >= CONNS_MAX)
+		evict_oldest();
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->pub.id = e->conn_id;
+	c->pub.pid = e->tgid;
+	c->key = cap.socket_path ? e->conn_id : (uint64_t)e->tgid << 32 | e->fd;
+	b = conn_bucket(c->pub.id);
+	c->hnext = cap.buckets[b];
+	cap.buckets[b] = c;
+	recency_push(c);
+	cap.n_conns++;
+	conn_describe(c, e);
+	c->pub.tls = e->flags & PS_SC_F_TLS;
+	if (r) {
+		c->state = r->proto.conn_open(r->proto.ctx, &c->pub);
+		if (c->state)
+			c->reg = r;
+	}
+	if (!c->reg)
+		kernel_reject(c);
+	return c;
+}
+
+/* ---- events --------------------------------------------------------------------------------- */
+
+static int deliver(struct conn *c, const struct ps_sc_event *e, const uint8_t *data, size_t len,
+		   uint64_t total)
+{
+	struct ps_capture_chunk ch = {
+		.dir = e->dir == PS_SC_DIR_OUT ? PS_CAPTURE_OUT : PS_CAPTURE_IN,
+		.data = data,
+		.len = len,
+		.total = total,
+		.ts_ns = e->ts_ns,
+		.pid = e->tgid,
+		.tid = e->tid,
+	};
+
+	return c->reg->proto.conn_data(c->reg->proto.ctx, c->state, &c->pub, &ch);
+}
+
+/*
+ * One syscall's bytes. With a tail they go out as two chunks: the start
+ * (len captured of total - tail) and the end (tail, all captured).
+ */
+static int on_data(const struct ps_sc_event *e, size_t size)
+{
+	const uint8_t *payload = (const uint8_t *)(e + 1);
+	size_t captured = (size_t)e->len + e->tail;
+	struct ps_capture_reg *r;
+	struct conn *c;
+	int rc;
+
+	if (captured > size - sizeof(*e) || captured > e->total)
+		return -EINVAL;
+	c = conn_find(e->conn_id);
+	if (!c) {
+		c = conn_new(e);
+		if (!c)
+			return -ENOMEM;
+	}
+	conn_touch(c, e->ts_ns);
+	r = c->reg;
+	if (!r)
+		return 0; /* rejected; the kernel has not seen that yet */
+	if (e->flags & PS_SC_F_TLS)
+		c->pub.tls = true;
+	rc = deliver(c, e, payload, e->len, e->total - e->tail);
+	if (!rc && e->tail && c->reg)
+		rc = deliver(c, e, payload + e->len, e->tail, e->tail);
+	if (!rc)
+		return 0;
+	r->decode_errors++;
+	if (rc == -EPROTO) {
+		ps_debug(SUBSYS, "%s: pid %u connection %" PRIu64 " (%s) rejected: no longer followed",
+			 r->proto.name, c->pub.pid, c->pub.id, c->pub.comm);
+		conn_release(c, e->ts_ns);
+		kernel_reject(c);
+	}
+	return 0;
+}
+
+static void on_close(const struct ps_sc_event *e)
+{
+	struct conn *c = conn_find(e->conn_id);
+
+	if (c)
+		conn_free(c, e->ts_ns);
+}
+
+/*
+ * A process is gone. Its TCP connections end through the state tracepoint on
+ * the socket path; AF_UNIX ones, and every one on the syscall path, end here.
+ */
+static void on_process_exit(const struct ps_sc_event *e)
+{
+	struct conn *c, *next;
+
+	for (c = cap.oldest; c; c = next) {
+		next = c->newer;
+		if (c->pub.pid != e->tgid)
+			continue;
+		if (cap.socket_path && c->pub.local.family != AF_UNIX)
+			continue;
+		kernel_forget(c);
+		conn_free(c, e->ts_ns);
+	}
+	ps_proc_forget(e->tgid);
+}
+
+static int on_event(void *ctx, void *data, size_t size)
+{
+	const struct ps_sc_event *e = data;
+
+	if (size < sizeof(*e))
+		return -EINVAL;
+	if (cap.tls && e->ts_ns >= cap.tls_tick_ns) {
+		cap.tls_tick_ns = e->ts_ns + TLS_TICK_NS;
+		capture_tls_tick(cap.tls, e->ts_ns);
+	}
+	switch (e->type) {
+	case PS_SC_EV_DATA:
+		return on_data(e, size);
+	case PS_SC_EV_CLOSE:
+		on_close(e);
+		return 0;
+	case PS_SC_EV_EXIT:
+		on_process_exit(e);
+		return 0;
+	case PS_SC_EV_EXEC:
+		/* A new program image: its service name may differ, and it may map a libssl. */
+		ps_proc_forget(e->tgid);
+		if (cap.tls)
+			capture_tls_on_exec(cap.tls, e->tgid, e->ts_ns);
+		return 0;
+	case PS_SC_EV_TLS:
+		if (cap.tls)
+			capture_tls_on_hint(cap.tls, e->tgid);
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* ---- loading -------------------------------------------------------------------------------- */
+
+/* tp_btf needs the tracepoints' BTF: sock_send_length/sock_recv_length came with 6.3. */
+static bool kernel_has_socket_hooks(void)
+{
+	static const char *const needed[] = { "btf_trace_sock_send_length",
+					      "btf_trace_sock_recv_length",
+					      "btf_trace_inet_sock_set_state" };
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	bool ok = vmlinux != NULL;
+
+	for (size_t i = 0; ok && i < sizeof(needed) / sizeof(needed[0]); i++)
+		ok = btf__find_by_name_kind(vmlinux, needed[i], BTF_KIND_TYPEDEF) > 0;
+	btf__free(vmlinux);
+	return ok;
+}
+
+static bool has_prefix(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Opens and loads the object with one path's programs; 0 or -errno. */
+static int load_path(bool socket_path)
+{
+	struct bpf_program *prog;
+	int err;
+
+	cap.skel = capture_bpf__open();
+	if (!cap.skel)
+		return -errno;
+	cap.skel->rodata->ps_self_tgid = ps_bpf_self_tgid();
+	bpf_object__for_each_program(prog, cap.skel->obj)
+	{
+		const char *name = bpf_program__name(prog);
+
+		if (has_prefix(name, "ps_sc_sock_"))
+			bpf_program__set_autoload(prog, socket_path);
+		else if (has_prefix(name, "ps_sc_exit_") || has_prefix(name, "ps_sc_enter_"))
+			bpf_program__set_autoload(prog, !socket_path);
+	}
+	err = capture_bpf__load(cap.skel);
+	if (!err)
+		err = capture_bpf__attach(cap.skel);
+	if (err) {
+		capture_bpf__destroy(cap.skel);
+		cap.skel = NULL;
+		return err;
+	}
+	cap.socket_path = socket_path;
+	cap.attached = 0;
+	bpf_object__for_each_program(prog, cap.skel->obj)
+		cap.attached += bpf_program__autoload(prog) && has_prefix(bpf_program__section_name(prog),
+									  "tp");
+	return 0;
+}
+
+static int load(void)
+{
+	bool socket_ok = cap.hooks != PS_CAPTURE_HOOKS_SYSCALLS && kernel_has_socket_hooks();
+	int err = -EOPNOTSUPP;
+
+	if (cap.hooks == PS_CAPTURE_HOOKS_SOCKET && !socket_ok) {
+		ps_error(SUBSYS, "capture.hooks is socket, but this kernel has no BTF for the "
+				 "sock_send_length/sock_recv_length tracepoints (Linux 6.3 or later)");
+		return -EOPNOTSUPP;
+	}
+	if (socket_ok) {
+		err = load_path(true);
+		if (err && cap.hooks == PS_CAPTURE_HOOKS_SOCKET) {
+			ps_error(SUBSYS, "socket hooks failed to load: %s", strerror(-err));
+			return err;
+		}
+		if (err)
+			ps_warn(SUBSYS, "socket hooks failed to load (%s): falling back to syscall "
+					"tracepoints", strerror(-err));
+	}
+	if (!cap.skel) {
+		err = load_path(false);
+		if (err) {
+			ps_error(SUBSYS, "cannot load: %s", strerror(-err));
+			return err;
+		}
+	}
+	err = ps_bpf_owner_ringbuf_add(&cap, SUBSYS, bpf_map__fd(cap.skel->maps.ps_sc_events),
+				       on_event, NULL);
+	if (!err)
+		err = ps_bpf_owner_drops_watch(&cap, SUBSYS, bpf_map__fd(cap.skel->maps.ps_drops));
+	if (err) {
+		ps_error(SUBSYS, "cannot register the ring buffer: %s", strerror(-err));
+		ps_bpf_release(&cap);
+		capture_bpf__destroy(cap.skel);
+		cap.skel = NULL;
+		return err;
+	}
+	if (cap.socket_path)
+		ps_info(SUBSYS, "on socket tracepoints (sock_send_length, sock_recv_length): "
+				"%d programs", cap.attached);
+	else
+		ps_info(SUBSYS, "on syscall tracepoints (%s): %d programs; every syscall of the "
+				"host pays for them",
+			cap.hooks == PS_CAPTURE_HOOKS_SYSCALLS ? "capture.hooks: syscalls" :
+								 "the kernel has no socket hooks",
+			cap.attached);
+	return 0;
+}
+
+static void unload(void)
+{
+	uint64_t now = mono_now_ns();
+
+	while (cap.oldest)
+		conn_free(cap.oldest, now);
+	capture_tls_free(cap.tls);
+	cap.tls = NULL;
+	ps_bpf_release(&cap);
+	capture_bpf__destroy(cap.skel);
+	cap.skel = NULL;
+	memset(cap.stats_reported, 0, sizeof(cap.stats_reported));
+	ps_info(SUBSYS, "unloaded: no protocol left");
+}
+
+/* ---- the kernel's view of the protocols ---------------------------------------------------- */
+
+/* What every slot's settings add up to, written after the slots themselves. */
+static void publish_slots(void)
+{
+	struct capture_bpf__bss *bss = cap.skel->bss;
+	__u32 capture_max = PS_SC_CAPTURE_MIN;
+	__u8 any = 0, have_ports = 0, tls = 0;
+
+	for (unsigned i = 0; i < PS_SC_SLOTS; i++) {
+		const struct ps_capture_reg *r = cap.slots[i];
+
+		if (!r)
+			continue;
+		if (r->proto.capture_bytes > capture_max)
+			capture_max = r->proto.capture_bytes;
+		if (r->proto.n_ports)
+			have_ports = 1;
+		else
+			any |= 1u << i;
+		tls |= r->proto.tls;
+	}
+	__atomic_store_n(&bss->ps_sc_capture_max, capture_max, __ATOMIC_RELEASE);
+	__atomic_store_n(&bss->ps_sc_have_ports, have_ports, __ATOMIC_RELEASE);
+	__atomic_store_n(&bss->ps_sc_any_port, any, __ATOMIC_RELEASE);
+	__atomic_store_n(&bss->ps_sc_tls, tls, __ATOMIC_RELEASE);
+}
+
+/* Sets or clears the slot's bit for each of its ports. 0 or -errno. */
+static int update_ports(const struct ps_capture_reg *r, bool set)
+{
+	int fd = bpf_map__fd(cap.skel->maps.ps_sc_ports);
+
+	for (size_t i = 0; i < r->proto.n_ports; i++) {
+		__u16 port = r->ports[i];
+		__u8 bits = 0;
+
+		bpf_map_lookup_elem(fd, &port, &bits);
+		bits = set ? bits | (1u << r->slot) : bits & ~(1u << r->slot);
+		if (bits ? bpf_map_update_elem(fd, &port, &bits, BPF_ANY) :
+			   bpf_map_delete_elem(fd, &port))
+			if (set)
+				return -errno;
+	}
+	return 0;
+}
+
+static void start_tls(void)
+{
+	const struct capture_tls_progs progs = {
+		.read = cap.skel->progs.ps_sc_ssl_read,
+		.write = cap.skel->progs.ps_sc_ssl_write,
+		.read_ex = cap.skel->progs.ps_sc_ssl_read_ex,
+		.write_ex = cap.skel->progs.ps_sc_ssl_write_ex,
+		.ret = cap.skel->progs.ps_sc_ssl_return,
+	};
+	int n;
+
+	cap.tls = capture_tls_new(&progs);
+	if (!cap.tls) {
+		ps_warn(SUBSYS, "TLS capture is off: %s", strerror(errno));
+		return;
+	}
+	n = capture_tls_scan_all(cap.tls);
+	ps_info(SUBSYS, "TLS: %d libssl file%s found", n, n == 1 ? "" : "s");
+}
+
+/* The kernel learns of r (loading the capture first if it is the first). 0 or -errno. */
+static int kernel_add(struct ps_capture_reg *r)
+{
+	int err;
+
+	if (!cap.skel && (err = load()) != 0)
+		return err;
+	err = update_ports(r, true);
+	if (err) {
+		update_ports(r, false);
+		if (!cap.n_regs)
+			unload();
+		return err;
+	}
+	cap.skel->bss->ps_sc_slots[r->slot] = (struct ps_sc_slot){
+		.classifier = (__u8)r->proto.classifier,
+		.capture_bytes = r->proto.capture_bytes,
+	};
+	__atomic_store_n(&cap.skel->bss->ps_sc_slots[r->slot].active, 1, __ATOMIC_RELEASE);
+	cap.slots[r->slot] = r; /* publish_slots reads the table */
+	publish_slots();
+	if (r->proto.tls && !cap.tls)
+		start_tls();
+	return 0;
+}
+
+static int check_protocol(const struct ps_capture_protocol *proto)
+{
+	if (!proto || proto->struct_size < sizeof(*proto) || !proto->name || !proto->conn_open ||
+	    !proto->conn_data || !proto->conn_close)
+		return -EINVAL;
+	if (proto->classifier != PS_CAPTURE_CLASSIFY_NONE &&
+	    proto->classifier != PS_CAPTURE_CLASSIFY_HTTP1)
+		return -EINVAL;
+	if (proto->classifier == PS_CAPTURE_CLASSIFY_NONE && !proto->n_ports)
+		return -EINVAL; /* it would claim every connection of the host */
+	if (proto->n_ports > PS_CAPTURE_PORTS_MAX || (proto->n_ports && !proto->ports))
+		return -EINVAL;
+	if (proto->capture_bytes &&
+	    (proto->capture_bytes < PS_CAPTURE_BYTES_MIN || proto->capture_bytes > PS_CAPTURE_BYTES_MAX))
+		return -EINVAL;
+	return 0;
+}
+
+static void log_registered(const struct ps_capture_reg *r)
+{
+	char ports[PS_CAPTURE_PORTS_MAX * 6 + 8] = "any";
+	size_t off = 0;
+
+	for (size_t i = 0; i < r->proto.n_ports && off < sizeof(ports) - 8; i++)
+		off += (size_t)snprintf(ports + off, sizeof(ports) - off, "%s%u", i ? "," : "",
+					r->ports[i]);
+	ps_info(SUBSYS, "protocol %s (plugin %s): ports %s, %s, %u bytes per syscall%s",
+		r->proto.name, ps_plugin_name(r->owner), ports,
+		r->proto.classifier == PS_CAPTURE_CLASSIFY_HTTP1 ? "HTTP/1.x first bytes" :
+								   "every connection on them",
+		r->proto.capture_bytes, r->proto.tls ? ", TLS through OpenSSL" : "");
+}
+
+struct ps_capture_reg *ps_capture_register(struct ps_plugin *p,
+					   const struct ps_capture_protocol *proto)
+{
+	struct ps_capture_reg *r;
+	unsigned slot;
+	int err = check_protocol(proto);
+
+	if (err || !p) {
+		errno = EINVAL;
+		return NULL;
+	}
+	for (slot = 0; slot < PS_SC_SLOTS && cap.slots[slot]; slot++)
+		;
+	if (slot == PS_SC_SLOTS) {
+		errno = ENOSPC;
+		return NULL;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->owner = p;
+	r->slot = slot;
+	r->proto = *proto;
+	if (!r->proto.capture_bytes)
+		r->proto.capture_bytes = PS_CAPTURE_BYTES_DEFAULT;
+	memcpy(r->ports, proto->ports, proto->n_ports * sizeof(r->ports[0]));
+	r->proto.ports = r->ports;
+	if (!cap.offline) {
+		err = kernel_add(r);
+		if (err)
+			goto fail;
+	}
+	cap.slots[slot] = r;
+	cap.n_regs++;
+	log_registered(r);
+	return r;
+
+fail:
+	free(r);
+	errno = -err;
+	return NULL;
+}
+
+void ps_capture_unregister(struct ps_capture_reg *r)
+{
+	uint64_t now = mono_now_ns();
+	struct conn *c, *next;
+
+	if (!r || slot_reg(r->slot) != r)
+		return;
+	cap.slots[r->slot] = NULL;
+	cap.n_regs--;
+	if (cap.skel) {
+		__atomic_store_n(&cap.skel->bss->ps_sc_slots[r->slot].active, 0, __ATOMIC_RELEASE);
+		update_ports(r, false);
+		publish_slots();
+	}
+	for (c = cap.oldest; c; c = next) {
+		next = c->newer;
+		if (c->reg != r)
+			continue;
+		kernel_reject(c);
+		conn_free(c, now);
+	}
+	ps_bpf_count_decode_errors(ps_plugin_name(r->owner), r->decode_errors);
+	ps_info(SUBSYS, "protocol %s unregistered", r->proto.name);
+	free(r);
+	if (!cap.n_regs && cap.skel)
+		unload();
+}
+
+void ps_capture_plugin_release(struct ps_plugin *p)
+{
+	for (unsigned i = 0; i < PS_SC_SLOTS; i++)
+		if (cap.slots[i] && cap.slots[i]->owner == p)
+			ps_capture_unregister(cap.slots[i]);
+}
+
+/* ---- each flush ----------------------------------------------------------------------------- */
+
+static void report_stats(void)
+{
+	static const char *const labels[] = { "service_name", "reason", NULL };
+	static const char *const reasons[PS_SC_STATS] = {
+		[PS_SC_STAT_TLS_UNBOUND] = "tls_unbound",
+		[PS_SC_STAT_UNCAPTURED] = "no_user_buffer",
+	};
+	struct ps_metric *m = ps_metric_register(&(struct ps_metric_desc){
+		.name = "periscope_capture_gaps_total",
+		.help = "Syscalls on followed connections whose bytes the capture could not see",
+		.type = PS_METRIC_COUNTER,
+		.labels = labels,
+	});
+
+	for (unsigned i = 0; m && i < PS_SC_STATS; i++) {
+		const char *values[] = { "periscoped", reasons[i] };
+		uint64_t total;
+
+		if (ps_bpf_percpu_sum(bpf_map__fd(cap.skel->maps.ps_sc_stats), i, &total))
+			continue;
+		ps_metric_add(m, values, (double)(total - cap.stats_reported[i]));
+		cap.stats_reported[i] = total;
+	}
+}
+
+void ps_capture_collect(void)
+{
+	uint64_t now = mono_now_ns();
+	size_t expired = 0;
+
+	if (!cap.skel)
+		return;
+	while (cap.oldest && now - cap.oldest->last_ns > CONN_IDLE_NS) {
+		kernel_forget(cap.oldest);
+		conn_free(cap.oldest, now);
+		expired++;
+	}
+	if (expired)
+		ps_debug(SUBSYS, "%zu idle connections dropped", expired);
+	if (cap.tls)
+		capture_tls_tick(cap.tls, now);
+	for (unsigned i = 0; i < PS_SC_SLOTS; i++) {
+		struct ps_capture_reg *r = cap.slots[i];
+
+		if (r && r->decode_errors) {
+			ps_bpf_count_decode_errors(ps_plugin_name(r->owner), r->decode_errors);
+			r->decode_errors = 0;
+		}
+	}
+	report_stats();
+}
