@@ -14,10 +14,11 @@
  * then empty).
  *
  * Whatever is not decoded goes to periscope_decode_errors_total{plugin="mysql"}:
- * malformed packets, framing lost to uncaptured bytes, responses that could
- * not be paired, executes of statements whose prepare was not seen, query
- * text that is no statement, compressed connections, and multi-statement
- * queries (their one duration cannot be given to one operation and table).
+ * malformed packets, commands and responses that could not be paired (bytes
+ * not captured, most often), executes of statements whose prepare was not seen, query
+ * text that is no statement, compressed connections, TLS connections whose
+ * plaintext never came, and multi-statement queries (their one duration
+ * cannot be given to one operation and table).
  */
 #include "config.h"
 
@@ -34,13 +35,6 @@
 #include "mysql_proto.h"
 
 #define SUBSYS "mysql"
-
-/*
- * Weak: a daemon whose core lacks the socket capture still loads the plugin,
- * which then fails at start with a clear message instead of a dlopen error.
- */
-#pragma weak ps_capture_register
-#pragma weak ps_capture_unregister
 
 struct mysql_config {
 	struct ps_portlist ports;
@@ -64,6 +58,7 @@ struct mysql {
 struct mysql_conn {
 	struct mysql_stream *stream;
 	uint64_t errors_seen; /* of the stream's not-decoded counts, already accounted */
+	bool tls;	      /* the capture's chunks are OpenSSL plaintext now */
 };
 
 /* What the decoder's exchange callback needs. */
@@ -146,18 +141,24 @@ static void on_exchange(const struct mysql_exchange *ex, void *arg)
 
 /* ---- connections from the capture --------------------------------------------------------- */
 
-static uint64_t not_decoded(const struct mysql_stream *s)
+static uint64_t not_decoded(const struct mysql_stream *s, bool closed)
 {
 	struct mysql_stream_stats ss;
 
 	mysql_stream_get_stats(s, &ss);
-	return ss.parse_errors + ss.desyncs + ss.lost + ss.unknown_statements + ss.unsummarized +
-	       ss.multi_statements + (ss.compressed ? 1 : 0);
+	/*
+	 * Framing lost to uncaptured bytes is not counted itself: the exchanges it
+	 * cost are (lost), those it did not (the end of a result set found in a
+	 * syscall's last bytes) are not errors. A TLS connection whose plaintext
+	 * never came counts once, at close.
+	 */
+	return ss.parse_errors + ss.lost + ss.unknown_statements + ss.unsummarized +
+	       ss.multi_statements + (ss.compressed ? 1 : 0) + (closed && ss.tls_waiting ? 1 : 0);
 }
 
-static void account(struct mysql *st, struct mysql_conn *mc)
+static void account(struct mysql *st, struct mysql_conn *mc, bool closed)
 {
-	uint64_t n = not_decoded(mc->stream);
+	uint64_t n = not_decoded(mc->stream, closed);
 
 	st->errors_pending += n - mc->errors_seen;
 	mc->errors_seen = n;
@@ -187,9 +188,17 @@ static int conn_data(void *ctx, void *state, const struct ps_capture_conn *conn,
 	enum mysql_dir dir = chunk->dir == PS_CAPTURE_OUT ? MYSQL_DIR_OUT : MYSQL_DIR_IN;
 	int err;
 
+	/*
+	 * The capture flags a connection TLS from its first OpenSSL chunk on; what
+	 * came between the SSLRequest and that chunk was ciphertext, and skipped.
+	 */
+	if (conn->tls && !mc->tls) {
+		mc->tls = true;
+		mysql_stream_tls_plaintext(mc->stream);
+	}
 	err = mysql_stream_feed(mc->stream, dir, chunk->data, chunk->len, chunk->total,
 				chunk->ts_ns, on_exchange, &fc);
-	account(st, mc);
+	account(st, mc, false);
 	if (err == -EPROTO) {
 		ps_debug(SUBSYS,
 			 "connection %" PRIu64 " of pid %u (%s): not MySQL, no longer followed",
@@ -207,7 +216,20 @@ static void conn_close(void *ctx, void *state, const struct ps_capture_conn *con
 	if (!mc)
 		return;
 	mysql_stream_close(mc->stream);
-	account(st, mc);
+	account(st, mc, true);
+	if (ps_log_enabled(PS_LOG_DEBUG)) {
+		struct mysql_stream_stats ss;
+
+		mysql_stream_get_stats(mc->stream, &ss);
+		ps_debug(SUBSYS,
+			 "connection %" PRIu64 " of pid %u (%s%s) closed: %" PRIu64
+			 " exchanges; %" PRIu64 " unanswered, %" PRIu64 " lost, %" PRIu64
+			 " malformed, %" PRIu64 " desyncs, %" PRIu64 " unknown statements%s%s",
+			 conn->id, conn->pid, conn->comm, conn->tls ? ", TLS" : "", ss.exchanges,
+			 ss.unanswered, ss.lost, ss.parse_errors, ss.desyncs, ss.unknown_statements,
+			 ss.compressed ? ", compressed" : "",
+			 ss.tls_waiting ? ", TLS plaintext never came" : "");
+	}
 	mysql_stream_free(mc->stream);
 	free(mc);
 }
@@ -335,10 +357,6 @@ static int mysql_start(struct ps_plugin *p)
 	err = register_metrics(st);
 	if (err)
 		return err;
-	if (!ps_capture_register) {
-		ps_error(SUBSYS, "this periscoped has no socket capture (ps_capture_register)");
-		return -ENOSYS;
-	}
 	st->reg = ps_capture_register(p, &proto);
 	if (!st->reg) {
 		err = -errno;
@@ -360,7 +378,7 @@ static void mysql_stop(struct ps_plugin *p)
 
 	if (!st)
 		return;
-	if (st->reg && ps_capture_unregister)
+	if (st->reg)
 		ps_capture_unregister(st->reg); /* closes our connections: their counts come now */
 	st->reg = NULL;
 	flush_errors(st);

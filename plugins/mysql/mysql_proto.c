@@ -64,7 +64,8 @@ enum phase {
 	PH_START,     /* nothing recognised yet */
 	PH_HANDSHAKE, /* connection phase: greeting, HandshakeResponse, authentication */
 	PH_COMMAND,   /* commands and responses */
-	PH_IGNORE,    /* TLS after SSLRequest, or compression: nothing more is decoded */
+	PH_TLS_WAIT,  /* after SSLRequest: ciphertext, until the plaintext starts */
+	PH_IGNORE,    /* compression: nothing more is decoded */
 	PH_NOT_MYSQL,
 };
 
@@ -111,6 +112,7 @@ struct half {
 	bool lost; /* framing lost: waits for a feed that starts a packet */
 	uint32_t plen, left, keep;
 	uint64_t start_ns;
+	uint64_t gap_ts; /* the latest feed with bytes not captured: its syscall's time */
 	uint8_t buf[PKT_KEEP];
 };
 
@@ -151,6 +153,7 @@ struct mysql_stream {
 	uint16_t err;
 	uint64_t end_ns;
 	bool maybe_eof; /* a prepare ended while EOF use was unknown: its EOF may follow */
+	bool rows_lost; /* framing lost inside the head's result set: waiting for its end */
 	uint8_t maybe_eof_seq;
 
 	struct stmt *stmts;
@@ -350,6 +353,7 @@ static void resp_reset(struct mysql_stream *s)
 	s->results = 0;
 	s->rows = s->affected = 0;
 	s->err = 0;
+	s->rows_lost = false;
 }
 
 static void dequeue(struct mysql_stream *s)
@@ -734,8 +738,18 @@ static void response_packet(struct feed *f, const struct pkt *p)
 	s->resp_started = true;
 	s->last_seq = p->seq;
 	s->end_ns = p->end_ns;
-	if (!p->have) { /* an empty packet where a response must say something */
-		abandon(s, p);
+	if (!p->have) {
+		/* Inside a result set a packet not captured at all still is a row or a definition. */
+		if (p->len && s->rs == R_ROWS) {
+			s->rows++;
+			return;
+		}
+		if (p->len && s->rs == R_COLDEFS) {
+			if (!--s->cols_left)
+				s->rs = R_COLS_EOF;
+			return;
+		}
+		abandon(s, p); /* empty, or nothing seen where a response must say something */
 		return;
 	}
 	switch (s->rs) {
@@ -827,6 +841,13 @@ static void command_packet(struct feed *f, const struct pkt *p)
 		s->st.parse_errors++;
 		return;
 	}
+	/*
+	 * Responses are being lost: a client sends its next command only once the
+	 * previous answer is in, so the commands still waiting were answered in
+	 * bytes nobody saw. Dropped, lest a later response be paired with them.
+	 */
+	if (s->q_len && s->cmd_dir >= 0 && s->half[!s->cmd_dir].lost)
+		drop_pending(s);
 	/* A command not decoded held everything since; this one ends it. */
 	if (h && h->first == R_ABSORB)
 		finish(f);
@@ -1023,7 +1044,7 @@ static void handshake_packet(struct feed *f, const struct pkt *p)
 		if (!is_handshake_response(p))
 			return; /* authentication data */
 		if (p->len == 32 && (le32(p->data) & CLIENT_SSL)) {
-			s->phase = PH_IGNORE;
+			s->phase = PH_TLS_WAIT;
 			s->st.tls_switch = true;
 			return;
 		}
@@ -1109,9 +1130,50 @@ static void lose_framing(struct mysql_stream *s, enum mysql_dir dir)
 	s->st.desyncs++;
 	if (s->phase == PH_HANDSHAKE && s->cmd_dir >= 0)
 		s->phase = PH_COMMAND; /* whatever the handshake said, commands are next */
-	if (s->phase == PH_COMMAND && (int)dir != s->cmd_dir)
-		drop_pending(s);
+	if (s->phase == PH_COMMAND && (int)dir != s->cmd_dir) {
+		/*
+		 * Lost inside a result set (rows longer than the capture copies):
+		 * the end may still show in the last bytes of a syscall. Elsewhere
+		 * the response is given up.
+		 */
+		if (s->q_len && s->resp_started &&
+		    (s->rs == R_COLDEFS || s->rs == R_COLS_EOF || s->rs == R_ROWS))
+			s->rows_lost = true;
+		else
+			drop_pending(s);
+	}
 	s->maybe_eof = false;
+}
+
+/*
+ * While rows_lost: does this feed end the result set? It must be the end of
+ * the syscall whose start came with a gap (the capture sends a syscall's last
+ * bytes as a second chunk, captured whole, with the same time), and its last
+ * packet the final EOF, or the OK that replaces it, without
+ * SERVER_MORE_RESULTS_EXISTS.
+ */
+static bool rows_end_in_tail(struct feed *f, enum mysql_dir dir, const uint8_t *data, size_t len,
+			     uint64_t total, uint64_t ts_ns)
+{
+	struct mysql_stream *s = f->s;
+	const uint8_t *e = data + len;
+	uint32_t status;
+
+	if (!s->rows_lost || (int)dir == s->cmd_dir || len != total || ts_ns != s->half[dir].gap_ts)
+		return false;
+	if (len >= 9 && e[-9] == 5 && e[-8] == 0 && e[-7] == 0 && e[-5] == 0xfe &&
+	    s->deprecate_eof != 1)
+		status = le16(e - 2); /* EOF: 0xfe, warnings, status */
+	else if (len >= 11 && e[-11] == 7 && e[-10] == 0 && e[-9] == 0 && e[-7] == 0xfe &&
+		 e[-6] == 0 && e[-5] == 0 && s->deprecate_eof != 0)
+		status = le16(e - 4); /* OK: 0xfe, no rows, no insert id, status, warnings */
+	else
+		return false;
+	if (status & SERVER_MORE_RESULTS_EXISTS)
+		return false;
+	s->end_ns = ts_ns;
+	finish(f);
+	return true;
 }
 
 static void packet_done(struct feed *f, enum mysql_dir dir, uint64_t ts)
@@ -1145,16 +1207,43 @@ static void packet_done(struct feed *f, enum mysql_dir dir, uint64_t ts)
 	}
 }
 
-/* Can a lost direction pick up at this feed? */
-static bool resync(struct mysql_stream *s, enum mysql_dir dir, const uint8_t *data, size_t len,
-		   uint64_t total)
+/* Could a response start with this packet (its header and first payload byte)? */
+static bool response_start_plausible(uint8_t first, uint32_t plen)
+{
+	uint32_t off = 0;
+	uint64_t n;
+	uint8_t b[9] = { first };
+
+	switch (first) {
+	case 0x00:
+		return plen >= 7; /* OK (a prepare's OK is 12) */
+	case 0xff:
+		return plen >= 3; /* ERR */
+	case 0xfb:
+		return plen >= 1; /* LOCAL INFILE */
+	case 0xfc:
+		return plen == 3 || plen == 4; /* column counts, with MariaDB's metadata byte */
+	case 0xfd:
+		return plen == 4 || plen == 5;
+	case 0xfe:
+		return false;
+	default:
+		return lenenc(b, 1, &off, &n) && n > 0 && (plen == 1 || plen == 2);
+	}
+}
+
+/*
+ * Can a lost direction pick up at this feed? Not bound to the feed's total:
+ * the capture may send a syscall's last bytes as a second chunk.
+ */
+static bool resync(struct mysql_stream *s, enum mysql_dir dir, const uint8_t *data, size_t len)
 {
 	uint32_t plen;
 
-	if (len < 5 || s->phase == PH_IGNORE)
+	if (len < 5 || s->phase == PH_IGNORE || s->phase == PH_TLS_WAIT)
 		return false;
 	plen = le24(data);
-	if (plen == 0 || 4 + (uint64_t)plen > total)
+	if (plen == 0)
 		return false;
 	if (s->cmd_dir < 0 || (int)dir == s->cmd_dir) {
 		if (data[3] != 0 || !command_plausible(data[4], plen))
@@ -1166,8 +1255,17 @@ static bool resync(struct mysql_stream *s, enum mysql_dir dir, const uint8_t *da
 			s->phase = PH_COMMAND;
 		return true;
 	}
-	/* A response start, to a command seen after the loss (the queue was emptied then). */
-	return data[3] == 1 && s->q_len > 0 && !s->resp_started;
+	/*
+	 * A response start, to a command seen after the loss (older ones were
+	 * dropped when it came), or after a result set whose end went unseen.
+	 */
+	if (data[3] != 1 || !s->q_len || !response_start_plausible(data[4], plen))
+		return false;
+	if (s->rows_lost) {
+		s->st.lost++;
+		dequeue(s);
+	}
+	return s->q_len > 0 && !s->resp_started;
 }
 
 int mysql_stream_feed(struct mysql_stream *s, enum mysql_dir dir, const uint8_t *data, size_t len,
@@ -1184,11 +1282,18 @@ int mysql_stream_feed(struct mysql_stream *s, enum mysql_dir dir, const uint8_t 
 		return -EINVAL;
 	if (total < len)
 		total = len;
-	if (s->phase == PH_IGNORE || total == 0)
+	if (s->phase == PH_IGNORE || s->phase == PH_TLS_WAIT || total == 0)
 		return 0;
 	h = &s->half[dir];
+	if (total > len)
+		h->gap_ts = ts_ns;
 	if (h->lost) {
-		if (!resync(s, dir, data, len, total)) {
+		if (rows_end_in_tail(&f, dir, data, len, total, ts_ns)) {
+			half_reset(h);
+			h->lost = false; /* the next feed starts the next response */
+			return 0;
+		}
+		if (!resync(s, dir, data, len)) {
 			if (s->cmd_dir < 0 && ++s->idle_feeds >= START_FEEDS_MAX) {
 				s->phase = PH_NOT_MYSQL;
 				s->st.not_mysql = true;
@@ -1199,7 +1304,7 @@ int mysql_stream_feed(struct mysql_stream *s, enum mysql_dir dir, const uint8_t 
 		half_reset(h);
 		h->lost = false;
 	}
-	while (pos < len && s->phase != PH_IGNORE && !h->lost) {
+	while (pos < len && s->phase != PH_IGNORE && s->phase != PH_TLS_WAIT && !h->lost) {
 		if (!h->in_payload) {
 			if (!h->hdr_have)
 				h->start_ns = ts_ns;
@@ -1234,7 +1339,8 @@ int mysql_stream_feed(struct mysql_stream *s, enum mysql_dir dir, const uint8_t 
 			packet_done(&f, dir, ts_ns);
 	}
 	gap = total - len;
-	if (gap && s->phase != PH_IGNORE && s->phase != PH_NOT_MYSQL && !h->lost) {
+	if (gap && s->phase != PH_IGNORE && s->phase != PH_TLS_WAIT && s->phase != PH_NOT_MYSQL &&
+	    !h->lost) {
 		if (!h->in_payload) {
 			lose_framing(s, dir); /* a header nobody saw */
 		} else if (gap <= h->left) {
@@ -1274,6 +1380,17 @@ void mysql_stream_free(struct mysql_stream *s)
 	free(s);
 }
 
+void mysql_stream_tls_plaintext(struct mysql_stream *s)
+{
+	if (s->phase != PH_TLS_WAIT)
+		return; /* the stream started inside TLS, or no SSLRequest was seen */
+	/* The HandshakeResponse comes next, at a packet boundary, with sequence number 2. */
+	half_reset(&s->half[MYSQL_DIR_IN]);
+	half_reset(&s->half[MYSQL_DIR_OUT]);
+	s->half[MYSQL_DIR_IN].lost = s->half[MYSQL_DIR_OUT].lost = false;
+	s->phase = PH_HANDSHAKE;
+}
+
 void mysql_stream_close(struct mysql_stream *s)
 {
 	for (unsigned i = 0; i < s->q_len; i++)
@@ -1287,4 +1404,5 @@ void mysql_stream_get_stats(const struct mysql_stream *s, struct mysql_stream_st
 {
 	*st = s->st;
 	st->role = role_of(s);
+	st->tls_waiting = s->phase == PH_TLS_WAIT;
 }

@@ -90,6 +90,14 @@ void mysql_stream_free(struct mysql_stream *s);
 int mysql_stream_feed(struct mysql_stream *s, enum mysql_dir dir, const uint8_t *data, size_t len,
 		      uint64_t total, uint64_t ts_ns, mysql_exchange_fn fn, void *ctx);
 
+/*
+ * From now on the feeds are the plaintext inside TLS (the capture's OpenSSL
+ * probes), on the stream that carried the SSLRequest: the decoder skipped the
+ * ciphertext since, and picks up at the client's HandshakeResponse. A no-op
+ * unless an SSLRequest was seen (a stream that starts inside TLS needs no call).
+ */
+void mysql_stream_tls_plaintext(struct mysql_stream *s);
+
 /* The connection ended: commands still waiting for a response count as unanswered. */
 void mysql_stream_close(struct mysql_stream *s);
 
@@ -105,9 +113,10 @@ struct mysql_stream_stats {
 	uint64_t unknown_statements; /* executes of a statement whose prepare was not seen */
 	uint64_t unsummarized;	     /* queries whose text could not be summarised */
 	uint64_t other_commands; /* framed, not reported (COM_STMT_FETCH, COM_STATISTICS, ...) */
-	bool compressed; /* the compressed protocol: nothing after the handshake is decoded */
-	bool tls_switch; /* SSLRequest: what follows is TLS, its plaintext comes elsewhere */
-	bool not_mysql;	 /* feed returns -EPROTO */
+	bool compressed;  /* the compressed protocol: nothing after the handshake is decoded */
+	bool tls_switch;  /* SSLRequest seen: TLS follows */
+	bool tls_waiting; /* ... and its plaintext has not come (yet) */
+	bool not_mysql;	  /* feed returns -EPROTO */
 };
 
 void mysql_stream_get_stats(const struct mysql_stream *s, struct mysql_stream_stats *st);
