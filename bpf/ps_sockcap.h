@@ -102,13 +102,15 @@ enum ps_sc_stat {
 enum ps_sc_classifier {
 	PS_SC_CLASSIFY_NONE = 0,  /* every considered connection */
 	PS_SC_CLASSIFY_HTTP1 = 1, /* bpf/ps_classify_http.h */
+	PS_SC_CLASSIFY_MYSQL = 2, /* bpf/ps_classify_mysql.h */
 };
 
 /* A registered protocol, as the kernel sees it (user space writes these while running). */
 struct ps_sc_slot {
 	__u8 active;
-	__u8 classifier; /* enum ps_sc_classifier */
-	__u8 pad[2];
+	__u8 classifier;      /* enum ps_sc_classifier: TCP */
+	__u8 unix_classifier; /* AF_UNIX */
+	__u8 pad;
 	__u32 capture_bytes;
 };
 

@@ -34,6 +34,7 @@
 #include "ps_common.bpf.h"
 #include "ps_sockcap.h"
 #include "ps_classify_http.h"
+#include "ps_classify_mysql.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -75,8 +76,8 @@ char LICENSE[] SEC("license") = "GPL";
  * (the skeleton maps .bss), so a protocol registered later needs no reload.
  */
 struct ps_sc_slot ps_sc_slots[PS_SC_SLOTS];
-__u32 ps_sc_capture_max;		     /* the largest capture_bytes of an active slot */
-__u8 ps_sc_any_port;			     /* slots that consider connections on any port */
+__u8 ps_sc_any_port;			     /* slots that consider TCP connections on any port */
+__u8 ps_sc_unix;			     /* slots that consider AF_UNIX connections */
 __u8 ps_sc_have_ports;			     /* some slot lists ports: look them up */
 __u8 ps_sc_tls;				     /* some slot wants OpenSSL plaintext */
 
@@ -257,14 +258,16 @@ static __always_inline int ps_sc_read_socket(__u32 fd, struct ps_sc_conn *c)
 	return 1;
 }
 
-/* The slots that consider a connection: any port, or one of its ports. AF_UNIX has none. */
+/* The slots that consider a connection: any port, or one of its ports; AF_UNIX has none. */
 static __always_inline __u8 ps_sc_candidates(const struct ps_sc_conn *c)
 {
 	__u8 m = ps_sc_any_port;
 	__u16 l = c->lport, r = c->rport;
 	__u8 *v;
 
-	if (!ps_sc_have_ports || c->family == AF_UNIX)
+	if (c->family == AF_UNIX)
+		return ps_sc_unix;
+	if (!ps_sc_have_ports)
 		return m;
 	v = bpf_map_lookup_elem(&ps_sc_ports, &l);
 	if (v)
@@ -427,13 +430,10 @@ static __always_inline struct ps_sc_scratch *ps_sc_scratch_get(void)
 	return bpf_map_lookup_elem(&ps_sc_scratch, &zero);
 }
 
-/* How many bytes to capture of total: the claiming protocol's share, or enough for any. */
+/* How many bytes to capture of total: the claiming protocol's share. */
 static __always_inline __u32 ps_sc_want(const struct ps_sc_conn *c, __u64 total)
 {
-	__u32 cap = ps_sc_capture_max;
-
-	if (c->state == PS_SC_MINE && c->slot < PS_SC_SLOTS)
-		cap = ps_sc_slots[c->slot & (PS_SC_SLOTS - 1)].capture_bytes;
+	__u32 cap = ps_sc_slots[c->slot & (PS_SC_SLOTS - 1)].capture_bytes;
 
 	if (cap > PS_SC_CAPTURE_MAX)
 		cap = PS_SC_CAPTURE_MAX;
@@ -675,20 +675,26 @@ static __always_inline void ps_sc_tls_forget_proc(__u32 tgid)
  */
 static __always_inline int ps_sc_verdict(struct ps_sc_conn *c, const __u8 *head, __u32 len)
 {
-	int http = ps_http_classify(head, len), verdict = PS_SC_NOT_MINE;
+	int http = ps_http_classify(head, len), mysql = ps_mysql_classify(head, len);
+	int verdict = PS_SC_NOT_MINE;
+	bool unix_socket = c->family == AF_UNIX;
 
 #pragma unroll
 	for (int i = 0; i < PS_SC_SLOTS; i++) {
 		const struct ps_sc_slot *sl = &ps_sc_slots[i];
-		int v = PS_SC_NOT_MINE;
+		__u8 classifier = unix_socket ? sl->unix_classifier : sl->classifier;
+		int v = PS_SC_NOT_MINE, says = PS_HTTP_NO;
 
 		if (!(c->candidates & (1u << i)) || !sl->active)
 			continue;
-		if (sl->classifier == PS_SC_CLASSIFY_NONE)
+		if (classifier == PS_SC_CLASSIFY_NONE && !unix_socket)
 			v = PS_SC_MINE;
-		else if (sl->classifier == PS_SC_CLASSIFY_HTTP1)
-			v = http == PS_HTTP_YES ? PS_SC_MINE :
-			    http == PS_HTTP_MAYBE ? PS_SC_UNKNOWN : PS_SC_NOT_MINE;
+		else if (classifier == PS_SC_CLASSIFY_HTTP1)
+			says = http;
+		else if (classifier == PS_SC_CLASSIFY_MYSQL)
+			says = mysql;
+		if (says != PS_HTTP_NO)
+			v = says == PS_HTTP_YES ? PS_SC_MINE : PS_SC_UNKNOWN;
 		if (v == PS_SC_MINE) {
 			c->slot = i;
 			return v;
@@ -757,28 +763,37 @@ static __always_inline void ps_sc_emit_data(struct ps_sc_scratch *s, struct ps_s
  * send. kind and flags are constants in every caller, so each program
  * carries only the copy code of its own syscall.
  */
+static __always_inline __u32 ps_sc_copy(struct ps_sc_scratch *s, const __u8 kind, __u64 ptr,
+					 __u32 cnt, __u32 want)
+{
+	if (kind == PS_SC_K_BUF)
+		return ps_sc_copy_buf(s, ptr, want);
+	if (kind == PS_SC_K_IOV)
+		return ps_sc_copy_iov(ptr, cnt, want);
+	return 0;
+}
+
 static __always_inline void ps_sc_capture(__u64 key, struct ps_sc_conn *c, __u32 fd, __u8 dir,
 					  const __u8 kind, __u64 ptr, __u32 cnt, __u64 total,
 					  const __u8 flags)
 {
+	bool unclaimed = c->state != PS_SC_MINE;
 	struct ps_sc_scratch *s;
-	__u32 len = 0, tail = 0, want;
+	__u32 len, tail = 0, want;
 
 	s = ps_sc_scratch_get();
 	if (!s)
 		return;
-	want = ps_sc_want(c, total);
-	if (kind == PS_SC_K_BUF)
-		len = ps_sc_copy_buf(s, ptr, want);
-	else if (kind == PS_SC_K_IOV)
-		len = ps_sc_copy_iov(ptr, cnt, want);
-	if (c->state != PS_SC_MINE) {
+	/* Most connections are no protocol's: the classifiers' few bytes first. */
+	want = unclaimed ? (total < PS_SC_CLASSIFY_BYTES ? total : PS_SC_CLASSIFY_BYTES) :
+			   ps_sc_want(c, total);
+	len = ps_sc_copy(s, kind, ptr, cnt, want);
+	if (unclaimed) {
 		if (!ps_sc_classify(key, fd, c, s, len, flags))
 			return;
-		/* Copied for any protocol; the one that claimed it may want fewer. */
 		want = ps_sc_want(c, total);
-		if (len > want)
-			len = want;
+		if (want > len)
+			len = ps_sc_copy(s, kind, ptr, cnt, want);
 	}
 	if (len == want && total > want) {
 		if (kind == PS_SC_K_BUF)

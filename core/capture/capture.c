@@ -570,25 +570,24 @@ static void unload(void)
 static void publish_slots(void)
 {
 	struct capture_bpf__bss *bss = cap.skel->bss;
-	__u32 capture_max = PS_SC_CAPTURE_MIN;
-	__u8 any = 0, have_ports = 0, tls = 0;
+	__u8 any = 0, unix_slots = 0, have_ports = 0, tls = 0;
 
 	for (unsigned i = 0; i < PS_SC_SLOTS; i++) {
 		const struct ps_capture_reg *r = cap.slots[i];
 
 		if (!r)
 			continue;
-		if (r->proto.capture_bytes > capture_max)
-			capture_max = r->proto.capture_bytes;
 		if (r->proto.n_ports)
 			have_ports = 1;
 		else
 			any |= 1u << i;
+		if (r->proto.unix_classifier != PS_CAPTURE_CLASSIFY_NONE)
+			unix_slots |= 1u << i;
 		tls |= r->proto.tls;
 	}
-	__atomic_store_n(&bss->ps_sc_capture_max, capture_max, __ATOMIC_RELEASE);
 	__atomic_store_n(&bss->ps_sc_have_ports, have_ports, __ATOMIC_RELEASE);
 	__atomic_store_n(&bss->ps_sc_any_port, any, __ATOMIC_RELEASE);
+	__atomic_store_n(&bss->ps_sc_unix, unix_slots, __ATOMIC_RELEASE);
 	__atomic_store_n(&bss->ps_sc_tls, tls, __ATOMIC_RELEASE);
 }
 
@@ -647,6 +646,7 @@ static int kernel_add(struct ps_capture_reg *r)
 	}
 	cap.skel->bss->ps_sc_slots[r->slot] = (struct ps_sc_slot){
 		.classifier = (__u8)r->proto.classifier,
+		.unix_classifier = (__u8)r->proto.unix_classifier,
 		.capture_bytes = r->proto.capture_bytes,
 	};
 	__atomic_store_n(&cap.skel->bss->ps_sc_slots[r->slot].active, 1, __ATOMIC_RELEASE);
@@ -662,8 +662,8 @@ static int check_protocol(const struct ps_capture_protocol *proto)
 	if (!proto || proto->struct_size < sizeof(*proto) || !proto->name || !proto->conn_open ||
 	    !proto->conn_data || !proto->conn_close)
 		return -EINVAL;
-	if (proto->classifier != PS_CAPTURE_CLASSIFY_NONE &&
-	    proto->classifier != PS_CAPTURE_CLASSIFY_HTTP1)
+	if (proto->classifier > PS_CAPTURE_CLASSIFY_MYSQL ||
+	    proto->unix_classifier > PS_CAPTURE_CLASSIFY_MYSQL)
 		return -EINVAL;
 	if (proto->classifier == PS_CAPTURE_CLASSIFY_NONE && !proto->n_ports)
 		return -EINVAL; /* it would claim every connection of the host */
@@ -675,6 +675,18 @@ static int check_protocol(const struct ps_capture_protocol *proto)
 	return 0;
 }
 
+static const char *classifier_name(enum ps_capture_classifier c)
+{
+	switch (c) {
+	case PS_CAPTURE_CLASSIFY_HTTP1:
+		return "HTTP/1.x first bytes";
+	case PS_CAPTURE_CLASSIFY_MYSQL:
+		return "MySQL first bytes";
+	default:
+		return "every connection";
+	}
+}
+
 static void log_registered(const struct ps_capture_reg *r)
 {
 	char ports[PS_CAPTURE_PORTS_MAX * 6 + 8] = "any";
@@ -683,10 +695,10 @@ static void log_registered(const struct ps_capture_reg *r)
 	for (size_t i = 0; i < r->proto.n_ports && off < sizeof(ports) - 8; i++)
 		off += (size_t)snprintf(ports + off, sizeof(ports) - off, "%s%u", i ? "," : "",
 					r->ports[i]);
-	ps_info(SUBSYS, "protocol %s (plugin %s): ports %s, %s, %u bytes per syscall%s",
-		r->proto.name, ps_plugin_name(r->owner), ports,
-		r->proto.classifier == PS_CAPTURE_CLASSIFY_HTTP1 ? "HTTP/1.x first bytes" :
-								   "every connection on them",
+	ps_info(SUBSYS, "protocol %s (plugin %s): TCP ports %s, %s; Unix sockets: %s; %u bytes "
+			"per syscall%s",
+		r->proto.name, ps_plugin_name(r->owner), ports, classifier_name(r->proto.classifier),
+		r->proto.unix_classifier ? classifier_name(r->proto.unix_classifier) : "no",
 		r->proto.capture_bytes, r->proto.tls ? ", TLS through OpenSSL" : "");
 }
 
@@ -759,6 +771,26 @@ void ps_capture_unregister(struct ps_capture_reg *r)
 	free(r);
 	if (!cap.n_regs && cap.skel)
 		unload();
+}
+
+int ps_capture_starttls(const struct ps_capture_conn *conn)
+{
+	struct conn *c = (struct conn *)((char *)conn - offsetof(struct conn, pub));
+	int fd;
+	struct ps_sc_conn kc;
+
+	if (!conn || conn_find(conn->id) != c)
+		return -EINVAL;
+	if (!cap.skel)
+		return 0;
+	fd = bpf_map__fd(cap.skel->maps.ps_sc_conns);
+	if (bpf_map_lookup_elem(fd, &c->key, &kc) || kc.id != c->pub.id)
+		return -ENOENT; /* gone already */
+	kc.tls = 1;
+	if (bpf_map_update_elem(fd, &c->key, &kc, BPF_EXIST))
+		return -errno;
+	ps_debug(SUBSYS, "pid %u connection %" PRIu64 ": TLS from now on", c->pub.pid, c->pub.id);
+	return 0;
 }
 
 void ps_capture_plugin_release(struct ps_plugin *p)

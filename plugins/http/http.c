@@ -498,6 +498,8 @@ static int http_start(struct ps_plugin *p)
 		.n_ports = st->n_ports,
 		.capture_bytes = st->capture_bytes,
 		.tls = st->tls_on,
+		/* AF_UNIX has no ports: a port list leaves it out. */
+		.unix_classifier = st->n_ports ? PS_CAPTURE_CLASSIFY_NONE : PS_CAPTURE_CLASSIFY_HTTP1,
 		.ctx = st,
 		.conn_open = on_conn_open,
 		.conn_data = on_conn_data,

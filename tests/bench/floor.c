@@ -1,6 +1,7 @@
 /*
- * floor [copy]: attaches floor.bpf.c's programs, says "ready" on stdout and
- * holds them until SIGTERM or SIGINT. make bench runs it between untraced and
+ * floor sys|sock empty|copy|ring: attaches one family of floor.bpf.c's
+ * programs in one mode, says "ready" on stdout and holds them (draining the
+ * ring) until SIGTERM or SIGINT. make bench runs it between untraced and
  * traced rounds to show what the hooks alone cost.
  */
 #include <signal.h>
@@ -18,22 +19,50 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
+static int on_record(void *ctx, void *data, size_t size)
+{
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	struct floor_bpf *skel = floor_bpf__open();
-	int err;
+	static const char *const modes[] = { "empty", "copy", "ring" };
+	struct floor_bpf *skel;
+	struct bpf_program *prog;
+	struct ring_buffer *rb = NULL;
+	int err, m = -1;
+	bool sock;
 
+	if (argc != 3 || (strcmp(argv[1], "sys") && strcmp(argv[1], "sock"))) {
+		fprintf(stderr, "usage: floor sys|sock empty|copy|ring\n");
+		return 2;
+	}
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(argv[2], modes[i]))
+			m = i;
+	if (m < 0) {
+		fprintf(stderr, "usage: floor sys|sock empty|copy|ring\n");
+		return 2;
+	}
+	sock = !strcmp(argv[1], "sock");
+	skel = floor_bpf__open();
 	if (!skel) {
 		perror("floor: open");
 		return 1;
 	}
-	skel->rodata->copy = argc > 1 && !strcmp(argv[1], "copy");
+	skel->rodata->mode = (__u8)m;
 	skel->rodata->self_tgid = (__u32)getpid();
+	bpf_object__for_each_program(prog, skel->obj)
+		bpf_program__set_autoload(prog, !strncmp(bpf_program__name(prog), "floor_sock_", 11) == sock);
 	err = floor_bpf__load(skel);
 	if (!err)
 		err = floor_bpf__attach(skel);
+	if (!err) {
+		rb = ring_buffer__new(bpf_map__fd(skel->maps.floor_ring), on_record, NULL, NULL);
+		err = rb ? 0 : -1;
+	}
 	if (err) {
-		fprintf(stderr, "floor: load/attach: %s\n", strerror(-err));
+		fprintf(stderr, "floor: load/attach: %s\n", strerror(err < 0 ? -err : err));
 		floor_bpf__destroy(skel);
 		return 1;
 	}
@@ -42,7 +71,8 @@ int main(int argc, char **argv)
 	printf("ready\n");
 	fflush(stdout);
 	while (!stop)
-		sleep(1); /* a signal ends the sleep; one between test and sleep, the next tick */
+		ring_buffer__poll(rb, 10); /* as the daemon drains: every few ms */
+	ring_buffer__free(rb);
 	floor_bpf__destroy(skel);
 	return 0;
 }

@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
-"""make bench: what tracing costs nginx under wrk with keep-alive on loopback.
+"""make bench: what tracing costs nginx under wrk with keep-alive on loopback,
+and what it costs the rest of the host.
 
 Rounds interleave an untraced and a traced run (periscoped with every plugin
-in the plugin directory) so that a noisy machine hurts both alike. Prints the
-median of each figure and exits 1 when a target is missed.
+in the plugin directory, then with http alone) so that a noisy machine hurts
+both alike. Each round also times dd with 1-byte blocks (a syscall-bound
+process that does no networking) beside the daemon and without it: the tax
+on the rest of the host. Prints the median of each figure and exits 1 when a
+target is missed.
 
 kernel.bpf_stats_enabled makes every BPF program run read the clock twice,
 which is the measuring instrument's own cost: the throughput ratio and the
 daemon's CPU come from a traced run without it, the BPF time per request
 from a second wrk run against the same daemon with it.
 """
-import json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import json, os, resource, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 PERISCOPED = os.environ["PERISCOPED"]
 PLUGIN_DIR = os.environ["PLUGIN_DIR"]
@@ -18,7 +22,10 @@ FLOOR = os.environ.get("FLOOR")  # tests/bench/floor: the hooks alone, as a yard
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
-TARGETS = {"ratio": 0.95, "kernel_ns": 300, "daemon_ns": 2000, "drops": 0, "rss_mib": 20}
+DD_BLOCKS = int(os.environ.get("BENCH_DD_BLOCKS", "2000000"))
+TARGETS = {"ratio": 0.88, "yardstick_gap": 0.03, "kernel_ns": 1000, "daemon_ns": 1000, "drops": 0,
+           "rss_mib": 16, "host_tax": 1.02, "l7_growth": 1.05}
+FLOOR_MODES = [(fam, mode) for fam in ("sys", "sock") for mode in ("empty", "copy", "ring")]
 
 
 def free_port():
@@ -138,9 +145,18 @@ def kernel_time(port, pid):
         set_bpf_stats("0")
 
 
-def floor_round(port, mode):
+def dd_seconds():
+    """CPU seconds of dd copying DD_BLOCKS single bytes: two syscalls per byte, no network."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(["dd", "if=/dev/zero", "of=/dev/null", "bs=1", f"count={DD_BLOCKS}"],
+                   check=True, stderr=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def floor_round(port, fam, mode):
     """tests/bench/floor's programs alone: throughput and BPF time per request."""
-    floor = subprocess.Popen([FLOOR, mode], stdout=subprocess.PIPE, text=True)
+    floor = subprocess.Popen([FLOOR, fam, mode], stdout=subprocess.PIPE, text=True)
     try:
         if floor.stdout.readline().strip() != "ready":
             raise SystemExit("bench: tests/bench/floor did not start")
@@ -152,13 +168,13 @@ def floor_round(port, mode):
     return rps, sum(ns for ns, _ in progs.values())
 
 
-def traced_round(port, work):
+def traced_round(port, work, plugin_dir, host_tax=False):
     conf = os.path.join(work, "periscope.yaml")
     with open(conf, "w") as f:
         f.write("daemon: { flush_interval: 1s }\nsinks: { stdout: { format: prometheus } }\n")
     out_path = os.path.join(work, "periscoped.out")
     with open(out_path, "w") as out, open(os.path.join(work, "periscoped.err"), "w") as err:
-        daemon = subprocess.Popen([PERISCOPED, "-c", conf, "--plugin-dir", PLUGIN_DIR],
+        daemon = subprocess.Popen([PERISCOPED, "-c", conf, "--plugin-dir", plugin_dir],
                                   stdout=out, stderr=err)
     deadline = time.time() + 30
     while "running:" not in open(os.path.join(work, "periscoped.err")).read():
@@ -171,6 +187,7 @@ def traced_round(port, work):
     cpu1 = cpu_ns(daemon.pid)
     rss = rss_kib(daemon.pid)
     progs = kernel_time(port, daemon.pid)
+    dd = dd_seconds() if host_tax else 0
     daemon.send_signal(signal.SIGTERM)
     daemon.wait(timeout=30)
     text = open(out_path).read()
@@ -182,6 +199,7 @@ def traced_round(port, work):
         "drops": last_value(text, "periscope_events_dropped_total"),
         "progs_runs_per_request": sum(runs for _, runs in progs.values()),
         "progs": progs,
+        "dd_s": dd,
     }
 
 
@@ -192,6 +210,9 @@ def main():
         if not shutil.which(tool):
             print(f"bench: {tool} is missing (apt-get install nginx-light wrk)"); return 77
     work = tempfile.mkdtemp(prefix="periscope-bench.")
+    http_only = os.path.join(work, "http-only")  # the L7 row: http alone against every plugin
+    os.mkdir(http_only, 0o755)
+    shutil.copy(os.path.join(PLUGIN_DIR, "http.so"), http_only)
     stats_before = open("/proc/sys/kernel/bpf_stats_enabled").read().strip()
     nginx, port = start_nginx(work)
     rows = []
@@ -199,31 +220,42 @@ def main():
         set_bpf_stats("0")
         wrk(port)  # warm up
         for i in range(ROUNDS):
+            dd_base = dd_seconds()
             _, base = wrk(port)
-            traced = traced_round(port, work)
+            traced = traced_round(port, work, PLUGIN_DIR, host_tax=True)
             traced["ratio"] = traced["rps"] / base
             traced["base_rps"] = base
+            traced["host_tax"] = traced["dd_s"] / dd_base
+            alone = traced_round(port, work, http_only)
+            traced["http_alone_kernel_ns"] = alone["kernel_ns"]
+            traced["l7_growth"] = traced["kernel_ns"] / alone["kernel_ns"]
             if FLOOR:
-                for mode in ("empty", "copy"):
-                    rps, ns = floor_round(port, mode)
-                    traced[f"floor_{mode}_ratio"] = rps / base
-                    traced[f"floor_{mode}_ns"] = ns
+                for fam, mode in FLOOR_MODES:
+                    rps, ns = floor_round(port, fam, mode)
+                    traced[f"floor_{fam}_{mode}_ratio"] = rps / base
+                    traced[f"floor_{fam}_{mode}_ns"] = ns
             rows.append(traced)
             print(f"round {i + 1}: untraced {base:.0f} req/s, traced {traced['rps']:.0f} req/s "
-                  f"(ratio {traced['ratio']:.3f}), kernel {traced['kernel_ns']:.0f} ns/req, "
-                  f"daemon {traced['daemon_ns']:.0f} ns/req, rss {traced['rss_mib']:.1f} MiB, "
-                  f"drops {traced['drops']:.0f}", flush=True)
+                  f"(ratio {traced['ratio']:.3f}), kernel {traced['kernel_ns']:.0f} ns/req "
+                  f"(http alone {alone['kernel_ns']:.0f}), daemon {traced['daemon_ns']:.0f} "
+                  f"ns/req, rss {traced['rss_mib']:.1f} MiB, drops {traced['drops']:.0f}, "
+                  f"dd {traced['host_tax']:.3f}x", flush=True)
     finally:
         set_bpf_stats(stats_before)
         nginx.terminate(); nginx.wait()
         shutil.rmtree(work, ignore_errors=True)
 
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "progs"}
-    checks = [("throughput ratio", med["ratio"], ">=", TARGETS["ratio"], "{:.3f}"),
+    checks = [("host tax (dd bs=1, traced/untraced)", med["host_tax"], "<=", TARGETS["host_tax"], "{:.3f}"),
+              ("throughput ratio", med["ratio"], ">=", TARGETS["ratio"], "{:.3f}"),
               ("kernel BPF time per request (ns)", med["kernel_ns"], "<=", TARGETS["kernel_ns"], "{:.0f}"),
               ("daemon CPU per request (ns)", med["daemon_ns"], "<=", TARGETS["daemon_ns"], "{:.0f}"),
               ("daemon RSS (MiB)", med["rss_mib"], "<=", TARGETS["rss_mib"], "{:.1f}"),
+              ("kernel time, every plugin / http alone", med["l7_growth"], "<=", TARGETS["l7_growth"], "{:.3f}"),
               ("dropped events", max(r["drops"] for r in rows), "<=", TARGETS["drops"], "{:.0f}")]
+    if FLOOR:
+        gap = med["floor_sock_copy_ratio"] - med["ratio"]
+        checks.insert(2, ("ratio below the copy-only yardstick", gap, "<=", TARGETS["yardstick_gap"], "{:.3f}"))
     print(f"\nmedian of {ROUNDS} rounds, wrk -t1 -c{CONNECTIONS} -d{SECONDS}s against nginx (1 worker):")
     missed = 0
     for name, value, op, target, fmt in checks:
@@ -231,12 +263,14 @@ def main():
         missed += not ok
         print(f"  {name:34s} {fmt.format(value):>8s}   target {op} {target}   {'ok' if ok else 'MISSED'}")
     print(f"  (BPF program runs per request: {med['progs_runs_per_request']:.1f})")
+    print(f"  (kernel time with http alone: {med['http_alone_kernel_ns']:.0f} ns/request)")
     if FLOOR:
-        print("the yardstick, tests/bench/floor on the same syscall exits (no daemon):")
-        for mode, what in (("empty", "programs that return at once"),
-                           ("copy", "programs that only read 64 bytes of the buffer")):
-            print(f"  {what:48s} ratio {med[f'floor_{mode}_ratio']:.3f}, "
-                  f"{med[f'floor_{mode}_ns']:.0f} ns/request")
+        print("the yardstick, tests/bench/floor's programs alone on each hook family (no daemon):")
+        for fam, where in (("sys", "syscall exits"), ("sock", "socket tracepoints")):
+            for mode, what in (("empty", "return at once"), ("copy", "read 64 bytes, no record"),
+                               ("ring", "read 64 bytes + one ring record")):
+                print(f"  {where + ': ' + what:52s} ratio {med[f'floor_{fam}_{mode}_ratio']:.3f}, "
+                      f"{med[f'floor_{fam}_{mode}_ns']:.0f} ns/request")
     print("where the kernel time goes (medians; bpf_stats' own clock reads included):")
     names = sorted({n for r in rows for n in r["progs"]})
     for name in names:

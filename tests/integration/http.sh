@@ -18,6 +18,7 @@ PIPELINED=10 EARLY=5 FILES_OK=7 FILES_MISSING=3 SLOW=5 UNIX=4 UPLOAD_BYTES=3000 
 here=$(cd "$(dirname "$0")" && pwd)
 
 require_root
+one_at_a_time http
 require_tools "apt-get install nginx-light apache2-utils curl python3" nginx ab curl "$PYTHON"
 
 work=$(mktemp -d)
@@ -96,6 +97,7 @@ grep -q ready "$work/early.out" || fail "the early client did not get its first 
 # ---- periscoped ---------------------------------------------------------------------------
 cat >"$work/periscope.yaml" <<YAML
 daemon: { flush_interval: 1s }
+capture: { hooks: $CAPTURE_HOOKS }
 plugins:
   http: { routes: ["/users/{user}/orders"] }
   tcpflow: { enabled: false }
@@ -108,6 +110,7 @@ services:
 sinks: { stdout: { format: prometheus } }
 YAML
 start_daemon -c "$work/periscope.yaml" --plugin-dir "$PLUGIN_DIR" || fail "periscoped did not start"
+expect_capture_hooks
 
 # ---- load ---------------------------------------------------------------------------------
 echo go >&3
@@ -236,7 +239,7 @@ if grep -E '^http_' "$snap" | grep -q -E 'page=|token=|secret|sort=|\?'; then
 	failures=$((failures + 1))
 fi
 
-expect 0 periscope_events_dropped_total 'plugin="http"'
+expect 0 periscope_events_dropped_total 'plugin="capture"'
 expect 1 periscope_plugin_up 'plugin="http"'
 
 if command -v promtool >/dev/null 2>&1; then

@@ -19,6 +19,7 @@ CURL=5 PLAIN=4 EARLY=5 PRIVATE=6 OFF=3
 here=$(cd "$(dirname "$0")" && pwd)
 
 require_root
+one_at_a_time http
 require_tools "apt-get install nginx-light apache2-utils curl openssl python3" \
 	nginx ab curl openssl "$PYTHON"
 libssl=$(ldd "$(command -v nginx)" | awk '$1 ~ /^libssl\.so/ { print $3 }')
@@ -105,6 +106,7 @@ wait_line "$work/early.out" ready || fail "the early TLS client did not get its 
 write_config() {
 	cat >"$work/periscope.yaml" <<YAML
 daemon: { flush_interval: 1s }
+capture: { hooks: $CAPTURE_HOOKS }
 plugins:
   http: { tls: $1 }
   tcpflow: { enabled: false }
@@ -119,6 +121,7 @@ YAML
 }
 write_config auto
 start_daemon -c "$work/periscope.yaml" --plugin-dir "$PLUGIN_DIR" || fail "periscoped did not start"
+expect_capture_hooks
 
 # ---- load ---------------------------------------------------------------------------------
 echo go >&3
@@ -210,7 +213,7 @@ expect "$PRIVATE" ${CD}_count 'service_name="pstest-pyown"'
 
 # Ciphertext never reaches the decoder: nothing on the TLS port says http.
 expect 0 ${CD}_count "server_port=\"$TLS_PORT\"" "$http"
-expect 0 periscope_events_dropped_total 'plugin="http"'
+expect 0 periscope_events_dropped_total 'plugin="capture"'
 expect 1 periscope_plugin_up 'plugin="http"'
 
 if command -v promtool >/dev/null 2>&1; then

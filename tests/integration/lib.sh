@@ -214,3 +214,26 @@ CONF
 		echo "}"
 	} >"$dir/nginx.conf"
 }
+
+# The capture's hooks for this run: CAPTURE_HOOKS=socket|syscalls (the http suites run under
+# both; auto picks socket on this kernel).
+CAPTURE_HOOKS=${CAPTURE_HOOKS:-auto}
+
+# expect_capture_hooks: the daemon's log says the capture runs on the hooks asked for.
+expect_capture_hooks() {
+	local want
+	case "$CAPTURE_HOOKS" in
+	syscalls) want="capture: on syscall tracepoints" ;;
+	*) want="capture: on socket tracepoints" ;;
+	esac
+	grep -q "$want" "$DAEMON_ERR" || fail "the capture is not where CAPTURE_HOOKS=$CAPTURE_HOOKS puts it: $(grep 'capture:' "$DAEMON_ERR" | head -3)"
+}
+
+# one_at_a_time NAME: runs the calling script again under a lock, so that no other test that
+# takes NAME runs beside it. periscoped sees every process of the host, and two suites that
+# run the same servers under the same names (make check -j runs tests side by side) would
+# count each other's traffic. The lock is not inherited by the servers the script starts.
+one_at_a_time() {
+	[ -n "${PS_ONE_AT_A_TIME:-}" ] && return 0
+	PS_ONE_AT_A_TIME=1 exec flock -o "/tmp/periscope-test-$1.lock" bash "$0"
+}

@@ -10,12 +10,16 @@
  * the syscalls completed.
  *
  * How a protocol recognises its connections:
- *   ports       with ports, only connections with one of them at either end are
- *               considered; without, connections on any port are;
- *   classifier  among those, the first bytes decide, in the kernel, with one of
- *               the classifiers the capture carries; PS_CAPTURE_CLASSIFY_NONE
- *               claims every considered connection (ports are then required).
+ *   ports            TCP: with ports, only connections with one of them at either
+ *                    end are considered; without, connections on any port are;
+ *   classifier       among those, the first bytes decide, in the kernel, with one
+ *                    of the classifiers the capture carries; PS_CAPTURE_CLASSIFY_NONE
+ *                    claims every considered connection (ports are then required);
+ *   unix_classifier  AF_UNIX stream connections, which have no ports, are
+ *                    considered when this is set, and it decides (NONE: never).
  * The first protocol (in registration order) that claims a connection gets it.
+ * A protocol that upgrades to TLS in band (MySQL's SSLRequest) calls
+ * ps_capture_starttls: from then on its chunks are the OpenSSL plaintext.
  *
  * With tls, the plaintext of connections whose ciphertext goes through
  * OpenSSL (SSL_read/SSL_write) is captured through uprobes and recognised
@@ -51,6 +55,7 @@ enum ps_capture_dir {
 enum ps_capture_classifier {
 	PS_CAPTURE_CLASSIFY_NONE = 0, /* every connection on the protocol's ports */
 	PS_CAPTURE_CLASSIFY_HTTP1 = 1,	/* an HTTP/1.x request or response line */
+	PS_CAPTURE_CLASSIFY_MYSQL = 2,	/* a MySQL greeting, or a client's query, prepare, ping */
 };
 
 /* A followed connection; the same pointer for its whole life. */
@@ -83,6 +88,7 @@ struct ps_capture_protocol {
 	size_t n_ports;
 	uint32_t capture_bytes; /* per syscall, PS_CAPTURE_BYTES_MIN..MAX; 0: the default */
 	bool tls;		/* also OpenSSL plaintext */
+	enum ps_capture_classifier unix_classifier; /* AF_UNIX streams: NONE = not considered */
 	void *ctx;		/* first argument of every callback */
 
 	/* A connection is now this protocol's: its state, or NULL to leave it alone. */
@@ -105,5 +111,11 @@ PS_API struct ps_capture_reg *ps_capture_register(struct ps_plugin *p,
 						  const struct ps_capture_protocol *proto);
 /* Closes the protocol's connections and forgets it (also done when its plugin stops). */
 PS_API void ps_capture_unregister(struct ps_capture_reg *r);
+/*
+ * The connection's bytes are TLS from now on (the protocol saw the upgrade):
+ * its ciphertext is no longer sent, its OpenSSL plaintext is, flagged tls.
+ * Bytes the kernel moved before it heard may still arrive. 0 or -errno.
+ */
+PS_API int ps_capture_starttls(const struct ps_capture_conn *conn);
 
 #endif
