@@ -9,9 +9,10 @@
  * writes the responses is the server (db_server_operation_duration_seconds:
  * mysqld, mariadbd). Each exchange is also published as a PS_EVENT_EXCHANGE.
  *
- * The decoder does not care how a connection was claimed: a Unix-socket
- * connection claimed by a classifier decodes the same (its endpoints are
- * then empty).
+ * Connections on the Unix socket are claimed by the capture's MySQL
+ * first-bytes classifier (no ports there); they decode the same, with empty
+ * server_address and server_port. An SSLRequest is passed on to the capture
+ * (ps_capture_starttls), which then sends the connection's OpenSSL plaintext.
  *
  * Whatever is not decoded goes to periscope_decode_errors_total{plugin="mysql"}:
  * malformed packets, commands and responses that could not be paired (bytes
@@ -58,6 +59,7 @@ struct mysql {
 struct mysql_conn {
 	struct mysql_stream *stream;
 	uint64_t errors_seen; /* of the stream's not-decoded counts, already accounted */
+	bool starttls;	      /* the capture was told of the SSLRequest */
 	bool tls;	      /* the capture's chunks are OpenSSL plaintext now */
 };
 
@@ -141,24 +143,23 @@ static void on_exchange(const struct mysql_exchange *ex, void *arg)
 
 /* ---- connections from the capture --------------------------------------------------------- */
 
-static uint64_t not_decoded(const struct mysql_stream *s, bool closed)
+static uint64_t not_decoded(const struct mysql_stream_stats *ss, bool closed)
 {
-	struct mysql_stream_stats ss;
-
-	mysql_stream_get_stats(s, &ss);
 	/*
 	 * Framing lost to uncaptured bytes is not counted itself: the exchanges it
 	 * cost are (lost), those it did not (the end of a result set found in a
 	 * syscall's last bytes) are not errors. A TLS connection whose plaintext
 	 * never came counts once, at close.
 	 */
-	return ss.parse_errors + ss.lost + ss.unknown_statements + ss.unsummarized +
-	       ss.multi_statements + (ss.compressed ? 1 : 0) + (closed && ss.tls_waiting ? 1 : 0);
+	return ss->parse_errors + ss->lost + ss->unknown_statements + ss->unsummarized +
+	       ss->multi_statements + (ss->compressed ? 1 : 0) +
+	       (closed && ss->tls_waiting ? 1 : 0);
 }
 
-static void account(struct mysql *st, struct mysql_conn *mc, bool closed)
+static void account(struct mysql *st, struct mysql_conn *mc, const struct mysql_stream_stats *ss,
+		    bool closed)
 {
-	uint64_t n = not_decoded(mc->stream, closed);
+	uint64_t n = not_decoded(ss, closed);
 
 	st->errors_pending += n - mc->errors_seen;
 	mc->errors_seen = n;
@@ -186,6 +187,7 @@ static int conn_data(void *ctx, void *state, const struct ps_capture_conn *conn,
 	struct mysql_conn *mc = state;
 	struct feed_ctx fc = { .st = st, .conn = conn, .chunk = chunk };
 	enum mysql_dir dir = chunk->dir == PS_CAPTURE_OUT ? MYSQL_DIR_OUT : MYSQL_DIR_IN;
+	struct mysql_stream_stats ss;
 	int err;
 
 	/*
@@ -198,7 +200,17 @@ static int conn_data(void *ctx, void *state, const struct ps_capture_conn *conn,
 	}
 	err = mysql_stream_feed(mc->stream, dir, chunk->data, chunk->len, chunk->total,
 				chunk->ts_ns, on_exchange, &fc);
-	account(st, mc, false);
+	mysql_stream_get_stats(mc->stream, &ss);
+	account(st, mc, &ss, false);
+	/* An SSLRequest: the capture sends the OpenSSL plaintext instead of the ciphertext. */
+	if (ss.tls_waiting && !mc->starttls) {
+		int rc = ps_capture_starttls(conn);
+
+		mc->starttls = true;
+		if (rc)
+			ps_debug(SUBSYS, "connection %" PRIu64 " of pid %u: no TLS plaintext: %s",
+				 conn->id, conn->pid, strerror(-rc));
+	}
 	if (err == -EPROTO) {
 		ps_debug(SUBSYS,
 			 "connection %" PRIu64 " of pid %u (%s): not MySQL, no longer followed",
@@ -212,15 +224,14 @@ static void conn_close(void *ctx, void *state, const struct ps_capture_conn *con
 {
 	struct mysql *st = ctx;
 	struct mysql_conn *mc = state;
+	struct mysql_stream_stats ss;
 
 	if (!mc)
 		return;
 	mysql_stream_close(mc->stream);
-	account(st, mc, true);
-	if (ps_log_enabled(PS_LOG_DEBUG)) {
-		struct mysql_stream_stats ss;
-
-		mysql_stream_get_stats(mc->stream, &ss);
+	mysql_stream_get_stats(mc->stream, &ss);
+	account(st, mc, &ss, true);
+	if (ps_log_enabled(PS_LOG_DEBUG))
 		ps_debug(SUBSYS,
 			 "connection %" PRIu64 " of pid %u (%s%s) closed: %" PRIu64
 			 " exchanges; %" PRIu64 " unanswered, %" PRIu64 " lost, %" PRIu64
@@ -229,7 +240,6 @@ static void conn_close(void *ctx, void *state, const struct ps_capture_conn *con
 			 ss.unanswered, ss.lost, ss.parse_errors, ss.desyncs, ss.unknown_statements,
 			 ss.compressed ? ", compressed" : "",
 			 ss.tls_waiting ? ", TLS plaintext never came" : "");
-	}
 	mysql_stream_free(mc->stream);
 	free(mc);
 }
@@ -347,6 +357,8 @@ static int mysql_start(struct ps_plugin *p)
 		.n_ports = st->n_ports,
 		.capture_bytes = st->capture_bytes,
 		.tls = st->tls,
+		/* Unix sockets have no ports: the kernel's MySQL classifier picks them. */
+		.unix_classifier = PS_CAPTURE_CLASSIFY_MYSQL,
 		.ctx = st,
 		.conn_open = conn_open,
 		.conn_data = conn_data,

@@ -112,7 +112,10 @@ struct half {
 	bool lost; /* framing lost: waits for a feed that starts a packet */
 	uint32_t plen, left, keep;
 	uint64_t start_ns;
-	uint64_t gap_ts; /* the latest feed with bytes not captured: its syscall's time */
+	uint64_t gap_ts;  /* the latest feed with bytes not captured: its syscall's time */
+	uint8_t stash[4]; /* while lost: a feed of a header alone, maybe a packet's start */
+	unsigned stash_have;
+	uint64_t stash_ts;
 	uint8_t buf[PKT_KEEP];
 };
 
@@ -1119,6 +1122,7 @@ static void half_reset(struct half *h)
 	h->gap = false;
 	h->cont = false;
 	h->plen = h->left = h->keep = 0;
+	h->stash_have = 0;
 }
 
 static void lose_framing(struct mysql_stream *s, enum mysql_dir dir)
@@ -1245,6 +1249,14 @@ static bool resync(struct mysql_stream *s, enum mysql_dir dir, const uint8_t *da
 	plen = le24(data);
 	if (plen == 0)
 		return false;
+	if (s->phase == PH_HANDSHAKE && s->cmd_dir >= 0) {
+		/* TLS plaintext that began late: a HandshakeResponse, or the server's auth replies. */
+		if ((int)dir == s->cmd_dir && (data[3] == 1 || data[3] == 2) && plen >= 32)
+			return true;
+		if ((int)dir != s->cmd_dir && data[3] >= 2 &&
+		    (data[4] == 0x00 || data[4] == 0x01 || data[4] == 0xfe))
+			return true;
+	}
 	if (s->cmd_dir < 0 || (int)dir == s->cmd_dir) {
 		if (data[3] != 0 || !command_plausible(data[4], plen))
 			return false;
@@ -1293,7 +1305,36 @@ int mysql_stream_feed(struct mysql_stream *s, enum mysql_dir dir, const uint8_t 
 			h->lost = false; /* the next feed starts the next response */
 			return 0;
 		}
-		if (!resync(s, dir, data, len)) {
+		if (h->stash_have == 4) {
+			/*
+			 * The feed before was a header alone (mariadbd and pymysql read
+			 * headers and payloads apart): with this feed's first byte,
+			 * and this feed exactly its payload, it may start a packet.
+			 */
+			uint8_t head[5];
+			bool ok;
+
+			memcpy(head, h->stash, 4);
+			head[4] = len ? data[0] : 0;
+			h->stash_have = 0;
+			ok = len && total == le24(head) && resync(s, dir, head, sizeof(head));
+			if (ok) {
+				half_reset(h);
+				h->lost = false;
+				memcpy(h->hdr, head, 4);
+				h->hdr_have = 4;
+				h->in_payload = true;
+				h->plen = h->left = le24(head);
+				h->start_ns = h->stash_ts;
+			}
+		}
+		if (h->lost && len == 4 && total == 4) {
+			memcpy(h->stash, data, 4);
+			h->stash_have = 4;
+			h->stash_ts = ts_ns;
+			return 0;
+		}
+		if (h->lost && !resync(s, dir, data, len)) {
 			if (s->cmd_dir < 0 && ++s->idle_feeds >= START_FEEDS_MAX) {
 				s->phase = PH_NOT_MYSQL;
 				s->st.not_mysql = true;
@@ -1301,8 +1342,10 @@ int mysql_stream_feed(struct mysql_stream *s, enum mysql_dir dir, const uint8_t 
 			}
 			return 0;
 		}
-		half_reset(h);
-		h->lost = false;
+		if (h->lost) {
+			half_reset(h);
+			h->lost = false;
+		}
 	}
 	while (pos < len && s->phase != PH_IGNORE && s->phase != PH_TLS_WAIT && !h->lost) {
 		if (!h->in_payload) {
@@ -1384,10 +1427,14 @@ void mysql_stream_tls_plaintext(struct mysql_stream *s)
 {
 	if (s->phase != PH_TLS_WAIT)
 		return; /* the stream started inside TLS, or no SSLRequest was seen */
-	/* The HandshakeResponse comes next, at a packet boundary, with sequence number 2. */
+	/*
+	 * The HandshakeResponse comes next. The kernel may have heard of the
+	 * upgrade late, after a read of a header or even after the handshake:
+	 * both sides pick up where a packet plausibly starts (see resync).
+	 */
 	half_reset(&s->half[MYSQL_DIR_IN]);
 	half_reset(&s->half[MYSQL_DIR_OUT]);
-	s->half[MYSQL_DIR_IN].lost = s->half[MYSQL_DIR_OUT].lost = false;
+	s->half[MYSQL_DIR_IN].lost = s->half[MYSQL_DIR_OUT].lost = true;
 	s->phase = PH_HANDSHAKE;
 }
 
