@@ -114,7 +114,12 @@ struct ps_sc_slot {
 	__u32 capture_bytes;
 };
 
-/* Value of the conns map (key: socket cookie, or tgid << 32 | fd). Only sockets worth a look. */
+/*
+ * A stream socket worth a look. Socket path: in the socket's own storage, for
+ * every stream socket seen (NOT_MINE included), and in the conns map (key: the
+ * socket cookie) too for tls ones, which the OpenSSL uprobes find there.
+ * Syscall path: in the conns map (key: tgid << 32 | fd), NOT_MINE in the skip map.
+ */
 struct ps_sc_conn {
 	__u64 id;    /* unique per connection while periscoped runs */
 	__u8 state;  /* enum ps_sc_verdict: UNKNOWN or MINE (NOT_MINE moves to the skip map) */
@@ -128,7 +133,16 @@ struct ps_sc_conn {
 	__u8 announced;	 /* a DATA event with its addresses and comm went out (PS_SC_F_CONN) */
 	__u8 slot;	 /* MINE: the protocol that claimed it */
 	__u8 candidates; /* slots that consider it (bit i: slot i) */
-	__u8 pad[4];
+	__u8 on_socket;	 /* lives in the socket's storage (socket path), not in the conns map */
+	__u8 pad[3];
+	__u32 orders_seen; /* socket path: ps_sc_orders_gen when it last looked for orders */
+};
+
+/* What user space orders a connection on the socket path (the ps_sc_orders map). */
+enum ps_sc_order {
+	PS_SC_ORDER_REJECT = 1,	  /* not the protocol's after all: follow it no more */
+	PS_SC_ORDER_STARTTLS = 2, /* its bytes are TLS from now on */
+	PS_SC_ORDER_ANNOUNCE = 3, /* send its addresses and comm again (user space lost them) */
 };
 
 /*

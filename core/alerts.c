@@ -43,6 +43,16 @@
 #define CLOCK_SLACK_NS (20 * NSEC_PER_MSEC)
 /* Without resolve_*, an alert resolves 10% on the good side of its threshold. */
 #define DEFAULT_HYSTERESIS 0.1
+/*
+ * Latency windows add up the series' high-resolution buckets, coarsened to 8
+ * per octave (any estimate inside one is within 9% of the truth) over 2^-20 s
+ * (about 1 us) to 2^7 s (128 s), beyond which they clamp: 216 slots plus one
+ * for observations <= 0, about 59 KiB of window per series group.
+ */
+#define LAT_SHIFT 1
+#define LAT_LO	  (-20 * (PS_HIRES_PER_OCTAVE >> LAT_SHIFT))
+#define LAT_N	  ((size_t)(27 * (PS_HIRES_PER_OCTAVE >> LAT_SHIFT)))
+#define LAT_SLOTS (LAT_N + 1) /* [0]: <= 0, then LAT_LO .. */
 
 /* ---- what each protocol's conditions read ------------------------------------------------ */
 
@@ -1000,10 +1010,10 @@ static void add_gains(const struct rule *r, const struct family_view *v, const s
 	const struct ps_family *f = v->f;
 
 	if (v->latency) {
-		if (f->n_bounds + 1 != r->n_buckets)
+		if (f->type != PS_METRIC_HISTOGRAM || r->n_buckets != LAT_SLOTS)
 			return;
-		for (size_t b = 0; b < r->n_buckets; b++)
-			g->raw_now[b] += (double)s->buckets[b];
+		g->raw_now[0] += (double)s->hires.zero;
+		ps_hires_add_to(&s->hires, g->raw_now + 1, LAT_LO, LAT_N, LAT_SHIFT);
 		g->count_gain += count_gain(s->count, s->flushed_count);
 		return;
 	}
@@ -1091,27 +1101,26 @@ enum data {
 	DATA_NONE, /* no requests at all: nothing can be wrong */
 };
 
-static enum data measure_latency(struct rule *r, const struct ps_family *lat, const double *d,
-				 double *value)
+static enum data measure_latency(struct rule *r, const double *d, double *value)
 {
-	struct ps_series s = { .buckets = r->scratch };
+	uint64_t count = 0;
 
 	for (size_t b = 0; b < r->n_buckets; b++) {
 		r->scratch[b] = (uint64_t)d[SAMPLE_BUCKETS + b];
-		s.count += r->scratch[b];
+		count += r->scratch[b];
 	}
 	*value = NAN;
-	if (s.count == 0)
+	if (count == 0)
 		return DATA_NONE;
-	if (s.count < r->cond.min_requests)
+	if (count < r->cond.min_requests)
 		return DATA_THIN;
-	*value = ps_series_quantile(lat, &s, r->cond.quantile);
+	*value = ps_hires_quantile(r->scratch + 1, LAT_LO, r->n_buckets - 1, r->scratch[0],
+				   LAT_SHIFT, r->cond.quantile);
 	return DATA_ENOUGH;
 }
 
 /* The condition's value over the window: delta d over elapsed_ns. */
-static enum data measure(struct rule *r, const struct ps_family *lat, const double *d,
-			 uint64_t elapsed_ns, double *value)
+static enum data measure(struct rule *r, const double *d, uint64_t elapsed_ns, double *value)
 {
 	double requests = d[SAMPLE_REQUESTS];
 
@@ -1125,7 +1134,7 @@ static enum data measure(struct rule *r, const struct ps_family *lat, const doub
 		*value = fmin(1, d[SAMPLE_ERRORS] / requests);
 		return DATA_ENOUGH;
 	case COND_LATENCY:
-		return measure_latency(r, lat, d, value);
+		return measure_latency(r, d, value);
 	case COND_RATE:
 		*value = NAN;
 		if (elapsed_ns == 0)
@@ -1253,7 +1262,7 @@ static void ring_prune(const struct rule *r, struct group *g, uint64_t now)
 		ring_drop_oldest(g, r->width);
 }
 
-static void group_update(struct rule *r, const struct ps_family *lat, struct group *g, uint64_t now)
+static void group_update(struct rule *r, struct group *g, uint64_t now)
 {
 	uint64_t spacing = r->window_ns / RING_SLOTS;
 	double delta[r->width], value;
@@ -1275,7 +1284,7 @@ static void group_update(struct rule *r, const struct ps_family *lat, struct gro
 	for (size_t i = 0; i < r->width; i++)
 		delta[i] = g->acc[i] - base[i];
 	/* A wall clock stepped back measures nothing until it catches up. */
-	data = measure(r, lat, delta, now > g->ring_t[0] ? now - g->ring_t[0] : 0, &value);
+	data = measure(r, delta, now > g->ring_t[0] ? now - g->ring_t[0] : 0, &value);
 	step(r, g, data, value, now);
 }
 
@@ -1312,10 +1321,10 @@ static void drop_vanished(struct rule *r, uint64_t now)
 		r->cap_logged = false;
 }
 
-/* Latency rules learn their bucket layout from the registry; a new layout restarts them. */
+/* Latency rules take their layout once their histogram exists. */
 static int rule_set_layout(struct rule *r, const struct ps_family *lat, uint64_t now)
 {
-	size_t n_buckets = r->cond.kind == COND_LATENCY && lat ? lat->n_bounds + 1 : 0;
+	size_t n_buckets = r->cond.kind == COND_LATENCY && lat ? LAT_SLOTS : 0;
 	uint64_t *scratch;
 
 	if (r->width && n_buckets == r->n_buckets)
@@ -1367,7 +1376,7 @@ static size_t rule_evaluate(struct ps_alert_rules *rules, struct rule *r,
 	rule_collect(rules, r, reg, lat, now);
 	drop_vanished(r, now);
 	for (size_t i = 0; i < r->n_groups; i++) {
-		group_update(r, lat, r->groups[i], now);
+		group_update(r, r->groups[i], now);
 		firing += r->groups[i]->state == GROUP_FIRING;
 	}
 	r->last_eval_ns = now;

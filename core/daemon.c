@@ -92,6 +92,14 @@ static void apply_log_level(const struct ps_daemon_opts *o, const struct ps_sett
 		ps_log_set_level(level);
 }
 
+static void apply_registry_settings(struct ps_registry *r, const struct ps_daemon_settings *ds)
+{
+	ps_registry_set_max_series(r, ds->max_series_per_metric);
+	ps_registry_set_ttl(r, ds->series_ttl_ms * 1000000ull);
+	if (ps_registry_set_buckets(r, ds->buckets, ds->n_buckets))
+		ps_error("core", "daemon.buckets: out of memory; some families keep their buckets");
+}
+
 /* ---- plugins ------------------------------------------------------------------------ */
 
 static void plugin_set_free(struct plugin_set *set)
@@ -284,6 +292,9 @@ static void flush(struct daemon *d, bool final)
 	}
 	ps_registry_mark_flushed(d->registry);
 	d->last_flush_ns = now;
+	/* What arrived while the sinks wrote, before the expiry sweep walks every series. */
+	ps_bpf_drain();
+	ps_registry_expire(d->registry, now_ns(CLOCK_MONOTONIC));
 	ps_proc_sweep();
 }
 
@@ -399,7 +410,7 @@ static void reload(struct daemon *d)
 	ps_settings_free(&d->settings);
 	d->settings = fresh_settings;
 	apply_log_level(&d->opts, &d->settings);
-	ps_registry_set_max_series(d->registry, d->settings.daemon.max_series_per_metric);
+	apply_registry_settings(d->registry, &d->settings.daemon);
 	ps_proc_set_rules(d->settings.services, d->settings.n_services);
 	if (open_sinks(d, &d->settings))
 		ps_error("core", "sinks failed to open after reload: nothing is written");
@@ -488,6 +499,7 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 	if (!d.registry)
 		return PS_EXIT_FAILURE;
 	ps_registry_set_default(d.registry);
+	apply_registry_settings(d.registry, &d.settings.daemon);
 	register_build_info();
 	/* What the core holds for a plugin goes when it stops. */
 	ps_plugin_release_hook(ps_bpf_plugin_release);

@@ -7,6 +7,7 @@
  * that preserves creation order for the sinks.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,10 +23,20 @@
 #define DROPPED_HELP "Observations folded into the _other series past max_series_per_metric"
 #define DROPPED_SERVICE "periscoped"
 #define HASH_INITIAL 16
+/* Expiring this many series at once is worth handing the memory back to the system. */
+#define TRIM_AFTER 256
 
+/*
+ * OTel's bounds from 5 ms to 10 s, extended down to 10 us in 1-2.5-5 steps:
+ * services on a loopback or a LAN answer in microseconds, and everything
+ * below 5 ms used to land in the first bucket.
+ */
+/* clang-format off */
 const double ps_buckets_duration[] = {
+	0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
 	0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
 };
+/* clang-format on */
 const size_t ps_buckets_duration_len = sizeof(ps_buckets_duration) / sizeof(ps_buckets_duration[0]);
 
 static struct ps_registry *default_registry;
@@ -164,6 +175,33 @@ static void desc_bounds(const struct ps_metric_desc *d, const double **b, size_t
 	}
 }
 
+static const struct ps_bucket_override *find_override(const struct ps_registry *r, const char *name)
+{
+	for (size_t i = 0; r && i < r->n_overrides; i++)
+		if (strcmp(r->overrides[i].family, name) == 0)
+			return &r->overrides[i];
+	return NULL;
+}
+
+static bool same_bounds(const double *a, size_t na, const double *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (a[i] != b[i])
+			return false;
+	return true;
+}
+
+static double *copy_bounds(const double *b, size_t n)
+{
+	double *out = malloc((n ? n : 1) * sizeof(*out));
+
+	if (out && n)
+		memcpy(out, b, n * sizeof(*out));
+	return out;
+}
+
 static bool same_shape(const struct ps_family *f, const struct ps_metric_desc *d)
 {
 	const double *bounds;
@@ -175,12 +213,7 @@ static bool same_shape(const struct ps_family *f, const struct ps_metric_desc *d
 		if (strcmp(f->labels[i], d->labels[i]) != 0)
 			return false;
 	desc_bounds(d, &bounds, &n_bounds);
-	if (f->n_bounds != n_bounds)
-		return false;
-	for (size_t i = 0; i < n_bounds; i++)
-		if (f->bounds[i] != bounds[i])
-			return false;
-	return true;
+	return same_bounds(f->desc_bounds, f->n_desc_bounds, bounds, n_bounds);
 }
 
 static struct ps_family *find_family(const struct ps_registry *r, const char *name)
@@ -200,6 +233,7 @@ static void series_free(struct ps_series *s, size_t n_values)
 			free(s->values[i]);
 	free(s->values);
 	free(s->buckets);
+	free(s->hires.counts);
 	free(s);
 }
 
@@ -216,6 +250,7 @@ static void family_free(struct ps_family *f)
 			free(f->labels[i]);
 	free(f->labels);
 	free(f->bounds);
+	free(f->desc_bounds);
 	free(f->help);
 	free(f->name);
 	free(f);
@@ -239,13 +274,17 @@ static struct ps_family *family_new(struct ps_registry *r, const struct ps_metri
 	for (size_t i = 0; i < f->n_labels; i++)
 		if (!(f->labels[i] = strdup(d->labels[i])))
 			goto fail;
-	desc_bounds(d, &bounds, &f->n_bounds);
-	if (f->n_bounds) {
-		f->bounds = malloc(f->n_bounds * sizeof(*f->bounds));
-		if (!f->bounds)
+	desc_bounds(d, &bounds, &f->n_desc_bounds);
+	if (f->n_desc_bounds) {
+		const struct ps_bucket_override *o = find_override(r, d->name);
+
+		f->desc_bounds = copy_bounds(bounds, f->n_desc_bounds);
+		f->n_bounds = o ? o->n : f->n_desc_bounds;
+		f->bounds = copy_bounds(o ? o->bounds : bounds, f->n_bounds);
+		if (!f->desc_bounds || !f->bounds)
 			goto fail;
-		memcpy(f->bounds, bounds, f->n_bounds * sizeof(*f->bounds));
 	}
+	f->generation = ++series_generation;
 	f->n_hash = HASH_INITIAL;
 	f->hash = calloc(f->n_hash, sizeof(*f->hash));
 	if (!f->hash)
@@ -529,6 +568,7 @@ int ps_metric_add(struct ps_metric *m, const char *const *values, double v)
 	if (err)
 		return err;
 	s->value += v;
+	s->touched = true;
 	return 0;
 }
 
@@ -544,6 +584,7 @@ int ps_metric_set(struct ps_metric *m, const char *const *values, double v)
 	if (err)
 		return err;
 	s->value = v;
+	s->touched = true;
 	return 0;
 }
 
@@ -563,11 +604,175 @@ static size_t bucket_index(const struct ps_family *f, double v)
 	return lo;
 }
 
+/* ---- high-resolution buckets --------------------------------------------------------------- */
+
+/* 2^(k/16) for k = 0..16: the bucket edges inside one octave. */
+static const double octave_edges[PS_HIRES_PER_OCTAVE + 1] = {
+	1.0,
+	1.0442737824274138,
+	1.0905077326652577,
+	1.1387886347566916,
+	1.189207115002721,
+	1.241857812073484,
+	1.2968395546510096,
+	1.3542555469368927,
+	1.4142135623730951,
+	1.4768261459394993,
+	1.5422108254079407,
+	1.6104903319492543,
+	1.681792830507429,
+	1.7562521603732995,
+	1.8340080864093424,
+	1.9152065613971474,
+	2.0,
+};
+
+int32_t ps_hires_index(double v)
+{
+	int e, lo = 0, hi = PS_HIRES_PER_OCTAVE - 1;
+	double x = 2 * frexp(v, &e); /* v = x * 2^(e-1), x in [1, 2) */
+	int32_t i;
+
+	/* The last edge at or below x: a binary search over 16 values. */
+	while (lo < hi) {
+		int mid = (lo + hi + 1) / 2;
+
+		if (octave_edges[mid] <= x)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	if (e - 1 > 64)
+		return PS_HIRES_INDEX_MAX;
+	if (e - 1 < -64)
+		return PS_HIRES_INDEX_MIN;
+	i = (int32_t)(e - 1) * PS_HIRES_PER_OCTAVE + lo;
+	return i > PS_HIRES_INDEX_MAX ? PS_HIRES_INDEX_MAX : i;
+}
+
+/* 2^(x / per_octave) without a pow() for whole buckets. */
+static double hires_edge(double x, unsigned per_octave)
+{
+	return exp2(x / (double)per_octave);
+}
+
+static int32_t floor_div(int32_t a, int32_t b)
+{
+	return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+/* Makes room for index i; slack on the side it grew keeps reallocations rare. */
+static int hires_reserve(struct ps_hires *h, int32_t i)
+{
+	int32_t lo = h->lo, hi = h->lo + (int32_t)h->n; /* [lo, hi) */
+	uint64_t *grown;
+
+	if (h->n && i >= lo && i < hi)
+		return 0;
+	if (!h->n) {
+		lo = i - 2;
+		hi = i + 3;
+	} else if (i < lo) {
+		lo = i - 4;
+	} else {
+		hi = i + 5;
+	}
+	if (lo < PS_HIRES_INDEX_MIN)
+		lo = PS_HIRES_INDEX_MIN;
+	if (hi > PS_HIRES_INDEX_MAX + 1)
+		hi = PS_HIRES_INDEX_MAX + 1;
+	grown = calloc((size_t)(hi - lo), sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	if (h->n)
+		memcpy(grown + (h->lo - lo), h->counts, h->n * sizeof(*grown));
+	free(h->counts);
+	h->counts = grown;
+	h->lo = lo;
+	h->n = (uint32_t)(hi - lo);
+	return 0;
+}
+
+/* Out of memory: the value is still in the explicit buckets, count and sum. */
+static void hires_add(struct ps_hires *h, double v)
+{
+	int32_t i;
+
+	if (!(v > 0)) {
+		h->zero++;
+		return;
+	}
+	i = ps_hires_index(v);
+	if (hires_reserve(h, i) == 0)
+		h->counts[i - h->lo]++;
+}
+
+double ps_hires_quantile(const uint64_t *counts, int32_t lo, size_t n, uint64_t zero,
+			 unsigned shift, double q)
+{
+	unsigned per_octave = PS_HIRES_PER_OCTAVE >> shift;
+	uint64_t total = zero, below = zero;
+	double rank;
+
+	for (size_t k = 0; k < n; k++)
+		total += counts[k];
+	if (total == 0 || isnan(q))
+		return NAN;
+	if (q < 0)
+		return -INFINITY;
+	if (q > 1)
+		return INFINITY;
+	rank = q * (double)total;
+	if (zero > 0 && rank <= (double)zero)
+		return 0;
+	for (size_t k = 0; k < n; k++) {
+		double frac;
+
+		if (!counts[k] || (double)(below + counts[k]) < rank) {
+			below += counts[k];
+			continue;
+		}
+		frac = (rank - (double)below) / (double)counts[k];
+		if (frac < 0)
+			frac = 0;
+		return hires_edge((double)(lo + (int32_t)k) + frac, per_octave);
+	}
+	/* Rounding left the rank past the last count: the top of the last bucket. */
+	for (size_t k = n; k-- > 0;)
+		if (counts[k])
+			return hires_edge((double)(lo + (int32_t)k + 1), per_octave);
+	return 0;
+}
+
+void ps_hires_add_to(const struct ps_hires *h, double *dense, int32_t lo, size_t n, unsigned shift)
+{
+	if (!n)
+		return;
+	for (uint32_t k = 0; k < h->n; k++) {
+		int32_t j;
+
+		if (!h->counts[k])
+			continue;
+		j = floor_div(h->lo + (int32_t)k, 1 << shift) - lo;
+		if (j < 0)
+			j = 0;
+		if ((size_t)j >= n)
+			j = (int32_t)n - 1;
+		dense[j] += (double)h->counts[k];
+	}
+}
+
 static void histogram_add(const struct ps_family *f, struct ps_series *s, double v)
 {
 	s->buckets[bucket_index(f, v)]++;
+	hires_add(&s->hires, v);
+	if (s->count == 0 || v < s->min)
+		s->min = v;
+	if (s->count == 0 || v > s->max)
+		s->max = v;
 	s->sum += v;
 	s->count++;
+	s->touched = true;
 }
 
 int ps_metric_observe(struct ps_metric *m, const char *const *values, double v)
@@ -629,6 +834,11 @@ unsigned long ps_metric_generation(void)
 	return series_generation;
 }
 
+unsigned long ps_metric_family_generation(const struct ps_metric *m)
+{
+	return m ? ((const struct ps_family *)m)->generation : 0;
+}
+
 static void unlink_from_hash(struct ps_family *f, struct ps_series *s)
 {
 	struct ps_series **pp = hash_slot(f, (const char *const *)s->values);
@@ -653,7 +863,7 @@ int ps_metric_remove(struct ps_metric *m, const char *const *values)
 	if (!s)
 		return -ENOENT;
 	unlink_from_hash(f, s);
-	series_generation++;
+	f->generation = ++series_generation;
 	for (i = 0; i < f->n_series && f->series[i] != s; i++)
 		;
 	memmove(&f->series[i], &f->series[i + 1], (f->n_series - i - 1) * sizeof(*f->series));
@@ -706,6 +916,11 @@ void ps_registry_free(struct ps_registry *r)
 	for (size_t i = 0; i < r->n_families; i++)
 		family_free(r->families[i]);
 	free(r->families);
+	for (size_t i = 0; i < r->n_overrides; i++) {
+		free(r->overrides[i].family);
+		free(r->overrides[i].bounds);
+	}
+	free(r->overrides);
 	free(r);
 }
 
@@ -750,6 +965,23 @@ double ps_series_quantile(const struct ps_family *f, const struct ps_series *s, 
 	return lower + (upper - lower) * ((rank - (double)below) / (double)in_bucket);
 }
 
+double ps_series_percentile(const struct ps_family *f, const struct ps_series *s, double q)
+{
+	const struct ps_hires *h;
+	double v;
+
+	if (!f || !s || f->type != PS_METRIC_HISTOGRAM || s->count == 0 || isnan(q))
+		return NAN;
+	h = &s->hires;
+	/* No high-resolution counts at all: they ran out of memory. */
+	if (h->zero + (h->n ? 1 : 0) == 0)
+		return ps_series_quantile(f, s, q);
+	v = ps_hires_quantile(h->counts, h->lo, h->n, h->zero, 0, q);
+	if (isfinite(v))
+		v = fmin(fmax(v, s->min), s->max);
+	return v;
+}
+
 void ps_registry_mark_flushed(struct ps_registry *r)
 {
 	if (!r)
@@ -765,4 +997,169 @@ void ps_registry_mark_flushed(struct ps_registry *r)
 			s->flushed_sum = s->sum;
 		}
 	}
+}
+
+/* ---- expiry ---------------------------------------------------------------------------------- */
+
+void ps_registry_set_ttl(struct ps_registry *r, uint64_t ttl_ns)
+{
+	if (r)
+		r->ttl_ns = ttl_ns;
+}
+
+/* Halves the table while it is at most a quarter full, so an attack's table does not stay. */
+static void maybe_shrink(struct ps_family *f)
+{
+	size_t n = f->n_hash;
+	struct ps_series **table;
+
+	while (n > HASH_INITIAL && f->n_series <= n / 4)
+		n /= 2;
+	if (n != f->n_hash && (table = calloc(n, sizeof(*table)))) {
+		free(f->hash);
+		f->hash = table;
+		f->n_hash = n;
+		for (size_t i = 0; i < f->n_series; i++) {
+			struct ps_series *s = f->series[i];
+			struct ps_series **slot = hash_slot(f, (const char *const *)s->values);
+
+			s->hash_next = *slot;
+			*slot = s;
+		}
+	}
+	if (f->cap_series > 8 && f->n_series <= f->cap_series / 4) {
+		size_t cap = f->cap_series;
+		struct ps_series **smaller;
+
+		while (cap > 8 && f->n_series <= cap / 4)
+			cap /= 2;
+		smaller = realloc(f->series, cap * sizeof(*smaller));
+
+		if (smaller) {
+			f->series = smaller;
+			f->cap_series = cap;
+		}
+	}
+}
+
+/*
+ * The daemon's own series (events, drops, decode errors per plugin) are few and
+ * what an operator alerts on: they stay, idle or not.
+ */
+static bool is_daemon_series(const struct ps_family *f, const struct ps_series *s)
+{
+	return f->n_labels > 0 && strcmp(s->values[0], DROPPED_SERVICE) == 0;
+}
+
+/* Keeps creation order; 0 when nothing of f went. */
+static size_t expire_family(struct ps_family *f, uint64_t ttl_ns, uint64_t now_ns)
+{
+	size_t kept = 0, gone = 0;
+
+	for (size_t i = 0; i < f->n_series; i++) {
+		struct ps_series *s = f->series[i];
+
+		if (s->touched || !s->active_ns || now_ns < s->active_ns) {
+			s->active_ns = now_ns;
+			s->touched = false;
+		} else if (f->type != PS_METRIC_GAUGE && ttl_ns &&
+			   now_ns - s->active_ns >= ttl_ns && !is_daemon_series(f, s)) {
+			unlink_from_hash(f, s);
+			series_free(s, f->n_labels);
+			gone++;
+			continue;
+		}
+		f->series[kept++] = s;
+	}
+	f->n_series = kept;
+	if (gone) {
+		f->generation = ++series_generation;
+		maybe_shrink(f);
+	}
+	return gone;
+}
+
+size_t ps_registry_expire(struct ps_registry *r, uint64_t now_ns)
+{
+	size_t gone = 0;
+
+	if (!r)
+		return 0;
+	for (size_t i = 0; i < r->n_families; i++)
+		gone += expire_family(r->families[i], r->ttl_ns, now_ns);
+	if (gone >= TRIM_AFTER)
+		malloc_trim(0);
+	return gone;
+}
+
+/* ---- configured buckets ---------------------------------------------------------------------- */
+
+static void drop_all_series(struct ps_family *f)
+{
+	for (size_t i = 0; i < f->n_series; i++)
+		series_free(f->series[i], f->n_labels);
+	f->n_series = 0;
+	memset(f->hash, 0, f->n_hash * sizeof(*f->hash));
+	f->generation = ++series_generation;
+	maybe_shrink(f);
+}
+
+/* Gives f the bounds it should have now; its series go when they change. */
+static int relayout(struct ps_registry *r, struct ps_family *f)
+{
+	const struct ps_bucket_override *o = find_override(r, f->name);
+	const double *want = o ? o->bounds : f->desc_bounds;
+	size_t n = o ? o->n : f->n_desc_bounds;
+	double *copy;
+
+	if (f->type != PS_METRIC_HISTOGRAM || same_bounds(f->bounds, f->n_bounds, want, n))
+		return 0;
+	copy = copy_bounds(want, n);
+	if (!copy)
+		return -ENOMEM;
+	ps_info(SUBSYS, "%s: %zu configured buckets; its series restart from zero", f->name, n);
+	drop_all_series(f);
+	free(f->bounds);
+	f->bounds = copy;
+	f->n_bounds = n;
+	return 0;
+}
+
+int ps_registry_set_buckets(struct ps_registry *r, const struct ps_bucket_override *v, size_t n)
+{
+	struct ps_bucket_override *copy;
+	int rc = 0;
+
+	if (!r)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!v[i].family || !v[i].bounds || !valid_bounds(v[i].family, v[i].bounds, v[i].n))
+			return -EINVAL;
+	copy = calloc(n ? n : 1, sizeof(*copy));
+	if (!copy)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		copy[i].family = strdup(v[i].family);
+		copy[i].bounds = copy_bounds(v[i].bounds, v[i].n);
+		copy[i].n = v[i].n;
+		if (!copy[i].family || !copy[i].bounds) {
+			for (size_t j = 0; j <= i; j++) {
+				free(copy[j].family);
+				free(copy[j].bounds);
+			}
+			free(copy);
+			return -ENOMEM;
+		}
+	}
+	for (size_t i = 0; i < r->n_overrides; i++) {
+		free(r->overrides[i].family);
+		free(r->overrides[i].bounds);
+	}
+	free(r->overrides);
+	r->overrides = copy;
+	r->n_overrides = n;
+	for (size_t i = 0; i < r->n_families; i++)
+		if (relayout(r, r->families[i]) && !rc)
+			rc = -ENOMEM;
+	return rc;
 }

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +27,14 @@ static const struct ps_cfg_key daemon_keys[] = {
 	  "label sets past this fold into one _other series" },
 	{ "log_level", PS_CFG_STRING, "info", offsetof(struct ps_daemon_settings, log_level),
 	  log_levels, "error, warn, info or debug" },
+	{ "series_ttl", PS_CFG_DURATION, "10m", offsetof(struct ps_daemon_settings, series_ttl_ms),
+	  NULL, "counters and histograms not written for this long leave the registry; 0s: never" },
 	{ NULL },
 };
+
+/* Read by hand: a map of metric name to a list of numbers. */
+static const char *const daemon_ignored[] = { "buckets", NULL };
+#define BUCKETS_MAX 64
 
 struct match_config {
 	char *exe;
@@ -82,6 +89,88 @@ static int check_top_level(const struct ps_cfg_node *tree, struct ps_cfg_error *
 	return 0;
 }
 
+static bool is_metric_name(const char *s)
+{
+	if (!s || !*s || (s[0] >= '0' && s[0] <= '9'))
+		return false;
+	for (; *s; s++)
+		if (!(*s == '_' || *s == ':' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9')))
+			return false;
+	return true;
+}
+
+static int load_bucket_list(struct ps_bucket_override *o, const char *name,
+			    const struct ps_cfg_node *list, struct ps_cfg_error *err)
+{
+	size_t n = ps_cfg_node_len(list);
+
+	if (ps_cfg_node_kind(list) != PS_CFG_SEQ || n == 0 || n > BUCKETS_MAX)
+		return ps_cfg_errorf(err, list,
+				     "buckets.%s: expected a list of 1 to %d upper bounds", name,
+				     BUCKETS_MAX);
+	o->bounds = calloc(n, sizeof(*o->bounds));
+	o->family = strdup(name);
+	if (!o->bounds || !o->family)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const struct ps_cfg_node *item = ps_cfg_node_at(list, i);
+		const char *text = ps_cfg_node_scalar(item);
+		char *end = NULL;
+		double v = text ? strtod(text, &end) : NAN;
+
+		if (!text || end == text || *end || !isfinite(v))
+			return ps_cfg_errorf(err, item, "buckets.%s: '%s' is not a number (base "
+					     "units: seconds, bytes)", name, text ? text : "");
+		if (i > 0 && v <= o->bounds[i - 1])
+			return ps_cfg_errorf(err, item,
+					     "buckets.%s: bounds must be strictly ascending", name);
+		o->bounds[i] = v;
+		o->n = i + 1;
+	}
+	return 0;
+}
+
+/* daemon.buckets: { http_server_request_duration_seconds: [0.0005, 0.001, ...] } */
+static int load_buckets(struct ps_daemon_settings *d, const struct ps_cfg_node *n,
+			struct ps_cfg_error *err)
+{
+	size_t len;
+
+	if (!n || (ps_cfg_node_kind(n) == PS_CFG_SCALAR && !*ps_cfg_node_scalar(n)))
+		return 0;
+	if (ps_cfg_node_kind(n) != PS_CFG_MAP)
+		return ps_cfg_errorf(err, n, "buckets: expected a map of histogram name to bounds");
+	len = ps_cfg_node_len(n);
+	d->buckets = calloc(len ? len : 1, sizeof(*d->buckets));
+	if (!d->buckets)
+		return -ENOMEM;
+	for (size_t i = 0; i < len; i++) {
+		const char *name = ps_cfg_node_key_at(n, i);
+		int rc;
+
+		if (!is_metric_name(name))
+			return ps_cfg_errorf(err, ps_cfg_node_at(n, i),
+					     "buckets: '%s' is not a metric name", name);
+		d->n_buckets++;
+		rc = load_bucket_list(&d->buckets[i], name, ps_cfg_node_at(n, i), err);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static void free_buckets(struct ps_daemon_settings *d)
+{
+	for (size_t i = 0; i < d->n_buckets; i++) {
+		free(d->buckets[i].family);
+		free(d->buckets[i].bounds);
+	}
+	free(d->buckets);
+	d->buckets = NULL;
+	d->n_buckets = 0;
+}
+
 static int load_daemon(struct ps_settings *s, struct ps_cfg_error *err)
 {
 	const struct ps_cfg_node *n = ps_cfg_node_get(s->tree, "daemon");
@@ -90,8 +179,14 @@ static int load_daemon(struct ps_settings *s, struct ps_cfg_error *err)
 
 	if (n && ps_cfg_node_kind(n) != PS_CFG_MAP && ps_cfg_node_scalar(n) && *ps_cfg_node_scalar(n))
 		return ps_cfg_errorf(err, n, "daemon: expected a map");
-	rc = ps_cfg_map_parse(n && ps_cfg_node_kind(n) == PS_CFG_MAP ? n : NULL, daemon_keys, NULL, d,
-			      err);
+	rc = ps_cfg_map_parse(n && ps_cfg_node_kind(n) == PS_CFG_MAP ? n : NULL, daemon_keys,
+			      daemon_ignored, d, err);
+	if (rc)
+		return rc;
+	if (d->series_ttl_ms && d->series_ttl_ms < d->flush_interval_ms)
+		return ps_cfg_errorf(err, ps_cfg_node_get(n, "series_ttl"),
+				     "series_ttl: must be 0s (never) or at least flush_interval");
+	rc = load_buckets(d, ps_cfg_node_get(n, "buckets"), err);
 	if (rc)
 		return rc;
 	if (d->flush_interval_ms < 100)
@@ -357,6 +452,7 @@ int ps_settings_load(struct ps_settings *s, const char *path, struct ps_cfg_erro
 
 void ps_settings_free(struct ps_settings *s)
 {
+	free_buckets(&s->daemon);
 	ps_cfg_map_free(daemon_keys, &s->daemon);
 	for (size_t i = 0; i < s->n_services; i++) {
 		free(s->services[i].exe);

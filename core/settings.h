@@ -23,6 +23,9 @@ struct ps_daemon_settings {
 	struct ps_strmap labels;
 	uint64_t max_series_per_metric;
 	char *log_level;
+	uint64_t series_ttl_ms;              /* 0: series never expire */
+	struct ps_bucket_override *buckets;  /* daemon.buckets: explicit buckets per family */
+	size_t n_buckets;
 };
 
 struct ps_sink_settings {

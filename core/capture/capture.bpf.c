@@ -129,6 +129,28 @@ struct {
 	__type(value, __u8);
 } ps_sc_procs SEC(".maps");
 
+/* Socket path: every stream socket seen, in the socket itself; gone with the socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct ps_sc_conn);
+} ps_sc_socks SEC(".maps");
+
+/*
+ * Socket path: what user space orders a connection (enum ps_sc_order), by
+ * cookie. It bumps ps_sc_orders_gen after each; a followed connection looks
+ * here only when the generation moved since it last did.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} ps_sc_orders SEC(".maps");
+
+__u32 ps_sc_orders_gen;
+
 /* Port (host order) -> the slots that list it (bit i: slot i). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -285,6 +307,17 @@ static __always_inline void ps_sc_skip_fd(__u64 key)
 	bpf_map_update_elem(&ps_sc_skip, &key, &one, BPF_ANY);
 }
 
+/* The connection is no protocol's: never look at it again. */
+static __always_inline void ps_sc_give_up(__u64 key, struct ps_sc_conn *c)
+{
+	if (c->on_socket) {
+		c->state = PS_SC_NOT_MINE;
+		return;
+	}
+	ps_sc_skip_fd(key);
+	bpf_map_delete_elem(&ps_sc_conns, &key);
+}
+
 /* A stream socket seen for the first time: its conns entry if some protocol considers it. */
 static __always_inline struct ps_sc_conn *ps_sc_add(__u64 key, struct ps_sc_conn *c)
 {
@@ -376,33 +409,19 @@ static __always_inline void ps_sc_emit_control(__u32 type, __u32 fd, const struc
 	ps_rb_output(&ps_sc_events, &ev, sizeof(ev));
 }
 
-/*
- * A connection ends: a CLOSE if it was followed, and the conns map forgets
- * it. With keep_skipped, it moves to the skip map, so that what it still
- * reads after our FIN is not taken for a new connection's first bytes.
- */
-static __always_inline void ps_sc_end(__u64 key, __u32 fd, bool keep_skipped)
+/* Syscall path: the fd stops being what we knew: a CLOSE if it was followed; both maps forget it. */
+static __always_inline void ps_sc_forget(__u64 key, __u32 fd)
 {
-	struct ps_sc_conn *c = bpf_map_lookup_elem(&ps_sc_conns, &key);
+	struct ps_sc_conn *c;
 
-	if (!c) {
-		if (!keep_skipped)
-			bpf_map_delete_elem(&ps_sc_skip, &key);
+	if (bpf_map_delete_elem(&ps_sc_skip, &key) == 0)
+		return; /* an fd is in one map at most */
+	c = bpf_map_lookup_elem(&ps_sc_conns, &key);
+	if (!c)
 		return;
-	}
 	if (c->state == PS_SC_MINE)
 		ps_sc_emit_control(PS_SC_EV_CLOSE, fd, c);
 	bpf_map_delete_elem(&ps_sc_conns, &key);
-	if (keep_skipped)
-		ps_sc_skip_fd(key);
-}
-
-/* Syscall path: the fd stops being what we knew, whichever map had it. */
-static __always_inline void ps_sc_forget(__u64 key, __u32 fd)
-{
-	if (bpf_map_delete_elem(&ps_sc_skip, &key) == 0)
-		return; /* an fd is in one map at most */
-	ps_sc_end(key, fd, false);
 }
 
 /*
@@ -548,7 +567,7 @@ static __always_inline __u32 ps_sc_copy_tail_buf(struct ps_sc_scratch *s, __u64 
 {
 	__u64 t = ps_sc_tail_len(total, len);
 
-	if (bpf_probe_read_user(&s->data[len & (2 * PS_SC_CAPTURE_MAX - 1)], ps_sc_bound(t),
+	if (bpf_probe_read_user(&s->data[ps_sc_bound(len)], ps_sc_bound(t),
 				(const void *)(ptr + total - t)))
 		return 0;
 	return t;
@@ -657,6 +676,13 @@ static __always_inline void ps_sc_tls_mark(__u64 key, __u32 fd, struct ps_sc_con
 
 	c->tls = 1;
 	c->tries = 0;
+	if (c->on_socket) {
+		/* The uprobes have no socket to look in: they find its plaintext state by cookie. */
+		struct ps_sc_conn copy = *c;
+
+		copy.on_socket = 0;
+		bpf_map_update_elem(&ps_sc_conns, &key, &copy, BPF_ANY);
+	}
 	ps_sc_tls_bind(key, fd, c);
 	if (bpf_map_lookup_elem(&ps_sc_tls_procs, &tgid))
 		return;
@@ -669,38 +695,45 @@ static __always_inline void ps_sc_tls_forget_proc(__u32 tgid)
 	bpf_map_delete_elem(&ps_sc_tls_procs, &tgid);
 }
 
-/*
- * What the slots that consider c make of its first bytes: MINE (c->slot set)
- * for the first that claims it, UNKNOWN while one still might, NOT_MINE.
- */
-static __always_inline int ps_sc_verdict(struct ps_sc_conn *c, const __u8 *head, __u32 len)
-{
-	int http = ps_http_classify(head, len), mysql = ps_mysql_classify(head, len);
-	int verdict = PS_SC_NOT_MINE;
-	bool unix_socket = c->family == AF_UNIX;
+/* A connection's first bytes, as the classifiers see them. */
+struct ps_sc_head {
+	__u8 b[PS_SC_CLASSIFY_BYTES];
+};
 
-#pragma unroll
+/*
+ * What the slots in candidates make of a connection's first len bytes:
+ * PS_SC_MINE | slot << 8 for the first that claims it, PS_SC_UNKNOWN while
+ * one still might, PS_SC_NOT_MINE. A global function: the verifier checks the
+ * classifiers once, not again in every program and every path that calls it.
+ */
+__attribute__((noinline)) int ps_sc_verdict_of(const struct ps_sc_head *head, __u32 len,
+						__u32 candidates, __u32 unix_socket)
+{
+	int http, mysql, verdict = PS_SC_NOT_MINE;
+
+	if (!head)
+		return PS_SC_NOT_MINE;
+	if (len > PS_SC_CLASSIFY_BYTES)
+		len = PS_SC_CLASSIFY_BYTES;
+	http = ps_http_classify(head->b, len);
+	mysql = ps_mysql_classify(head->b, len);
 	for (int i = 0; i < PS_SC_SLOTS; i++) {
 		const struct ps_sc_slot *sl = &ps_sc_slots[i];
 		__u8 classifier = unix_socket ? sl->unix_classifier : sl->classifier;
-		int v = PS_SC_NOT_MINE, says = PS_HTTP_NO;
+		int says = PS_HTTP_NO;
 
-		if (!(c->candidates & (1u << i)) || !sl->active)
+		if (!(candidates & (1u << i)) || !sl->active)
 			continue;
 		if (classifier == PS_SC_CLASSIFY_NONE && !unix_socket)
-			v = PS_SC_MINE;
-		else if (classifier == PS_SC_CLASSIFY_HTTP1)
+			return PS_SC_MINE | i << 8;
+		if (classifier == PS_SC_CLASSIFY_HTTP1)
 			says = http;
 		else if (classifier == PS_SC_CLASSIFY_MYSQL)
 			says = mysql;
-		if (says != PS_HTTP_NO)
-			v = says == PS_HTTP_YES ? PS_SC_MINE : PS_SC_UNKNOWN;
-		if (v == PS_SC_MINE) {
-			c->slot = i;
-			return v;
-		}
-		if (v == PS_SC_UNKNOWN)
-			verdict = v;
+		if (says == PS_HTTP_YES)
+			return PS_SC_MINE | i << 8;
+		if (says == PS_HTTP_MAYBE)
+			verdict = PS_SC_UNKNOWN;
 	}
 	return verdict;
 }
@@ -713,20 +746,21 @@ static __always_inline int ps_sc_verdict(struct ps_sc_conn *c, const __u8 *head,
 static __always_inline bool ps_sc_classify(__u64 key, __u32 fd, struct ps_sc_conn *c,
 					   const struct ps_sc_scratch *s, __u32 len, const __u8 flags)
 {
-	__u8 head[PS_SC_CLASSIFY_BYTES] = {};
+	struct ps_sc_head head = {};
 	bool inherited = c->role == PS_SC_ROLE_UNKNOWN;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u8 one = 1;
 	int verdict;
 
-	__builtin_memcpy(head, s->data, sizeof(head));
-	if (ps_sc_tls && !(flags & PS_SC_F_TLS) && ps_sc_looks_like_tls(head, len)) {
+	__builtin_memcpy(head.b, s->data, sizeof(head.b));
+	if (ps_sc_tls && !(flags & PS_SC_F_TLS) && ps_sc_looks_like_tls(head.b, len)) {
 		ps_sc_tls_mark(key, fd, c);
 		return false;
 	}
-	verdict = ps_sc_verdict(c, head, len < sizeof(head) ? len : sizeof(head));
-	if (verdict == PS_SC_MINE) {
+	verdict = ps_sc_verdict_of(&head, len, c->candidates, c->family == AF_UNIX);
+	if ((verdict & 0xff) == PS_SC_MINE) {
 		c->state = PS_SC_MINE;
+		c->slot = (verdict >> 8) & (PS_SC_SLOTS - 1);
 		bpf_map_update_elem(&ps_sc_procs, &tgid, &one, BPF_ANY);
 		return true;
 	}
@@ -736,8 +770,7 @@ static __always_inline bool ps_sc_classify(__u64 key, __u32 fd, struct ps_sc_con
 		if (c->tries < (inherited ? PS_SC_TRIES_INHERITED : PS_SC_TRIES_FRESH))
 			return false;
 	}
-	ps_sc_skip_fd(key);
-	bpf_map_delete_elem(&ps_sc_conns, &key);
+	ps_sc_give_up(key, c);
 	return false;
 }
 
@@ -763,13 +796,36 @@ static __always_inline void ps_sc_emit_data(struct ps_sc_scratch *s, struct ps_s
  * send. kind and flags are constants in every caller, so each program
  * carries only the copy code of its own syscall.
  */
-static __always_inline __u32 ps_sc_copy(struct ps_sc_scratch *s, const __u8 kind, __u64 ptr,
-					 __u32 cnt, __u32 want)
+/*
+ * The first want bytes of what moved (kind: one buffer or iovecs at ptr) into
+ * this CPU's scratch; how many were copied. Global functions, like the tail's
+ * below: verified once, not in every program and path that copies.
+ */
+__attribute__((noinline)) __u32 ps_sc_copy(__u32 kind, __u64 ptr, __u32 cnt, __u32 want)
 {
+	struct ps_sc_scratch *s = ps_sc_scratch_get();
+
+	if (!s || want > PS_SC_CAPTURE_MAX)
+		return 0;
 	if (kind == PS_SC_K_BUF)
 		return ps_sc_copy_buf(s, ptr, want);
 	if (kind == PS_SC_K_IOV)
 		return ps_sc_copy_iov(ptr, cnt, want);
+	return 0;
+}
+
+/* The last bytes of total, after the len already in the scratch; how many. */
+__attribute__((noinline)) __u32 ps_sc_copy_tail(__u32 kind, __u64 ptr, __u32 cnt, __u64 total,
+						 __u32 len)
+{
+	struct ps_sc_scratch *s = ps_sc_scratch_get();
+
+	if (!s || len > PS_SC_CAPTURE_MAX || total <= len)
+		return 0;
+	if (kind == PS_SC_K_BUF)
+		return ps_sc_copy_tail_buf(s, ptr, total, len);
+	if (kind == PS_SC_K_IOV)
+		return ps_sc_copy_tail_iov(ptr, cnt, total, len);
 	return 0;
 }
 
@@ -787,21 +843,18 @@ static __always_inline void ps_sc_capture(__u64 key, struct ps_sc_conn *c, __u32
 	/* Most connections are no protocol's: the classifiers' few bytes first. */
 	want = unclaimed ? (total < PS_SC_CLASSIFY_BYTES ? total : PS_SC_CLASSIFY_BYTES) :
 			   ps_sc_want(c, total);
-	len = ps_sc_copy(s, kind, ptr, cnt, want);
+	len = ps_sc_copy(kind, ptr, cnt, want);
 	if (unclaimed) {
 		if (!ps_sc_classify(key, fd, c, s, len, flags))
 			return;
 		want = ps_sc_want(c, total);
 		if (want > len)
-			len = ps_sc_copy(s, kind, ptr, cnt, want);
+			len = ps_sc_copy(kind, ptr, cnt, want);
 	}
-	if (len == want && total > want) {
-		if (kind == PS_SC_K_BUF)
-			tail = ps_sc_copy_tail_buf(s, ptr, total, len);
-		else if (kind == PS_SC_K_IOV)
-			tail = ps_sc_copy_tail_iov(ptr, cnt, total, len);
-	}
-	ps_sc_emit_data(s, c, fd, dir, total, len, tail, flags);
+	if (len == want && total > want)
+		tail = ps_sc_copy_tail(kind, ptr, cnt, total, len);
+	ps_sc_emit_data(s, c, fd, dir, total, len & (2 * PS_SC_CAPTURE_MAX - 1),
+			tail & (PS_SC_TAIL_MAX * 2 - 1), flags);
 }
 
 /* A syscall moved bytes on followed connection c; a tls connection's are ciphertext: never sent. */
@@ -922,18 +975,61 @@ static __always_inline int ps_sc_exit_mmsg(long ret, const __u8 dir)
 
 /* ---- socket path: sock_sendmsg / sock_recvmsg ----------------------------------------- */
 
-/* A stream socket first seen on the socket path: known by its cookie, whoever opened it. */
-static __always_inline struct ps_sc_conn *ps_sc_track_sock(__u64 key, struct sock *sk,
-							    __u16 family)
+/*
+ * A stream socket first seen on the socket path: its storage, known by its
+ * cookie whoever opened it; NOT_MINE at once when no protocol considers it.
+ */
+static __always_inline struct ps_sc_conn *ps_sc_track_sock(struct sock *sk, __u16 family)
 {
 	struct ps_sc_conn c = {};
 
-	c.id = key;
+	c.id = bpf_get_socket_cookie(sk);
+	c.on_socket = 1;
+	c.orders_seen = ps_sc_orders_gen;
 	if (family == AF_UNIX)
 		c.family = AF_UNIX;
 	else
 		ps_sc_read_inet(sk, family, &c);
-	return ps_sc_add(key, &c);
+	c.candidates = ps_sc_candidates(&c);
+	if (!c.candidates)
+		c.state = PS_SC_NOT_MINE;
+	return bpf_sk_storage_get(&ps_sc_socks, sk, &c, BPF_SK_STORAGE_GET_F_CREATE);
+}
+
+/* What user space ordered since the connection last looked (rare: a generation compare). */
+static __always_inline void ps_sc_take_orders(struct ps_sc_conn *c)
+{
+	__u64 key = c->id;
+	__u8 *order = bpf_map_lookup_elem(&ps_sc_orders, &key);
+
+	c->orders_seen = ps_sc_orders_gen;
+	if (!order)
+		return;
+	if (*order == PS_SC_ORDER_REJECT)
+		c->state = PS_SC_NOT_MINE;
+	else if (*order == PS_SC_ORDER_STARTTLS && !c->tls)
+		ps_sc_tls_mark(key, 0, c);
+	else if (*order == PS_SC_ORDER_ANNOUNCE)
+		c->announced = 0;
+	bpf_map_delete_elem(&ps_sc_orders, &key);
+}
+
+/* Socket path: the connection is over for us; a CLOSE if it was followed. */
+static __always_inline void ps_sc_sock_end(struct ps_sc_conn *c)
+{
+	__u64 key = c->id;
+	struct ps_sc_conn *plain;
+
+	if (c->tls) {
+		plain = bpf_map_lookup_elem(&ps_sc_conns, &key);
+		if (plain && plain->state == PS_SC_MINE)
+			ps_sc_emit_control(PS_SC_EV_CLOSE, 0, plain);
+		bpf_map_delete_elem(&ps_sc_conns, &key);
+	} else if (c->state == PS_SC_MINE) {
+		ps_sc_emit_control(PS_SC_EV_CLOSE, 0, c);
+	}
+	c->state = PS_SC_NOT_MINE;
+	c->tls = 0;
 }
 
 /*
@@ -1006,13 +1102,12 @@ uncaptured:
 
 /*
  * Bytes moved through a socket. Anything but a TCP or AF_UNIX stream socket
- * costs a few loads; a stream socket we do not follow one lookup.
+ * costs a few loads; a stream socket we do not follow, a look in its storage.
  */
 static __always_inline int ps_sc_sock_moved(struct sock *sk, int ret, __u8 dir)
 {
 	struct ps_sc_conn *c;
 	__u16 family;
-	__u64 key;
 
 	if (ps_is_self() || sk->sk_type != PS_SC_SOCK_STREAM)
 		return 0;
@@ -1023,16 +1118,20 @@ static __always_inline int ps_sc_sock_moved(struct sock *sk, int ret, __u8 dir)
 	} else if (family != AF_UNIX) {
 		return 0;
 	}
-	key = bpf_get_socket_cookie(sk);
-	if (bpf_map_lookup_elem(&ps_sc_skip, &key))
-		return 0;
-	c = bpf_map_lookup_elem(&ps_sc_conns, &key);
+	c = bpf_sk_storage_get(&ps_sc_socks, sk, 0, 0);
 	if (!c) {
-		c = ps_sc_track_sock(key, sk, family);
+		c = ps_sc_track_sock(sk, family);
 		if (!c)
 			return 0;
 	}
-	ps_sc_sock_bytes(key, c, dir, ret);
+	if (c->state == PS_SC_NOT_MINE)
+		return 0;
+	if (c->orders_seen != ps_sc_orders_gen) {
+		ps_sc_take_orders(c);
+		if (c->state == PS_SC_NOT_MINE)
+			return 0;
+	}
+	ps_sc_sock_bytes(c->id, c, dir, ret);
 	return 0;
 }
 
@@ -1048,7 +1147,7 @@ int BPF_PROG(ps_sc_sock_send, struct sock *sk, int ret, int flags)
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(ps_sc_sock_recv, struct sock *sk, int ret, int flags)
 {
-	__u64 key;
+	struct ps_sc_conn *c;
 
 	if (flags & PS_SC_MSG_PEEK)
 		return 0;
@@ -1056,8 +1155,9 @@ int BPF_PROG(ps_sc_sock_recv, struct sock *sk, int ret, int flags)
 		return ps_sc_sock_moved(sk, ret, PS_SC_DIR_IN);
 	/* AF_UNIX has no state tracepoint: the end of the stream ends it. */
 	if (ret == 0 && sk->__sk_common.skc_family == AF_UNIX && !ps_is_self()) {
-		key = bpf_get_socket_cookie(sk);
-		ps_sc_end(key, 0, false);
+		c = bpf_sk_storage_get(&ps_sc_socks, sk, 0, 0);
+		if (c)
+			ps_sc_sock_end(c);
 	}
 	return 0;
 }
@@ -1065,20 +1165,21 @@ int BPF_PROG(ps_sc_sock_recv, struct sock *sk, int ret, int flags)
 /*
  * A TCP connection ends for us when our side sends its FIN (close, or
  * shutdown for writing) or it is closed outright; what it still reads after
- * our FIN is not worth a new classification.
+ * our FIN is not worth a new classification. Its storage goes with the socket.
  */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(ps_sc_sock_state, const struct sock *sk, const int oldstate, const int newstate)
 {
-	__u64 key;
+	struct ps_sc_conn *c;
 
 	if (newstate != PS_SC_TCP_FIN_WAIT1 && newstate != PS_SC_TCP_LAST_ACK &&
 	    newstate != PS_SC_TCP_CLOSE)
 		return 0;
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	key = bpf_get_socket_cookie((struct sock *)sk);
-	ps_sc_end(key, 0, newstate != PS_SC_TCP_CLOSE);
+	c = bpf_sk_storage_get(&ps_sc_socks, (struct sock *)sk, 0, 0);
+	if (c && (c->state != PS_SC_NOT_MINE || c->tls))
+		ps_sc_sock_end(c);
 	return 0;
 }
 

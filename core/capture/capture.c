@@ -59,6 +59,7 @@ struct conn {
 	uint64_t last_ns;	    /* monotonic time of the last event */
 	struct ps_capture_reg *reg; /* NULL: rejected, or its protocol went: events are ignored */
 	void *state;		    /* the protocol's */
+	bool described;		    /* addresses and comm from an event that had them */
 };
 
 static struct {
@@ -207,6 +208,23 @@ static void conn_free(struct conn *c, uint64_t ts_ns)
 	cap.n_conns--;
 }
 
+/*
+ * Socket path: the kernel keeps connections in their sockets, out of user
+ * space's reach; it takes orders by cookie, looking when the generation moved.
+ */
+static void kernel_order(const struct conn *c, enum ps_sc_order order)
+{
+	__u64 key = c->pub.id;
+	__u8 v = (__u8)order;
+
+	if (bpf_map_update_elem(bpf_map__fd(cap.skel->maps.ps_sc_orders), &key, &v, BPF_ANY)) {
+		ps_debug(SUBSYS, "connection %" PRIu64 ": order %u not given: %s", c->pub.id, v,
+			 strerror(errno));
+		return;
+	}
+	__atomic_add_fetch(&cap.skel->bss->ps_sc_orders_gen, 1, __ATOMIC_RELEASE);
+}
+
 /* The kernel stops following the connection, unless its key already moved on. */
 static void kernel_reject(const struct conn *c)
 {
@@ -216,6 +234,10 @@ static void kernel_reject(const struct conn *c)
 
 	if (!cap.skel)
 		return;
+	if (cap.socket_path) {
+		kernel_order(c, PS_SC_ORDER_REJECT);
+		return;
+	}
 	conns = bpf_map__fd(cap.skel->maps.ps_sc_conns);
 	skip = bpf_map__fd(cap.skel->maps.ps_sc_skip);
 	if (bpf_map_lookup_elem(conns, &c->key, &kc) || kc.id != c->pub.id)
@@ -224,12 +246,13 @@ static void kernel_reject(const struct conn *c)
 	bpf_map_delete_elem(conns, &c->key);
 }
 
+/* Syscall path: the fd's entry goes (the socket path's goes with its socket). */
 static void kernel_forget(const struct conn *c)
 {
 	struct ps_sc_conn kc;
 	int conns;
 
-	if (!cap.skel)
+	if (!cap.skel || cap.socket_path)
 		return;
 	conns = bpf_map__fd(cap.skel->maps.ps_sc_conns);
 	if (bpf_map_lookup_elem(conns, &c->key, &kc) == 0 && kc.id == c->pub.id)
@@ -257,7 +280,9 @@ static void conn_describe(struct conn *c, const struct ps_sc_event *e)
 	struct ps_sc_conn kc;
 
 	if (!(e->flags & PS_SC_F_CONN)) {
-		if (cap.skel && bpf_map_lookup_elem(bpf_map__fd(cap.skel->maps.ps_sc_conns), &c->key, &kc) ==
+		if (cap.skel && cap.socket_path)
+			kernel_order(c, PS_SC_ORDER_ANNOUNCE); /* the next event brings them */
+		else if (cap.skel && bpf_map_lookup_elem(bpf_map__fd(cap.skel->maps.ps_sc_conns), &c->key, &kc) ==
 			    0 &&
 		    kc.id == c->pub.id) {
 			laddr = kc.laddr;
@@ -266,6 +291,7 @@ static void conn_describe(struct conn *c, const struct ps_sc_event *e)
 	} else {
 		memcpy(c->pub.comm, e->comm, sizeof(c->pub.comm));
 		c->pub.comm[sizeof(c->pub.comm) - 1] = '\0';
+		c->described = true;
 	}
 	endpoint_set(&c->pub.local, e->family, laddr, e->lport);
 	endpoint_set(&c->pub.remote, e->family, raddr, e->rport);
@@ -360,6 +386,8 @@ static int on_data(const struct ps_sc_event *e, size_t size)
 			return -ENOMEM;
 	}
 	conn_touch(c, e->ts_ns);
+	if (!c->described && (e->flags & PS_SC_F_CONN))
+		conn_describe(c, e);
 	r = c->reg;
 	if (!r)
 		return 0; /* rejected; the kernel has not seen that yet */
@@ -783,6 +811,10 @@ int ps_capture_starttls(const struct ps_capture_conn *conn)
 		return -EINVAL;
 	if (!cap.skel)
 		return 0;
+	if (cap.socket_path) {
+		kernel_order(c, PS_SC_ORDER_STARTTLS);
+		return 0;
+	}
 	fd = bpf_map__fd(cap.skel->maps.ps_sc_conns);
 	if (bpf_map_lookup_elem(fd, &c->key, &kc) || kc.id != c->pub.id)
 		return -ENOENT; /* gone already */

@@ -38,8 +38,10 @@ extern const struct ps_sink_type ps_sink_stdout;
 extern const struct ps_sink_type ps_sink_prometheus_textfile;
 extern const struct ps_sink_type ps_sink_syslog;
 
-/* For tests: the stdout sink writing to another stream. */
+/* For tests: the stdout sink writing to another stream, on the caller's thread. */
 void *ps_sink_stdout_open_stream(const void *config, FILE *out);
+/* For tests: the same through its writer thread, as stdout_open does for stdout. */
+void *ps_sink_stdout_open_threaded(const void *config, FILE *out);
 /* For tests: the textfile sink as on a filesystem without O_TMPFILE. */
 void ps_sink_textfile_force_named_temp(bool on);
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -12,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+
+#include <periscope/log.h>
 
 #include "prom_text.h"
 #include "sink.h"
@@ -23,6 +26,11 @@
 #define QTY_MAX		       32 /* one formatted quantity: 1.5KiB, 40ms, 1200 */
 #define RATE_MAX	       (QTY_MAX + 8)
 #define CELL_MAX	       96
+/*
+ * Output waiting for a slow reader (a terminal scrolled back, a pipe nobody
+ * drains) is kept up to this much; beyond, new output is dropped and counted.
+ */
+#define PENDING_MAX (32u << 20)
 
 enum stdout_format {
 	FORMAT_TABLE,
@@ -34,22 +42,43 @@ static const char *const format_names[] = { "table", "json", "prometheus", NULL 
 
 struct stdout_config {
 	char *format;
+	uint64_t max_rows;
 };
 
 static const struct ps_cfg_key stdout_config_map[] = {
 	{ "format", PS_CFG_STRING, "table", offsetof(struct stdout_config, format), format_names,
 	  "table (terminal summary), json (one object per line) or prometheus (text snapshots)" },
+	{ "max_rows", PS_CFG_UINT, "20", offsetof(struct stdout_config, max_rows), NULL,
+	  "table: rows per service, the busiest first; 0 = all" },
 	{ NULL },
+};
+
+/*
+ * Writes what the loop thread formatted, so that a reader that does not keep
+ * up holds up this thread and never the loop (the ring buffers drain there).
+ */
+struct writer {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	FILE *out;
+	char *pending; /* formatted, not yet handed to the thread */
+	size_t len, cap;
+	bool stop;
+	int error;	  /* -errno of a failed write, until the next flush reports it */
+	uint64_t dropped; /* bytes dropped since the last report */
 };
 
 struct stdout_sink {
 	FILE *out;
 	enum stdout_format format;
+	size_t max_rows;
 	bool color;
 	bool flushed_once;
 	bool seen_flows;
 	uint64_t flows_closed; /* since the last flush */
 	uint64_t flows_failed;
+	struct writer *writer; /* NULL: write on the caller's thread (tests) */
 };
 
 /* ---- small string builder -------------------------------------------------------------- */
@@ -388,6 +417,8 @@ struct table_row {
 	const struct ps_series *series;
 	const char *service;
 	size_t order; /* position in the registry, keeps the sort stable */
+	double activity;      /* what moved since the last flush: the busiest rows are shown */
+	size_t service_index; /* which service, counted in table order */
 	struct sbuf labels;
 	char main[CELL_MAX];   /* total / gauge value / histogram count */
 	char delta[CELL_MAX];  /* change since the previous flush, with its rate */
@@ -505,9 +536,9 @@ static void format_histogram_row(struct table_row *row, uint64_t interval_ns, en
 		return;
 	format_quantity(q, sizeof(q), s->sum / (double)s->count, unit);
 	snprintf(row->avg, sizeof(row->avg), "avg %s", q);
-	format_quantity(q, sizeof(q), ps_series_quantile(f, s, 0.5), unit);
+	format_quantity(q, sizeof(q), ps_series_percentile(f, s, 0.5), unit);
 	snprintf(row->p50, sizeof(row->p50), "p50 %s", q);
-	format_quantity(q, sizeof(q), ps_series_quantile(f, s, 0.99), unit);
+	format_quantity(q, sizeof(q), ps_series_percentile(f, s, 0.99), unit);
 	snprintf(row->p99, sizeof(row->p99), "p99 %s", q);
 }
 
@@ -555,19 +586,38 @@ static const char *row_cell(const struct table_row *row, enum table_col col)
 	}
 }
 
-/* Our own series go last; the rest by service, then in registry order. */
-static int compare_rows(const void *pa, const void *pb)
+/* Our own series go last; the rest by service. */
+static int compare_services(const struct table_row *a, const struct table_row *b)
 {
-	const struct table_row *a = pa, *b = pb;
 	bool a_self = strcmp(a->service, SELF_SERVICE) == 0;
 	bool b_self = strcmp(b->service, SELF_SERVICE) == 0;
-	int c;
 
 	if (a_self != b_self)
 		return a_self ? 1 : -1;
-	c = strcmp(a->service, b->service);
+	return strcmp(a->service, b->service);
+}
+
+/* By service, then in registry order. */
+static int compare_rows(const void *pa, const void *pb)
+{
+	const struct table_row *a = pa, *b = pb;
+	int c = compare_services(a, b);
+
 	if (c)
 		return c;
+	return a->order < b->order ? -1 : a->order > b->order;
+}
+
+/* By service, the busiest first. */
+static int compare_activity(const void *pa, const void *pb)
+{
+	const struct table_row *a = pa, *b = pb;
+	int c = compare_services(a, b);
+
+	if (c)
+		return c;
+	if (a->activity != b->activity)
+		return a->activity > b->activity ? -1 : 1;
 	return a->order < b->order ? -1 : a->order > b->order;
 }
 
@@ -630,17 +680,27 @@ static void print_header(FILE *out, const struct stdout_sink *st, const struct p
 		when, (double)ctx->interval_ns / 1e9, n_series, st->color ? "\033[0m" : "");
 }
 
+/* Flow records (one per TCP connection that ended) are written whole only in json. */
 static void print_flows(FILE *out, const struct stdout_sink *st)
 {
 	if (!st->seen_flows)
 		return;
-	fprintf(out, "flows closed since last flush: %" PRIu64, st->flows_closed);
+	fprintf(out, "TCP connections ended since the last flush: %" PRIu64, st->flows_closed);
 	if (st->flows_failed)
 		fprintf(out, " (%" PRIu64 " failed)", st->flows_failed);
-	fputc('\n', out);
+	fputs(" (a flow record each in format: json)\n", out);
 }
 
-static void print_rows(FILE *out, struct stdout_sink *st, const struct table_row *rows, size_t n)
+/* After a service's last row: how many rows of it max_rows left out. */
+static size_t omitted_after(const struct table_row *rows, size_t n, size_t i, const size_t *omitted)
+{
+	if (i + 1 < n && strcmp(rows[i + 1].service, rows[i].service) == 0)
+		return 0;
+	return omitted[rows[i].service_index];
+}
+
+static void print_rows(FILE *out, struct stdout_sink *st, const struct table_row *rows, size_t n,
+		       const size_t *omitted)
 {
 	size_t widths[N_COLS] = { 0 };
 	bool flows_printed = false;
@@ -660,12 +720,35 @@ static void print_rows(FILE *out, struct stdout_sink *st, const struct table_row
 			print_flows(out, st);
 			flows_printed = true;
 		}
+		size_t left_out;
+
 		if (i == 0 || strcmp(rows[i].service, rows[i - 1].service) != 0)
 			print_service(out, st, rows[i].service);
 		print_row(out, &rows[i], widths);
+		left_out = omitted_after(rows, n, i, omitted);
+		if (left_out)
+			fprintf(out, "  ... %zu more row%s (the %zu busiest are shown: max_rows)\n",
+				left_out, left_out == 1 ? "" : "s", st->max_rows);
 	}
 	if (!flows_printed)
 		print_flows(out, st);
+}
+
+/* Counters and histograms that never left zero say nothing. */
+static bool never_moved(const struct ps_family *f, const struct ps_series *s)
+{
+	if (f->type == PS_METRIC_HISTOGRAM)
+		return s->count == 0;
+	return f->type == PS_METRIC_COUNTER && s->value == 0 && s->flushed_value == 0;
+}
+
+static double series_activity(const struct ps_family *f, const struct ps_series *s)
+{
+	if (f->type == PS_METRIC_HISTOGRAM)
+		return (double)(s->count - s->flushed_count);
+	if (f->type == PS_METRIC_COUNTER)
+		return fabs(s->value - s->flushed_value);
+	return 0;
 }
 
 /* Collects the rows worth showing: moved since the last flush, gauges, or the first flush. */
@@ -689,10 +772,13 @@ static struct table_row *collect_rows(const struct stdout_sink *st, const struct
 
 			if (st->flushed_once && f->type != PS_METRIC_GAUGE && !series_moved(f, s))
 				continue;
+			if (never_moved(f, s))
+				continue;
 			rows[n].family = f;
 			rows[n].series = s;
 			rows[n].service = series_service(f, s);
 			rows[n].order = n;
+			rows[n].activity = series_activity(f, s);
 			n++;
 		}
 	}
@@ -700,78 +786,247 @@ static struct table_row *collect_rows(const struct stdout_sink *st, const struct
 	return rows;
 }
 
-static int table_write(struct stdout_sink *st, const struct ps_flush_ctx *ctx)
+/*
+ * Keeps the max_rows busiest rows of each service (rows sorted by service and
+ * activity); omitted[k] says how many the k-th service lost. Returns the rows
+ * kept, at the front.
+ */
+static size_t keep_busiest(struct table_row *rows, size_t n, size_t max_rows, size_t *omitted)
 {
-	size_t n_rows = 0, n_series = 0;
+	size_t kept = 0, service = 0, in_service = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0 && strcmp(rows[i].service, rows[i - 1].service) != 0) {
+			service++;
+			in_service = 0;
+		}
+		if (max_rows && in_service++ >= max_rows) {
+			omitted[service]++;
+			continue;
+		}
+		rows[i].service_index = service;
+		rows[kept++] = rows[i];
+	}
+	return kept;
+}
+
+static int table_write(struct stdout_sink *st, FILE *out, const struct ps_flush_ctx *ctx)
+{
+	size_t n_rows = 0, n_series = 0, n_kept;
+	size_t *omitted;
 	struct table_row *rows;
 	int err = 0;
 
 	rows = collect_rows(st, ctx->registry, &n_rows, &n_series);
 	if (!rows)
 		return -ENOMEM;
-	for (size_t i = 0; i < n_rows; i++) {
+	omitted = calloc(n_rows + 1, sizeof(*omitted));
+	if (!omitted) {
+		err = -ENOMEM;
+		goto out;
+	}
+	/* Only the rows shown are formatted: 30 000 series make a table of services, not a dump. */
+	qsort(rows, n_rows, sizeof(*rows), compare_activity);
+	n_kept = keep_busiest(rows, n_rows, st->max_rows, omitted);
+	for (size_t i = 0; i < n_kept; i++) {
 		format_row(&rows[i], ctx->interval_ns);
 		if (rows[i].labels.failed)
 			err = -ENOMEM;
 	}
 	if (err)
 		goto out;
-	qsort(rows, n_rows, sizeof(*rows), compare_rows);
+	/* Back to registry order within each service. */
+	qsort(rows, n_kept, sizeof(*rows), compare_rows);
 
-	print_header(st->out, st, ctx, n_series);
-	print_rows(st->out, st, rows, n_rows);
-	if (n_rows == 0 && !st->seen_flows)
-		fputs("  (nothing moved since the last flush)\n", st->out);
-	fputc('\n', st->out);
+	print_header(out, st, ctx, n_series);
+	print_rows(out, st, rows, n_kept, omitted);
+	if (n_kept == 0 && !st->seen_flows)
+		fputs("  (nothing moved since the last flush)\n", out);
+	fputc('\n', out);
 out:
+	/* Rows past n_kept are stale copies, never formatted: their buffers are NULL. */
 	for (size_t i = 0; i < n_rows; i++)
 		free(rows[i].labels.buf);
 	free(rows);
+	free(omitted);
+	return err;
+}
+
+/* ---- output: formatted on the loop, written by a thread ------------------------------------ */
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		char *buf;
+		size_t len;
+		int err = 0;
+
+		while (!w->len && !w->stop)
+			pthread_cond_wait(&w->cond, &w->lock);
+		if (!w->len)
+			break;
+		buf = w->pending;
+		len = w->len;
+		w->pending = NULL;
+		w->len = w->cap = 0;
+		pthread_mutex_unlock(&w->lock);
+
+		errno = 0;
+		if (fwrite(buf, 1, len, w->out) != len || fflush(w->out) != 0)
+			err = errno ? -errno : -EIO;
+		clearerr(w->out);
+		free(buf);
+
+		pthread_mutex_lock(&w->lock);
+		if (err)
+			w->error = err;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+static struct writer *writer_start(FILE *out)
+{
+	struct writer *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return NULL;
+	w->out = out;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	if (pthread_create(&w->thread, NULL, writer_main, w)) {
+		pthread_cond_destroy(&w->cond);
+		pthread_mutex_destroy(&w->lock);
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+/* Writes what is pending, then ends the thread. */
+static void writer_stop(struct writer *w)
+{
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	free(w->pending);
+	free(w);
+}
+
+/* Never waits for the reader: past PENDING_MAX, output is dropped and counted. */
+static void writer_submit(struct writer *w, const char *buf, size_t len)
+{
+	pthread_mutex_lock(&w->lock);
+	if (w->len + len > PENDING_MAX) {
+		w->dropped += len;
+	} else if (len) {
+		if (w->len + len > w->cap) {
+			size_t cap = w->cap ? w->cap : 4096;
+			char *grown;
+
+			while (cap < w->len + len)
+				cap *= 2;
+			grown = realloc(w->pending, cap);
+			if (!grown) {
+				w->dropped += len;
+				goto out;
+			}
+			w->pending = grown;
+			w->cap = cap;
+		}
+		memcpy(w->pending + w->len, buf, len);
+		w->len += len;
+		pthread_cond_signal(&w->cond);
+	}
+out:
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* The write error since the last call (0 if none); says once what a slow reader cost. */
+static int writer_status(struct writer *w)
+{
+	uint64_t dropped;
+	int err;
+
+	pthread_mutex_lock(&w->lock);
+	err = w->error;
+	dropped = w->dropped;
+	w->error = 0;
+	w->dropped = 0;
+	pthread_mutex_unlock(&w->lock);
+	if (dropped)
+		ps_warn("sink", "stdout: not read fast enough; %" PRIu64 " bytes of output dropped",
+			dropped);
+	return err;
+}
+
+/* Hands formatted text on: to the writer thread, or straight to the stream. */
+static int emit(struct stdout_sink *st, const char *buf, size_t len)
+{
+	int err = 0;
+
+	if (st->writer) {
+		writer_submit(st->writer, buf, len);
+		return 0;
+	}
+	errno = 0;
+	if (fwrite(buf, 1, len, st->out) != len || fflush(st->out) != 0 || ferror(st->out))
+		err = errno ? -errno : -EIO;
+	clearerr(st->out);
 	return err;
 }
 
 /* ---- the sink ------------------------------------------------------------------------------ */
 
-/* fflush, then report (once) any write error since the last check. */
-static int finish_output(struct stdout_sink *st)
-{
-	int err = 0;
-
-	if (fflush(st->out) != 0 || ferror(st->out)) {
-		err = errno ? -errno : -EIO;
-		clearerr(st->out);
-	}
-	return err;
-}
-
 static int stdout_flush(void *state, const struct ps_flush_ctx *ctx)
 {
 	struct stdout_sink *st = state;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&buf, &len);
 	int err = 0, out_err;
 
-	errno = 0;
+	if (!mem)
+		return -ENOMEM;
 	switch (st->format) {
 	case FORMAT_TABLE:
-		err = table_write(st, ctx);
+		err = table_write(st, mem, ctx);
 		st->flows_closed = 0;
 		st->flows_failed = 0;
 		break;
 	case FORMAT_JSON:
-		json_write_metrics(st->out, ctx);
+		json_write_metrics(mem, ctx);
 		break;
 	case FORMAT_PROMETHEUS:
-		fprintf(st->out, "# periscope snapshot %" PRIu64 "\n", ctx->now_unix_ns / 1000000);
-		err = ps_prom_write(st->out, ctx);
+		fprintf(mem, "# periscope snapshot %" PRIu64 "\n", ctx->now_unix_ns / 1000000);
+		err = ps_prom_write(mem, ctx);
 		break;
 	}
 	st->flushed_once = true;
-	out_err = finish_output(st);
+	if (fclose(mem) != 0 && !err)
+		err = -ENOMEM;
+	out_err = emit(st, buf, len);
+	free(buf);
+	if (st->writer && !out_err)
+		out_err = writer_status(st->writer);
 	return err ? err : out_err;
 }
 
 static void stdout_event(void *state, const struct ps_event *ev)
 {
 	struct stdout_sink *st = state;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mem;
 
 	if (ev->type != PS_EVENT_FLOW || !ev->flow)
 		return;
@@ -782,9 +1037,13 @@ static void stdout_event(void *state, const struct ps_event *ev)
 		st->flows_failed += ev->flow->failed;
 		break;
 	case FORMAT_JSON:
-		/* Errors stay flagged on the stream and surface at the next flush. */
-		json_write_flow(st->out, ev->plugin, ev->flow);
-		fflush(st->out);
+		mem = open_memstream(&buf, &len);
+		if (!mem)
+			break;
+		json_write_flow(mem, ev->plugin, ev->flow);
+		if (fclose(mem) == 0)
+			emit(st, buf, len); /* errors stay flagged and surface at the next flush */
+		free(buf);
 		break;
 	case FORMAT_PROMETHEUS:
 		break;
@@ -806,7 +1065,7 @@ static int parse_format(const char *name, enum stdout_format *out)
 	return -EINVAL;
 }
 
-void *ps_sink_stdout_open_stream(const void *config, FILE *out)
+static void *open_sink(const void *config, FILE *out, bool threaded)
 {
 	const struct stdout_config *cfg = config;
 	struct stdout_sink *st;
@@ -827,13 +1086,28 @@ void *ps_sink_stdout_open_stream(const void *config, FILE *out)
 		return NULL;
 	st->out = out;
 	st->format = format;
+	st->max_rows = cfg ? (size_t)cfg->max_rows : 20;
 	st->color = format == FORMAT_TABLE && isatty(fileno(out));
+	if (threaded && !(st->writer = writer_start(out))) {
+		free(st);
+		return NULL;
+	}
 	return st;
+}
+
+void *ps_sink_stdout_open_stream(const void *config, FILE *out)
+{
+	return open_sink(config, out, false);
+}
+
+void *ps_sink_stdout_open_threaded(const void *config, FILE *out)
+{
+	return open_sink(config, out, true);
 }
 
 static void *stdout_open(const void *config)
 {
-	return ps_sink_stdout_open_stream(config, stdout);
+	return open_sink(config, stdout, true);
 }
 
 static void stdout_close(void *state)
@@ -842,6 +1116,7 @@ static void stdout_close(void *state)
 
 	if (!st)
 		return;
+	writer_stop(st->writer); /* what is pending still goes out */
 	fflush(st->out); /* the stream is not ours to close */
 	free(st);
 }

@@ -38,7 +38,11 @@ struct http_config {
 	uint64_t capture_bytes;
 	struct ps_strlist routes;
 	char *tls;
+	uint64_t max_routes;
 };
+
+/* A route unseen this long gives its place under max_routes to a new one. */
+#define ROUTE_IDLE_NS (600 * 1000000000ull)
 
 /* An exchange's label values, the scheme aside (it follows tls). */
 struct label_key {
@@ -58,7 +62,9 @@ struct label_key {
  * of every histogram. Keys are compared whole, by value.
  */
 struct label_slot {
-	unsigned long generation; /* ps_metric_generation() when filled; 0: empty */
+	bool filled;
+	/* Of each family when filled: a series of it removed since makes the handles stale. */
+	unsigned long generation[LABEL_SERIES];
 	bool server, tls;
 	uint16_t status, port;
 	char method[HTTP_METHOD_MAX];
@@ -75,6 +81,7 @@ struct http {
 	uint32_t capture_bytes;
 	bool tls_on; /* tls: auto */
 	struct ps_capture_reg *capture;
+	struct http_route_limit *route_limit; /* distinct routes per service */
 	uint64_t exchanges, unanswered, rejected;
 
 	struct ps_metric *server_duration, *server_req_body, *server_resp_body;
@@ -179,12 +186,17 @@ static size_t label_hash(const struct label_key *k)
 	return (size_t)(h ^ h >> 32) & (LABEL_SLOTS - 1);
 }
 
-static bool label_slot_matches(const struct label_slot *sl, const struct label_key *k)
+static bool label_slot_matches(const struct label_slot *sl, const struct label_key *k,
+			       const struct side_metrics *sm)
 {
-	return sl->generation == ps_metric_generation() && sl->status == k->status &&
-	       sl->port == k->port && sl->server == k->server && sl->tls == k->tls &&
-	       strcmp(sl->method, k->method) == 0 && strcmp(sl->text, k->text) == 0 &&
-	       strcmp(sl->service, k->service) == 0;
+	if (!sl->filled || sl->status != k->status || sl->port != k->port ||
+	    sl->server != k->server || sl->tls != k->tls || strcmp(sl->method, k->method) != 0 ||
+	    strcmp(sl->text, k->text) != 0 || strcmp(sl->service, k->service) != 0)
+		return false;
+	for (size_t i = 0; i < sm->n; i++)
+		if (sl->generation[i] != ps_metric_family_generation(sm->m[i]))
+			return false;
+	return true;
 }
 
 /* Resolves the series of every metric; false (slot left empty) when one cannot be had. */
@@ -193,7 +205,7 @@ static bool label_slot_fill(struct label_slot *sl, const struct label_key *k,
 {
 	size_t method_len = strlen(k->method);
 
-	sl->generation = 0;
+	sl->filled = false;
 	if (k->service_len >= sizeof(sl->service) || k->text_len >= sizeof(sl->text) ||
 	    method_len >= sizeof(sl->method))
 		return false;
@@ -209,7 +221,9 @@ static bool label_slot_fill(struct label_slot *sl, const struct label_key *k,
 	memcpy(sl->method, k->method, method_len + 1);
 	memcpy(sl->service, k->service, k->service_len + 1);
 	memcpy(sl->text, k->text, k->text_len + 1);
-	sl->generation = ps_metric_generation();
+	for (size_t i = 0; i < sm->n; i++)
+		sl->generation[i] = ps_metric_family_generation(sm->m[i]);
+	sl->filled = true;
 	return true;
 }
 
@@ -224,7 +238,7 @@ static void observe_labels(struct http *st, const struct label_key *k,
 	const char *const *values;
 	struct label_buf buf;
 
-	if (!label_slot_matches(sl, k)) {
+	if (!label_slot_matches(sl, k, sm)) {
 		values = label_values(k, &buf);
 		if (!label_slot_fill(sl, k, sm, values)) {
 			for (size_t i = 0; i < sm->n; i++)
@@ -325,6 +339,9 @@ static void on_exchange(const struct http_exchange *ex, void *arg)
 	if (ex->role == HTTP_ROLE_UNKNOWN)
 		return;
 	http_route(ex->path, st->routes, st->n_routes, route, sizeof(route));
+	if (server)
+		http_route_limit_apply(st->route_limit, service, route, sizeof(route),
+				       ex->request_start_ns);
 	emit_exchange(fc, ex, server, service, route);
 	if (ex->status == 0) {
 		st->unanswered++;
@@ -439,6 +456,7 @@ static void http_free(struct http *st)
 	if (!st)
 		return;
 	free(st->routes);
+	http_route_limit_free(st->route_limit);
 	free(st);
 }
 
@@ -458,7 +476,8 @@ static int check_config(const struct http_config *cfg)
 
 static int http_init(struct ps_plugin *p, const void *config)
 {
-	static const struct http_config defaults = { .capture_bytes = PS_CAPTURE_BYTES_DEFAULT };
+	static const struct http_config defaults = { .capture_bytes = PS_CAPTURE_BYTES_DEFAULT,
+						     .max_routes = 100 };
 	const struct http_config *cfg = config ? config : &defaults;
 	struct http *st;
 	int err;
@@ -483,6 +502,11 @@ static int http_init(struct ps_plugin *p, const void *config)
 	st->n_ports = cfg->ports.n;
 	st->capture_bytes = (uint32_t)cfg->capture_bytes;
 	st->tls_on = !cfg->tls || strcmp(cfg->tls, "off") != 0;
+	st->route_limit = http_route_limit_new(cfg->max_routes, ROUTE_IDLE_NS);
+	if (!st->route_limit) {
+		http_free(st);
+		return -ENOMEM;
+	}
 	ps_plugin_set_data(p, st);
 	return 0;
 }
@@ -573,6 +597,13 @@ static const struct ps_cfg_key http_config_map[] = {
 		.offset = offsetof(struct http_config, tls),
 		.choices = tls_choices,
 		.help = "auto: also capture HTTPS through uprobes on OpenSSL's libssl; off",
+	},
+	{
+		.name = "max_routes",
+		.type = PS_CFG_UINT,
+		.def = "100",
+		.offset = offsetof(struct http_config, max_routes),
+		.help = "distinct routes per service; more fold into /{other}",
 	},
 	{ .name = NULL },
 };

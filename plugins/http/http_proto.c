@@ -1708,9 +1708,122 @@ static bool is_uuid(struct seg s)
 	return true;
 }
 
+static bool is_upper(char c)
+{
+	return c >= 'A' && c <= 'Z';
+}
+
+static bool is_lower(char c)
+{
+	return c >= 'a' && c <= 'z';
+}
+
+static bool is_alnum(char c)
+{
+	return is_upper(c) || is_lower(c) || is_digit(c);
+}
+
+static bool is_vowel(char c)
+{
+	return c && strchr("aeiouyAEIOUY", c) != NULL;
+}
+
+/* v2, v10, v1beta1, V3alpha: API versions are routes, not ids. */
+static bool is_version(struct seg w)
+{
+	size_t i = 1;
+
+	if (w.n < 2 || (w.p[0] != 'v' && w.p[0] != 'V') || !is_digit(w.p[1]))
+		return false;
+	while (i < w.n && is_digit(w.p[i]))
+		i++;
+	while (i < w.n && is_lower(w.p[i]))
+		i++;
+	while (i < w.n && is_digit(w.p[i]))
+		i++;
+	return i == w.n && w.n <= 12;
+}
+
+static size_t longest_consonant_run(struct seg w)
+{
+	size_t run = 0, best = 0;
+
+	for (size_t i = 0; i < w.n; i++) {
+		run = is_vowel(w.p[i]) ? 0 : run + 1;
+		if (run > best)
+			best = run;
+	}
+	return best;
+}
+
+/*
+ * One alphanumeric word of a segment (between -, _, ., ~ and the like) that
+ * reads like a key, a token or a hash rather than a name: digits mixed with
+ * letters (SECRET789abc, 3f2a9c1, a1b2; not oauth2 or utf8), a number, hex,
+ * a base64-like mix of cases, more letters than any word has, or letters no
+ * language strings together (xqzkvbtw).
+ */
+static bool is_token_word(struct seg w)
+{
+	size_t digits = 0, upper = 0, lower = 0;
+
+	for (size_t i = 0; i < w.n; i++) {
+		digits += is_digit(w.p[i]);
+		upper += is_upper(w.p[i]);
+		lower += is_lower(w.p[i]);
+	}
+	if (!w.n || is_version(w))
+		return false;
+	if (digits == w.n)
+		return true;
+	if (digits && (digits >= 2 || w.n >= 8))
+		return true;
+	if (w.n >= 12 && all_hex(w))
+		return true;
+	if (w.n >= 12 && upper >= 3 && lower >= 3 && upper * 3 >= w.n)
+		return true;
+	if (w.n >= HTTP_ROUTE_WORD_MAX)
+		return true;
+	return !digits && w.n >= 6 && longest_consonant_run(w) >= 5;
+}
+
+/*
+ * Segments that become {id}: numbers, UUIDs, anything with an @ (emails,
+ * also percent-encoded), segments longer than HTTP_ROUTE_SEGMENT_MAX, and
+ * segments with a token-like word. Versions (v2) and plain words and slugs
+ * (blog, my-first-post, 2fa, oauth2) stay.
+ */
 static bool is_id_segment(struct seg s)
 {
-	return all_digits(s) || is_uuid(s) || (s.n >= 16 && all_hex(s));
+	struct seg w;
+
+	if (all_digits(s) || is_uuid(s) || s.n > HTTP_ROUTE_SEGMENT_MAX)
+		return true;
+	if (memchr(s.p, '@', s.n))
+		return true;
+	for (size_t i = 0; i + 2 < s.n; i++)
+		if (s.p[i] == '%' && s.p[i + 1] == '4' && s.p[i + 2] == '0')
+			return true;
+	if (is_version(s))
+		return false;
+	for (size_t i = 0; i < s.n;) {
+		/* A percent escape is a separator: its hex digits are not part of a word. */
+		if (s.p[i] == '%' && i + 2 < s.n) {
+			i += 3;
+			continue;
+		}
+		if (!is_alnum(s.p[i])) {
+			i++;
+			continue;
+		}
+		w.p = s.p + i;
+		while (i < s.n && is_alnum(s.p[i]))
+			i++;
+		w.n = (size_t)(s.p + i - w.p);
+		if (is_token_word(w))
+			return true;
+	}
+	return false;
 }
 
 /* Appends to out, truncating; *used never passes len - 1. */
@@ -1782,4 +1895,198 @@ bool http_traceparent_valid(const char *s, size_t len)
 	if (!hex_field(s + 36, 16, &nz) || !nz)
 		return false;
 	return hex_field(s + 53, 2, &nz);
+}
+
+/* ---- distinct routes per service ------------------------------------------------------ */
+
+struct route_entry {
+	struct route_entry *hnext;	   /* hash chain */
+	struct route_entry *newer, *older; /* the service's recency list */
+	struct route_service *svc;
+	uint64_t last_ns;
+	char key[]; /* service '\0' route '\0' */
+};
+
+struct route_service {
+	struct route_service *hnext;
+	struct route_entry *newest, *oldest;
+	size_t n;
+	char name[];
+};
+
+#define ROUTE_HASH	   4096 /* a power of two */
+#define ROUTE_SERVICES_MAX 1024 /* beyond, new services fold every route */
+
+struct http_route_limit {
+	size_t max_per_service;
+	uint64_t idle_ns;
+	struct route_entry *entries[ROUTE_HASH];
+	struct route_service *services[ROUTE_HASH];
+	size_t n_services;
+	uint64_t folded;
+};
+
+static uint64_t fnv(const char *a, const char *b)
+{
+	uint64_t h = 14695981039346656037ull;
+
+	for (; *a; a++)
+		h = (h ^ (uint8_t)*a) * 1099511628211ull;
+	h = (h ^ 0xff) * 1099511628211ull;
+	for (; b && *b; b++)
+		h = (h ^ (uint8_t)*b) * 1099511628211ull;
+	return h ^ h >> 29;
+}
+
+struct http_route_limit *http_route_limit_new(size_t max_per_service, uint64_t idle_ns)
+{
+	struct http_route_limit *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return NULL;
+	l->max_per_service = max_per_service;
+	l->idle_ns = idle_ns;
+	return l;
+}
+
+void http_route_limit_free(struct http_route_limit *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < ROUTE_HASH; i++) {
+		for (struct route_entry *e = l->entries[i], *next; e; e = next) {
+			next = e->hnext;
+			free(e);
+		}
+		for (struct route_service *v = l->services[i], *next; v; v = next) {
+			next = v->hnext;
+			free(v);
+		}
+	}
+	free(l);
+}
+
+static struct route_service *service_get(struct http_route_limit *l, const char *name)
+{
+	struct route_service **slot = &l->services[fnv(name, NULL) & (ROUTE_HASH - 1)], *v;
+	size_t len = strlen(name);
+
+	for (v = *slot; v; v = v->hnext)
+		if (strcmp(v->name, name) == 0)
+			return v;
+	if (l->n_services >= ROUTE_SERVICES_MAX || !(v = calloc(1, sizeof(*v) + len + 1)))
+		return NULL;
+	memcpy(v->name, name, len + 1);
+	v->hnext = *slot;
+	*slot = v;
+	l->n_services++;
+	return v;
+}
+
+static void entry_unlink_recency(struct route_entry *e)
+{
+	struct route_service *v = e->svc;
+
+	if (e->newer)
+		e->newer->older = e->older;
+	else
+		v->newest = e->older;
+	if (e->older)
+		e->older->newer = e->newer;
+	else
+		v->oldest = e->newer;
+	e->newer = e->older = NULL;
+}
+
+static void entry_push_newest(struct route_entry *e)
+{
+	struct route_service *v = e->svc;
+
+	e->older = v->newest;
+	e->newer = NULL;
+	if (v->newest)
+		v->newest->newer = e;
+	v->newest = e;
+	if (!v->oldest)
+		v->oldest = e;
+}
+
+static void entry_remove(struct http_route_limit *l, struct route_entry *e)
+{
+	const char *route = e->key + strlen(e->key) + 1;
+	struct route_entry **pp = &l->entries[fnv(e->key, route) & (ROUTE_HASH - 1)];
+
+	for (; *pp; pp = &(*pp)->hnext) {
+		if (*pp == e) {
+			*pp = e->hnext;
+			break;
+		}
+	}
+	entry_unlink_recency(e);
+	e->svc->n--;
+	free(e);
+}
+
+static void fold(struct http_route_limit *l, char *route, size_t len)
+{
+	size_t used = 0;
+
+	l->folded++;
+	route[0] = '\0';
+	out_append(route, len, &used, HTTP_ROUTE_OVERFLOW, strlen(HTTP_ROUTE_OVERFLOW));
+}
+
+bool http_route_limit_apply(struct http_route_limit *l, const char *service, char *route,
+			    size_t len, uint64_t now_ns)
+{
+	size_t slen, rlen;
+	struct route_entry **slot, *e;
+	struct route_service *v;
+
+	if (!l || !service || !route || !len)
+		return false;
+	slot = &l->entries[fnv(service, route) & (ROUTE_HASH - 1)];
+	slen = strlen(service);
+	for (e = *slot; e; e = e->hnext) {
+		if (strcmp(e->key, service) == 0 && strcmp(e->key + slen + 1, route) == 0) {
+			e->last_ns = now_ns;
+			entry_unlink_recency(e);
+			entry_push_newest(e);
+			return false;
+		}
+	}
+	v = service_get(l, service);
+	if (!v || !l->max_per_service) {
+		fold(l, route, len);
+		return true;
+	}
+	if (v->n >= l->max_per_service) {
+		/* The least recently seen route makes room only once it has been idle long enough. */
+		if (!v->oldest || now_ns < v->oldest->last_ns ||
+		    now_ns - v->oldest->last_ns < l->idle_ns) {
+			fold(l, route, len);
+			return true;
+		}
+		entry_remove(l, v->oldest);
+	}
+	rlen = strlen(route);
+	e = calloc(1, sizeof(*e) + slen + rlen + 2);
+	if (!e) {
+		fold(l, route, len);
+		return true;
+	}
+	memcpy(e->key, service, slen + 1);
+	memcpy(e->key + slen + 1, route, rlen + 1);
+	e->svc = v;
+	e->last_ns = now_ns;
+	e->hnext = *slot;
+	*slot = e;
+	entry_push_newest(e);
+	v->n++;
+	return false;
+}
+
+uint64_t http_route_limit_folded(const struct http_route_limit *l)
+{
+	return l ? l->folded : 0;
 }

@@ -96,10 +96,36 @@ bool http_looks_like_response(const uint8_t *data, size_t len);
 /*
  * Route templates. routes: configured templates such as "/api/v1/users/{id}"
  * (n of them). A path matching a template becomes the template; otherwise
- * segments that are numbers, UUIDs or long hex (>= 16 chars) become "{id}".
+ * every segment that could identify someone or something becomes "{id}":
+ * numbers, UUIDs, emails (an @, or %40), segments longer than
+ * HTTP_ROUTE_SEGMENT_MAX, and segments with a token-like word (words are the
+ * alphanumeric runs between -, _, ., ~, %XX and the like): digits mixed with
+ * letters (two digits or more, or eight characters or more: SECRET789abc,
+ * 3f2a9c1, item-42; not oauth2 or utf8), all digits (2024-01-15), hex of 12
+ * or more, base64-like case mixes, HTTP_ROUTE_WORD_MAX letters or more, or
+ * five consonants in a row. API versions (v2, v1beta1) stay.
  * out is always NUL-terminated; never contains a query string.
  */
+#define HTTP_ROUTE_SEGMENT_MAX 48
+#define HTTP_ROUTE_WORD_MAX    24
 void http_route(const char *path, const char *const *routes, size_t n, char *out, size_t len);
+
+/*
+ * At most max_per_service distinct routes per service: a route past that
+ * becomes HTTP_ROUTE_OVERFLOW, unless the service's least recently seen
+ * route has been idle for idle_ns, which then makes room. At most 1024
+ * services are tracked; routes of services past that fold too.
+ */
+#define HTTP_ROUTE_OVERFLOW "/{other}"
+struct http_route_limit;
+
+struct http_route_limit *http_route_limit_new(size_t max_per_service, uint64_t idle_ns);
+void http_route_limit_free(struct http_route_limit *l);
+/* Folds route (len bytes of room) in place when it is past the limit; true when it did. */
+bool http_route_limit_apply(struct http_route_limit *l, const char *service, char *route,
+			    size_t len, uint64_t now_ns);
+/* Routes folded so far. */
+uint64_t http_route_limit_folded(const struct http_route_limit *l);
 
 /* W3C traceparent: 55 chars, lowercase hex, version != ff, ids not all zero. */
 bool http_traceparent_valid(const char *s, size_t len);

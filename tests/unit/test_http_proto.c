@@ -1464,13 +1464,11 @@ START_TEST(test_routes_ids)
 			 "/orders/{id}/items/{id}");
 	ck_assert_str_eq(route("/blobs/0123456789abcdef", NULL, 0), "/blobs/{id}");
 	ck_assert_str_eq(route("/blobs/0123456789ABCDEF0", NULL, 0), "/blobs/{id}");
-	ck_assert_str_eq(route("/blobs/0123456789abcde", NULL, 0), "/blobs/0123456789abcde");
+	ck_assert_str_eq(route("/blobs/0123456789abcde", NULL, 0), "/blobs/{id}");
 	ck_assert_str_eq(route("/v1/cafe/beef", NULL, 0), "/v1/cafe/beef");
-	ck_assert_str_eq(route("/v2/item-42/42x", NULL, 0), "/v2/item-42/42x");
-	ck_assert_str_eq(route("/123e4567-e89b-12d3-a456-42661417400", NULL, 0),
-			 "/123e4567-e89b-12d3-a456-42661417400");
-	ck_assert_str_eq(route("/123e4567xe89b-12d3-a456-426614174000", NULL, 0),
-			 "/123e4567xe89b-12d3-a456-426614174000");
+	ck_assert_str_eq(route("/v2/item-42/42x", NULL, 0), "/v2/{id}/{id}");
+	ck_assert_str_eq(route("/123e4567-e89b-12d3-a456-42661417400", NULL, 0), "/{id}");
+	ck_assert_str_eq(route("/123e4567xe89b-12d3-a456-426614174000", NULL, 0), "/{id}");
 	ck_assert_str_eq(route("/a/1/b/22/", NULL, 0), "/a/{id}/b/{id}/");
 	ck_assert_str_eq(route("/search?q=42&page=2", NULL, 0), "/search");
 	ck_assert_str_eq(route("/items/9?x#y", NULL, 0), "/items/{id}");
@@ -1480,6 +1478,120 @@ START_TEST(test_routes_ids)
 	ck_assert_str_eq(route("/", NULL, 0), "/");
 	ck_assert_str_eq(route("*", NULL, 0), "*");
 	ck_assert_str_eq(route("//", NULL, 0), "//");
+}
+END_TEST
+
+/* Real-world paths: what identifies someone or something goes, what names a route stays. */
+START_TEST(test_routes_table)
+{
+	static const struct {
+		const char *path, *route;
+	} cases[] = {
+		/* secrets and tokens in the path */
+		{ "/reset/SECRET789abc", "/reset/{id}" },
+		{ "/password/reset/9f86d081884c7d659a2feaa0c55ad015", "/password/reset/{id}" },
+		{ "/confirm/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.SflKxwRJSMeKKF2QT4fw",
+		  "/confirm/{id}" },
+		{ "/invite/AbCdEfGhIjKlMnOp", "/invite/{id}" },
+		{ "/s/xqzkvbtw", "/s/{id}" },
+		{ "/download/a1b2c3", "/download/{id}" },
+		{ "/share/Zm9vYmFyYmF6cXV4", "/share/{id}" },
+		{ "/unsubscribe/k7Gh2LpQ", "/unsubscribe/{id}" },
+		{ "/magic/deadbeefcafebabe", "/magic/{id}" },
+		{ "/t/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "/t/{id}" },
+		{ "/commit/3f2a9c1", "/commit/{id}" },
+		/* people */
+		{ "/users/alice@example.com/settings", "/users/{id}/settings" },
+		{ "/users/alice%40example.com", "/users/{id}" },
+		{ "/u/12345/avatar.png", "/u/{id}/avatar.png" },
+		/* dates and numbers */
+		{ "/reports/2024-01-15", "/reports/{id}" },
+		{ "/archive/2023/12/31/", "/archive/{id}/{id}/{id}/" },
+		{ "/orders/ord_20240115_0042", "/orders/{id}" },
+		{ "/blog/my-first-post-42", "/blog/{id}" },
+		/* routes that stay */
+		{ "/v2/users", "/v2/users" },
+		{ "/api/v1beta1/pods", "/api/v1beta1/pods" },
+		{ "/api/V3/items", "/api/V3/items" },
+		{ "/blog/how-to-configure-nginx", "/blog/how-to-configure-nginx" },
+		{ "/auth/oauth2/callback", "/auth/oauth2/callback" },
+		{ "/settings/2fa", "/settings/2fa" },
+		{ "/static/css/main.css", "/static/css/main.css" },
+		{ "/static/js/app.min.js", "/static/js/app.min.js" },
+		{ "/.well-known/openid-configuration", "/.well-known/openid-configuration" },
+		{ "/api/getUserById", "/api/getUserById" },
+		{ "/favicon.ico", "/favicon.ico" },
+		{ "/health/readiness", "/health/readiness" },
+		{ "/internationalization", "/internationalization" },
+		{ "/docs/utf8-encoding", "/docs/utf8-encoding" },
+		{ "/products/strawberry-jam", "/products/strawberry-jam" },
+		{ "/index.html", "/index.html" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		ck_assert_msg(strcmp(route(cases[i].path, NULL, 0), cases[i].route) == 0,
+			      "%s: got %s, want %s", cases[i].path, route(cases[i].path, NULL, 0),
+			      cases[i].route);
+	/* A configured template still wins over the heuristics. */
+	static const char *const r[] = { "/reset/{token}" };
+	ck_assert_str_eq(route("/reset/SECRET789abc", r, 1), "/reset/{token}");
+}
+END_TEST
+
+START_TEST(test_route_limit)
+{
+	struct http_route_limit *l = http_route_limit_new(3, 60 * 1000000000ull);
+	char r[HTTP_PATH_MAX];
+	uint64_t t = 1000;
+
+	ck_assert_ptr_nonnull(l);
+	for (int i = 0; i < 3; i++) {
+		snprintf(r, sizeof(r), "/page/%c", 'a' + i);
+		ck_assert(!http_route_limit_apply(l, "web", r, sizeof(r), t));
+		ck_assert_int_eq(r[6], 'a' + i);
+	}
+	/* A fourth route of the same service folds; known ones and other services do not. */
+	snprintf(r, sizeof(r), "/page/d");
+	ck_assert(http_route_limit_apply(l, "web", r, sizeof(r), t));
+	ck_assert_str_eq(r, HTTP_ROUTE_OVERFLOW);
+	snprintf(r, sizeof(r), "/page/b");
+	ck_assert(!http_route_limit_apply(l, "web", r, sizeof(r), t));
+	ck_assert_str_eq(r, "/page/b");
+	snprintf(r, sizeof(r), "/page/d");
+	ck_assert(!http_route_limit_apply(l, "api", r, sizeof(r), t));
+	ck_assert_uint_eq(http_route_limit_folded(l), 1);
+	/* 10 000 random paths later, still one folded template. */
+	for (int i = 0; i < 10000; i++) {
+		snprintf(r, sizeof(r), "/x%d", i);
+		http_route_limit_apply(l, "web", r, sizeof(r), t + (uint64_t)i);
+		ck_assert_str_eq(r, HTTP_ROUTE_OVERFLOW);
+	}
+	/* Idle for a minute, the least recently seen (/page/a; b was seen later) makes room. */
+	t += 60 * 1000000000ull + 20000;
+	snprintf(r, sizeof(r), "/page/c");
+	ck_assert(!http_route_limit_apply(l, "web", r, sizeof(r), t));
+	snprintf(r, sizeof(r), "/page/e");
+	ck_assert(!http_route_limit_apply(l, "web", r, sizeof(r), t));
+	ck_assert_str_eq(r, "/page/e");
+	snprintf(r, sizeof(r), "/page/f");
+	ck_assert(!http_route_limit_apply(l, "web", r, sizeof(r), t));
+	snprintf(r, sizeof(r), "/page/g");
+	ck_assert(http_route_limit_apply(l, "web", r, sizeof(r), t));
+	/* What /page/f displaced was /page/b; c, e, f are known. */
+	snprintf(r, sizeof(r), "/page/c");
+	ck_assert(!http_route_limit_apply(l, "web", r, sizeof(r), t));
+	/* A small buffer still gets a terminated, truncated template. */
+	char small[4] = "/zz";
+	ck_assert(http_route_limit_apply(l, "web", small, sizeof(small), t));
+	ck_assert_str_eq(small, "/{o");
+	http_route_limit_free(l);
+
+	/* A limit of 0 folds everything. */
+	l = http_route_limit_new(0, 0);
+	snprintf(r, sizeof(r), "/");
+	ck_assert(http_route_limit_apply(l, "web", r, sizeof(r), t));
+	http_route_limit_free(l);
+	http_route_limit_free(NULL);
 }
 END_TEST
 
@@ -1620,6 +1732,8 @@ static Suite *http_proto_suite(void)
 	tcase_add_test(tr, test_looks_like);
 	tcase_add_test(tr, test_routes_templates);
 	tcase_add_test(tr, test_routes_ids);
+	tcase_add_test(tr, test_routes_table);
+	tcase_add_test(tr, test_route_limit);
 	tcase_add_test(tr, test_routes_small_buffer);
 	tcase_add_test(tr, test_traceparent);
 	suite_add_tcase(s, tr);

@@ -2,6 +2,7 @@
 #include <check.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,13 +159,14 @@ START_TEST(test_shapes)
 				    .buckets = bad_order, .n_buckets = 0 };
 	assert_register_fails(&h, EINVAL);
 
-	/* NULL buckets: the OTel HTTP duration set. */
+	/* NULL buckets: the OTel HTTP duration set, extended down to 10 us. */
 	struct ps_family *f = ps_metric_family(reg_histogram("dur_seconds", NULL, 0));
 	ck_assert_ptr_nonnull(f);
-	ck_assert_uint_eq(f->n_bounds, 14);
-	ck_assert_uint_eq(ps_buckets_duration_len, 14);
-	ck_assert_double_eq(f->bounds[0], 0.005);
-	ck_assert_double_eq(f->bounds[13], 10);
+	ck_assert_uint_eq(f->n_bounds, 22);
+	ck_assert_uint_eq(ps_buckets_duration_len, 22);
+	ck_assert_double_eq(f->bounds[0], 0.00001);
+	ck_assert_double_eq(f->bounds[8], 0.005);
+	ck_assert_double_eq(f->bounds[21], 10);
 	ck_assert_str_eq(f->help, "h");
 	ck_assert_ptr_eq(f->registry, reg);
 
@@ -641,8 +643,8 @@ START_TEST(test_series_handle_observe)
 	ck_assert_uint_eq(sa->count, 3);
 	ck_assert_double_eq_tol(sa->sum, 20.32, 1e-9);
 	/* one each in the buckets of 0.025, 0.5 and +Inf */
-	ck_assert_uint_eq(sa->buckets[2], 1);
-	ck_assert_uint_eq(sa->buckets[7], 1);
+	ck_assert_uint_eq(sa->buckets[10], 1);
+	ck_assert_uint_eq(sa->buckets[15], 1);
 	ck_assert_uint_eq(sa->buckets[f->n_bounds], 1);
 
 	/* A new label set gets its series, empty until observed. */
@@ -764,6 +766,339 @@ START_TEST(test_default_registry)
 }
 END_TEST
 
+/* ---- high-resolution percentiles ------------------------------------------------------------ */
+
+/* xorshift64*: the same synthetic distributions on every run. */
+static uint64_t rng_state;
+
+static double rng_uniform(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return (double)((rng_state * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The exact q-quantile of sorted v: the smallest value with at least q*n at or below it. */
+static double exact_quantile(const double *sorted, size_t n, double q)
+{
+	size_t rank = (size_t)ceil(q * (double)n);
+
+	return sorted[rank ? rank - 1 : 0];
+}
+
+/* Observes v[0..n) into a fresh series of m and checks p50, p90, p99 within 10%. */
+static void check_percentiles(struct ps_metric *m, const char *svc, double *v, size_t n)
+{
+	static const double qs[] = { 0.5, 0.9, 0.99 };
+	const char *values[] = { svc };
+	struct ps_family *f = ps_metric_family(m);
+	struct ps_series *s;
+
+	for (size_t i = 0; i < n; i++)
+		ck_assert_int_eq(ps_metric_observe(m, values, v[i]), 0);
+	s = ps_metric_series(m, values);
+	ck_assert_ptr_nonnull(s);
+	qsort(v, n, sizeof(*v), cmp_double);
+	for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+		double want = exact_quantile(v, n, qs[i]);
+		double got = ps_series_percentile(f, s, qs[i]);
+
+		ck_assert_msg(fabs(got - want) <= 0.10 * want,
+			      "%s: p%g is %.9g, the true one %.9g (%.1f%% off)", svc, qs[i] * 100,
+			      got, want, 100 * fabs(got - want) / want);
+	}
+}
+
+START_TEST(test_percentile_constant)
+{
+	static const double constants[] = { 10e-6,  12.3e-6, 47e-6, 0.00099, 0.0042,
+					    0.0317, 0.25,    1.7,   9.99 };
+	struct ps_metric *m = reg_histogram("lat_seconds", NULL, 0);
+	double v[1000];
+
+	for (size_t c = 0; c < sizeof(constants) / sizeof(constants[0]); c++) {
+		char svc[32];
+
+		snprintf(svc, sizeof(svc), "const-%zu", c);
+		for (size_t i = 0; i < 1000; i++)
+			v[i] = constants[c];
+		check_percentiles(m, svc, v, 1000);
+		/* A constant is exact: the estimate never leaves [min, max]. */
+		ck_assert_double_eq(
+			ps_series_percentile(ps_metric_family(m),
+					     ps_metric_series(m, (const char *[]){ svc }), 0.99),
+			constants[c]);
+	}
+}
+END_TEST
+
+START_TEST(test_percentile_uniform)
+{
+	static const double ranges[][2] = {
+		{ 10e-6, 100e-6 }, { 1e-3, 2e-3 }, { 0.05, 0.06 }, { 10e-6, 10 }
+	};
+	struct ps_metric *m = reg_histogram("lat_seconds", NULL, 0);
+	static double v[20000];
+
+	rng_state = 0x9e3779b97f4a7c15ULL;
+	for (size_t r = 0; r < sizeof(ranges) / sizeof(ranges[0]); r++) {
+		char svc[32];
+
+		snprintf(svc, sizeof(svc), "uniform-%zu", r);
+		for (size_t i = 0; i < 20000; i++)
+			v[i] = ranges[r][0] + (ranges[r][1] - ranges[r][0]) * rng_uniform();
+		check_percentiles(m, svc, v, 20000);
+	}
+}
+END_TEST
+
+/* Log-normal latencies, clipped to 10 us .. 10 s, with medians from 50 us to 2 s. */
+START_TEST(test_percentile_lognormal)
+{
+	static const double medians[] = { 50e-6, 800e-6, 0.02, 0.3, 2 };
+	static const double sigmas[] = { 0.3, 1, 2.5 };
+	struct ps_metric *m = reg_histogram("lat_seconds", NULL, 0);
+	static double v[20000];
+
+	rng_state = 0x2545f4914f6cdd1dULL;
+	for (size_t a = 0; a < sizeof(medians) / sizeof(medians[0]); a++) {
+		for (size_t b = 0; b < sizeof(sigmas) / sizeof(sigmas[0]); b++) {
+			char svc[32];
+
+			snprintf(svc, sizeof(svc), "lognormal-%zu-%zu", a, b);
+			for (size_t i = 0; i < 20000; i++) {
+				double u1 = rng_uniform(), u2 = rng_uniform();
+				double z =
+					sqrt(-2 * log(u1 > 0 ? u1 : 1e-300)) * cos(2 * M_PI * u2);
+
+				v[i] = fmin(10, fmax(10e-6, medians[a] * exp(sigmas[b] * z)));
+			}
+			check_percentiles(m, svc, v, 20000);
+		}
+	}
+}
+END_TEST
+
+/* What the table used to show for a 4.6 us service: p50 2.5ms, from the 5 ms first bucket. */
+START_TEST(test_percentile_below_first_bucket)
+{
+	static const double b[] = { 0.005, 0.01 };
+	struct ps_metric *m = reg_histogram("lat_seconds", b, 2);
+	const char *v[] = { "fast" };
+	struct ps_series *s;
+
+	for (int i = 0; i < 100; i++)
+		ps_metric_observe(m, v, 4.57e-6 + 1e-8 * i);
+	s = ps_metric_series(m, v);
+	ck_assert_double_eq_tol(ps_series_quantile(ps_metric_family(m), s, 0.5), 0.0025, 1e-12);
+	ck_assert_double_le(fabs(ps_series_percentile(ps_metric_family(m), s, 0.5) - 5.07e-6),
+			    0.1 * 5.07e-6);
+	/* Zero and negative observations count, as 0, below every positive one. */
+	for (int i = 0; i < 300; i++)
+		ps_metric_observe(m, v, 0);
+	ck_assert_double_eq(ps_series_percentile(ps_metric_family(m), s, 0.5), 0);
+	ck_assert(ps_series_percentile(ps_metric_family(m), s, 0.99) > 4e-6);
+}
+END_TEST
+
+START_TEST(test_hires_index)
+{
+	ck_assert_int_eq(ps_hires_index(1.0), 0);
+	ck_assert_int_eq(ps_hires_index(0.999999), -1);
+	ck_assert_int_eq(ps_hires_index(2.0), 16);
+	ck_assert_int_eq(ps_hires_index(0.5), -16);
+	ck_assert_int_eq(ps_hires_index(exp2(3.0 / 16)), 3);
+	ck_assert_int_eq(ps_hires_index(exp2(3.0 / 16) * 0.9999999), 2);
+	ck_assert_int_eq(ps_hires_index(1e-300), PS_HIRES_INDEX_MIN);
+	ck_assert_int_eq(ps_hires_index(1e300), PS_HIRES_INDEX_MAX);
+	for (int i = -300; i < 300; i++) {
+		double lo = exp2(i / 16.0);
+
+		ck_assert_int_eq(ps_hires_index(lo * 1.0000001), i);
+		ck_assert_int_eq(ps_hires_index(lo * 1.04), i);
+	}
+}
+END_TEST
+
+/* A narrow distribution keeps a few counts, not the whole range. */
+START_TEST(test_hires_sparse)
+{
+	struct ps_metric *m = reg_histogram("lat_seconds", NULL, 0);
+	const char *v[] = { "svc" };
+	struct ps_series *s;
+
+	for (int i = 0; i < 1000; i++)
+		ps_metric_observe(m, v, 0.001 + 0.000001 * i);
+	s = ps_metric_series(m, v);
+	ck_assert_uint_le(s->hires.n, 24);
+	ps_metric_observe(m, v, 5);
+	ck_assert_uint_le(s->hires.n, 16 * 13 + 10);
+	ck_assert_uint_eq(s->count, 1001);
+}
+END_TEST
+
+/* ---- explicit buckets: defaults and configuration ------------------------------------------- */
+
+START_TEST(test_default_buckets_reach_microseconds)
+{
+	ck_assert_double_eq(ps_buckets_duration[0], 0.00001);
+	ck_assert_double_eq(ps_buckets_duration[ps_buckets_duration_len - 1], 10);
+	for (size_t i = 1; i < ps_buckets_duration_len; i++)
+		ck_assert(ps_buckets_duration[i] > ps_buckets_duration[i - 1]);
+}
+END_TEST
+
+START_TEST(test_configured_buckets)
+{
+	static const double mine[] = { 0.0001, 0.001, 0.01 };
+	static const double other[] = { 1, 2 };
+	static const double bad[] = { 0.1, 0.01 };
+	struct ps_bucket_override o[] = {
+		{ .family = "lat_seconds", .bounds = (double *)mine, .n = 3 },
+	};
+	struct ps_bucket_override b[] = {
+		{ .family = "lat_seconds", .bounds = (double *)bad, .n = 2 },
+	};
+	const char *v[] = { "svc" };
+	struct ps_metric *m, *n;
+	struct ps_family *f;
+	unsigned long gen;
+
+	ck_assert_int_eq(ps_registry_set_buckets(reg, b, 1), -EINVAL);
+	ck_assert_int_eq(ps_registry_set_buckets(reg, o, 1), 0);
+	/* Registered after: the configured bounds, whatever the plugin asked for. */
+	m = reg_histogram("lat_seconds", other, 2);
+	n = reg_histogram("size_bytes", other, 2);
+	f = ps_metric_family(m);
+	ck_assert_uint_eq(f->n_bounds, 3);
+	ck_assert_double_eq(f->bounds[1], 0.001);
+	ck_assert_uint_eq(ps_metric_family(n)->n_bounds, 2);
+	/* The plugin registering again with its own bounds gets the same family. */
+	ck_assert_ptr_eq(reg_histogram("lat_seconds", other, 2), m);
+	ps_metric_observe(m, v, 0.0005);
+	ps_metric_observe(m, v, 0.5);
+	ck_assert_uint_eq(f->series[0]->buckets[1], 1);
+	ck_assert_uint_eq(f->series[0]->buckets[3], 1);
+
+	/* Changed at a reload: the family's series restart with the new layout. */
+	gen = ps_metric_family_generation(m);
+	ck_assert_int_eq(ps_registry_set_buckets(reg, NULL, 0), 0);
+	ck_assert_uint_eq(f->n_bounds, 2);
+	ck_assert_uint_eq(f->n_series, 0);
+	ck_assert_uint_ne(ps_metric_family_generation(m), gen);
+	ps_metric_observe(m, v, 1.5);
+	ck_assert_uint_eq(f->series[0]->buckets[1], 1);
+	/* Unchanged: nothing happens. */
+	gen = ps_metric_family_generation(m);
+	ck_assert_int_eq(ps_registry_set_buckets(reg, NULL, 0), 0);
+	ck_assert_uint_eq(f->n_series, 1);
+	ck_assert_uint_eq(ps_metric_family_generation(m), gen);
+}
+END_TEST
+
+/* ---- expiry -------------------------------------------------------------------------------- */
+
+#define SEC 1000000000ull
+
+START_TEST(test_ttl_expiry)
+{
+	struct ps_metric *c = reg_metric("c_total", PS_METRIC_COUNTER, svc_labels);
+	struct ps_metric *h = reg_histogram("h_seconds", NULL, 0);
+	struct ps_metric *g = reg_metric("g", PS_METRIC_GAUGE, svc_labels);
+	const char *busy[] = { "busy" }, *idle[] = { "idle" };
+	unsigned long gen_c, gen_h, gen_g, gen;
+	uint64_t t = 1000 * SEC;
+
+	ps_registry_set_ttl(reg, 60 * SEC);
+	ps_metric_add(c, busy, 1);
+	ps_metric_add(c, idle, 1);
+	ps_metric_observe(h, idle, 0.1);
+	ps_metric_set(g, idle, 7);
+	ck_assert_uint_eq(ps_registry_expire(reg, t), 0);
+	gen_c = ps_metric_family_generation(c);
+	gen_h = ps_metric_family_generation(h);
+	gen_g = ps_metric_family_generation(g);
+	gen = ps_metric_generation();
+
+	/* Written within the TTL: everything stays. */
+	for (int i = 1; i <= 5; i++) {
+		t += 10 * SEC;
+		ps_metric_add(c, busy, 1);
+		ck_assert_uint_eq(ps_registry_expire(reg, t), 0);
+	}
+	ck_assert_uint_eq(ps_metric_family(c)->n_series, 2);
+	/* 60 s after their last write: idle counter and histogram go, the gauge stays. */
+	t += 10 * SEC;
+	ps_metric_add(c, busy, 1);
+	ck_assert_uint_eq(ps_registry_expire(reg, t), 2);
+	ck_assert_uint_eq(ps_metric_family(c)->n_series, 1);
+	ck_assert_str_eq(ps_metric_family(c)->series[0]->values[0], "busy");
+	ck_assert_double_eq(ps_metric_family(c)->series[0]->value, 7);
+	ck_assert_uint_eq(ps_metric_family(h)->n_series, 0);
+	ck_assert_uint_eq(ps_metric_family(g)->n_series, 1);
+	/* Per family: the gauge's cached handles stay valid, the others' do not. */
+	ck_assert_uint_ne(ps_metric_family_generation(c), gen_c);
+	ck_assert_uint_ne(ps_metric_family_generation(h), gen_h);
+	ck_assert_uint_ne(ps_metric_family_generation(c), ps_metric_family_generation(h));
+	ck_assert_uint_eq(ps_metric_family_generation(g), gen_g);
+	ck_assert_uint_ne(ps_metric_generation(), gen);
+	ck_assert_uint_eq(ps_metric_family_generation(NULL), 0);
+	/* Back again: a new series, from zero; the hash table still finds everything. */
+	ps_metric_add(c, idle, 2);
+	ck_assert_uint_eq(ps_metric_family(c)->n_series, 2);
+	ck_assert_double_eq(ps_metric_family(c)->series[1]->value, 2);
+	ck_assert_ptr_eq(ps_metric_series(c, busy), ps_metric_family(c)->series[0]);
+
+	/* The daemon's own counters stay, idle or not. */
+	ps_metric_add(c, (const char *[]){ "periscoped" }, 1);
+	ps_registry_expire(reg, t);
+	ck_assert_uint_eq(ps_registry_expire(reg, t + 3600 * SEC), 2);
+	ck_assert_uint_eq(ps_metric_family(c)->n_series, 1);
+	ck_assert_str_eq(ps_metric_family(c)->series[0]->values[0], "periscoped");
+
+	/* TTL 0: nothing expires. */
+	ps_registry_set_ttl(reg, 0);
+	ck_assert_uint_eq(ps_registry_expire(reg, t + 3600 * SEC), 0);
+}
+END_TEST
+
+/* A cardinality burst leaves, and takes its hash table and series array with it. */
+START_TEST(test_ttl_expiry_shrinks)
+{
+	struct ps_metric *h = reg_histogram("h_seconds", NULL, 0);
+	struct ps_family *f = ps_metric_family(h);
+	const char *keep[] = { "keep" };
+	uint64_t t = 5 * SEC;
+
+	ps_registry_set_ttl(reg, 30 * SEC);
+	for (int i = 0; i < 5000; i++) {
+		char name[16];
+		const char *v[] = { name };
+
+		snprintf(name, sizeof(name), "r%d", i);
+		ps_metric_observe(h, v, 0.001 * (i % 50 + 1));
+	}
+	ps_metric_observe(h, keep, 0.5);
+	ck_assert_uint_ge(f->n_hash, 4096);
+	ps_registry_expire(reg, t);
+	ps_metric_observe(h, keep, 0.5);
+	ck_assert_uint_eq(ps_registry_expire(reg, t + 30 * SEC), 5000);
+	ck_assert_uint_eq(f->n_series, 1);
+	ck_assert_uint_le(f->n_hash, 64);
+	ck_assert_uint_le(f->cap_series, 64);
+	ck_assert_ptr_eq(ps_metric_series(h, keep), f->series[0]);
+	ck_assert_uint_eq(f->series[0]->count, 2);
+}
+END_TEST
+
 static Suite *registry_suite(void)
 {
 	Suite *s = suite_create("registry");
@@ -793,6 +1128,16 @@ static Suite *registry_suite(void)
 	tcase_add_test(tc, test_series_generation);
 	tcase_add_test(tc, test_mark_flushed);
 	tcase_add_test(tc, test_default_registry);
+	tcase_add_test(tc, test_percentile_constant);
+	tcase_add_test(tc, test_percentile_uniform);
+	tcase_add_test(tc, test_percentile_lognormal);
+	tcase_add_test(tc, test_percentile_below_first_bucket);
+	tcase_add_test(tc, test_hires_index);
+	tcase_add_test(tc, test_hires_sparse);
+	tcase_add_test(tc, test_default_buckets_reach_microseconds);
+	tcase_add_test(tc, test_configured_buckets);
+	tcase_add_test(tc, test_ttl_expiry);
+	tcase_add_test(tc, test_ttl_expiry_shrinks);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -119,28 +119,35 @@ static void fixture_free(struct fixture *fx)
 }
 
 /* The sink's config, parsed the way the daemon does it, from "format: <format>". */
-static void *open_sink(const char *format, FILE *out)
+static void *open_sink_yaml(const char *yaml, FILE *out, bool threaded)
 {
 	const struct ps_sink_type *t = &ps_sink_stdout;
 	struct ps_cfg_error err = { { 0 } };
-	char yaml[64];
 	struct ps_cfg_node *node;
 	void *config, *sink;
 
-	snprintf(yaml, sizeof(yaml), "format: %s\n", format);
 	node = ps_cfg_load_string("<test>", yaml, strlen(yaml), &err);
 	ck_assert_msg(node, "%s", err.msg);
 	config = calloc(1, t->config_size);
 	ck_assert_ptr_nonnull(config);
 	ck_assert_msg(ps_cfg_map_parse(node, t->config_map, NULL, config, &err) == 0, "%s",
 		      err.msg);
-	sink = ps_sink_stdout_open_stream(config, out);
+	sink = threaded ? ps_sink_stdout_open_threaded(config, out) :
+			  ps_sink_stdout_open_stream(config, out);
 	ck_assert_ptr_nonnull(sink);
 	/* The sink keeps nothing from its config. */
 	ps_cfg_map_free(t->config_map, config);
 	free(config);
 	ps_cfg_node_free(node);
 	return sink;
+}
+
+static void *open_sink(const char *format, FILE *out)
+{
+	char yaml[64];
+
+	snprintf(yaml, sizeof(yaml), "format: %s\n", format);
+	return open_sink_yaml(yaml, out, false);
 }
 
 struct capture {
@@ -680,9 +687,10 @@ START_TEST(test_stdout_table)
 	/* Services sorted, control characters made visible, our own section last. */
 	assert_in(text, "\na\"b\\c\\x0ad\n");
 	ck_assert(strstr(text, "\na\"b") < strstr(text, "\nnginx\n"));
-	assert_in(text, "flows closed since last flush: 2 (1 failed)\n");
-	ck_assert(strstr(text, "\nnginx\n") < strstr(text, "flows closed"));
-	ck_assert(strstr(text, "flows closed") < strstr(text, "\nperiscoped\n"));
+	assert_in(text, "TCP connections ended since the last flush: 2 (1 failed) (a flow record "
+			"each in format: json)\n");
+	ck_assert(strstr(text, "\nnginx\n") < strstr(text, "TCP connections ended"));
+	ck_assert(strstr(text, "TCP connections ended") < strstr(text, "\nperiscoped\n"));
 
 	line_with(text, "periscope_tcp_connections_opened_total", opened, sizeof(opened));
 	line_with(text, "periscope_tcp_connections_active", active, sizeof(active));
@@ -694,7 +702,8 @@ START_TEST(test_stdout_table)
 	assert_in(http, "GET 200 /api/v1/users/{id} http");
 	assert_in(http, "n=4 ");
 	assert_in(http, "+4 (0.27/s)");
-	assert_in(http, "avg 812ms  p50 335ms  p99 1s");
+	/* 0.25, 0.5, 0.5, 2: the high-resolution p50 is within 4.4% of 0.5, p99 at most the max */
+	assert_in(http, "avg 812ms  p50 511ms  p99 2s");
 	assert_in(up, "plugin=tcpflow");
 	assert_not_in(text, "periscope_tcp_resets_total"); /* no series */
 	assert_not_in(text, "prod-eu-1"); /* static labels are the same everywhere */
@@ -724,7 +733,7 @@ START_TEST(test_stdout_table)
 	assert_not_in(text, "http_server_request_duration_seconds");
 	assert_in(text, "periscope_tcp_connections_active");
 	assert_in(text, "periscope_plugin_up");
-	assert_in(text, "flows closed since last flush: 0\n");
+	assert_in(text, "TCP connections ended since the last flush: 0 (");
 	free(text);
 
 	capture_close(&c);
@@ -778,9 +787,121 @@ START_TEST(test_stdout_table_units)
 	assert_in(text, "total 1.5MiB  +1.5MiB\n"); /* no interval, no rate */
 	assert_in(text, "avg 2KiB");
 	assert_in(text, "avg 200µs");
-	assert_not_in(text, "flows closed"); /* no flow ever seen */
+	assert_not_in(text, "TCP connections ended"); /* no flow ever seen */
 	free(text);
 	capture_close(&c);
+	ps_registry_free(reg);
+}
+END_TEST
+
+/* The busiest max_rows rows of each service, in registry order, and how many were left out. */
+START_TEST(test_stdout_table_max_rows)
+{
+	static const char *const labels[] = { "service_name", "peer", NULL };
+	const struct ps_metric_desc desc = {
+		.name = "req_total",
+		.help = "r",
+		.type = PS_METRIC_COUNTER,
+		.labels = labels,
+	};
+	struct ps_registry *reg = ps_registry_new(0);
+	struct ps_flush_ctx ctx = { .registry = reg,
+				    .now_unix_ns = NOW_NS,
+				    .interval_ns = INTERVAL_NS };
+	struct ps_metric *m = ps_registry_register(reg, &desc);
+	char *buf = NULL, *text;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	void *sink = open_sink_yaml("format: table\nmax_rows: 5\n", out, false);
+
+	/* web: peers p0..p29 moved 1..30 times; api: 3 peers; a zero counter never shows. */
+	for (int i = 0; i < 30; i++) {
+		char peer[8];
+		const char *v[] = { "web", peer };
+
+		snprintf(peer, sizeof(peer), "p%d", i);
+		ck_assert_int_eq(ps_metric_add(m, v, i + 1), 0);
+	}
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(ps_metric_add(m, (const char *[]){ "api", i ? "b" : "a" }, 1), 0);
+	ck_assert_int_eq(ps_metric_add(m, (const char *[]){ "api", "idle" }, 0), 0);
+	ck_assert_int_eq(ps_sink_stdout.flush(sink, &ctx), 0);
+	fflush(out);
+	text = strndup(buf, len);
+	for (int i = 25; i < 30; i++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "peer=p%d ", i);
+		assert_in(text, want);
+	}
+	assert_not_in(text, "peer=p24 ");
+	assert_not_in(text, "peer=p0 ");
+	/* Registry order among the kept rows. */
+	ck_assert(strstr(text, "peer=p25 ") < strstr(text, "peer=p29 "));
+	assert_in(text, "  ... 25 more rows (the 5 busiest are shown: max_rows)\n");
+	ck_assert(strstr(text, "more rows") > strstr(text, "peer=p29 "));
+	assert_in(text, "peer=a ");
+	assert_in(text, "peer=b ");
+	assert_not_in(text, "peer=idle");
+	/* api's 3 rows fit: one "more rows" line only */
+	ck_assert_ptr_null(strstr(strstr(text, "more rows") + 1, "more rows"));
+	assert_in(text, "── 33 series ──");
+	free(text);
+	ps_sink_stdout.close(sink);
+	fclose(out);
+	free(buf);
+	ps_registry_free(reg);
+}
+END_TEST
+
+/* A reader that does not read holds up the writer thread, never the flush. */
+START_TEST(test_stdout_threaded_never_blocks)
+{
+	static const char *const labels[] = { "service_name", "peer", NULL };
+	const struct ps_metric_desc desc = {
+		.name = "req_total",
+		.help = "r",
+		.type = PS_METRIC_COUNTER,
+		.labels = labels,
+	};
+	struct ps_registry *reg = ps_registry_new(0);
+	struct ps_flush_ctx ctx = { .registry = reg,
+				    .now_unix_ns = NOW_NS,
+				    .interval_ns = INTERVAL_NS };
+	struct ps_metric *m = ps_registry_register(reg, &desc);
+	size_t got = 0, lines = 0;
+	int fds[2];
+	FILE *w;
+	void *sink;
+	char chunk[65536];
+	ssize_t n;
+
+	for (int i = 0; i < 20000; i++) {
+		char peer[16];
+
+		snprintf(peer, sizeof(peer), "peer-%d", i);
+		ck_assert_int_eq(ps_metric_add(m, (const char *[]){ "web", peer }, 1), 0);
+	}
+	ck_assert_int_eq(pipe(fds), 0);
+	w = fdopen(fds[1], "w");
+	ck_assert_ptr_nonnull(w);
+	sink = open_sink_yaml("format: json\n", w, true);
+	/* Each snapshot is ~2 MB and the pipe holds 64 KiB: a flush that wrote itself would hang. */
+	alarm(20);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(ps_sink_stdout.flush(sink, &ctx), 0);
+	/* Everything still arrives, in order, once someone reads. */
+	while (lines < 3 && (n = read(fds[0], chunk, sizeof(chunk))) > 0) {
+		for (ssize_t i = 0; i < n; i++)
+			lines += chunk[i] == '\n';
+		got += (size_t)n;
+	}
+	alarm(0);
+	ck_assert_uint_eq(lines, 3);
+	ck_assert_uint_gt(got, 3 * 20000 * 40);
+	ps_sink_stdout.close(sink);
+	fclose(w);
+	close(fds[0]);
 	ps_registry_free(reg);
 }
 END_TEST
@@ -799,7 +920,8 @@ START_TEST(test_stdout_config)
 	ck_assert_str_eq(t->name, "stdout");
 	ck_assert(t->open && t->flush && t->event && t->close);
 	ck_assert_str_eq(t->config_map[0].name, "format");
-	ck_assert_ptr_null(t->config_map[1].name);
+	ck_assert_str_eq(t->config_map[1].name, "max_rows");
+	ck_assert_ptr_null(t->config_map[2].name);
 
 	/* No section at all: the default format is table. */
 	ck_assert_int_eq(ps_cfg_map_parse(NULL, t->config_map, NULL, config, &err), 0);
@@ -842,6 +964,8 @@ static Suite *stdout_suite(void)
 	tcase_add_test(tc, test_stdout_json_through_event_bus);
 	tcase_add_test(tc, test_stdout_table);
 	tcase_add_test(tc, test_stdout_table_units);
+	tcase_add_test(tc, test_stdout_table_max_rows);
+	tcase_add_test(tc, test_stdout_threaded_never_blocks);
 	tcase_add_test(tc, test_stdout_config);
 	suite_add_tcase(s, tc);
 	return s;

@@ -50,9 +50,11 @@ PS_API int ps_metric_remove(struct ps_metric *m, const char *const *values);
 /*
  * Hot paths: resolve a label set once, then observe into its series without
  * hashing and comparing the label values again. A series handle stays valid
- * until that series is removed (or its registry freed); ps_metric_generation()
- * changes whenever any series goes, so a cache of handles is dropped when the
- * generation it was filled in is no longer the current one.
+ * until that series is removed (or its registry freed), which also happens to
+ * counters and histograms that sat idle past daemon.series_ttl;
+ * ps_metric_family_generation() changes whenever one of that family's series
+ * goes (ps_metric_generation() whenever any does), so a cache of handles is
+ * dropped when the generation it was filled in is no longer the current one.
  */
 struct ps_series;
 
@@ -66,5 +68,12 @@ PS_API struct ps_series *ps_metric_series(struct ps_metric *m, const char *const
 PS_API int ps_series_observe(struct ps_metric *m, struct ps_series *s, double v);
 /* Changes whenever a series is removed, from any metric. */
 PS_API unsigned long ps_metric_generation(void);
+/*
+ * Changes whenever a series of m is removed (by ps_metric_remove, or because
+ * it sat idle past daemon.series_ttl). A cache of m's handles only needs
+ * dropping when this changes: another family's expiry leaves it alone.
+ * Values are never reused, across families too. 0 for a NULL m.
+ */
+PS_API unsigned long ps_metric_family_generation(const struct ps_metric *m);
 
 #endif
