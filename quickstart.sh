@@ -14,7 +14,7 @@ BUILD_PACKAGES=(build-essential autoconf automake libtool pkg-config clang llvm 
 TEST_PACKAGES=(python3 curl iproute2 procps prometheus prometheus-node-exporter rsyslog nginx
 	apache2-utils wrk openssl libclang-rt-14-dev valgrind util-linux
 	librdkafka-dev kcat python3-kafka python3-confluent-kafka
-	python3-pymongo libmongoc-dev)
+	python3-pymongo libmongoc-dev mariadb-server mariadb-client sysbench python3-pymysql)
 # What `make check-packaging` drives: the package builders, a Debian root, a container runtime.
 PACKAGING_PACKAGES=(debhelper dpkg-dev lintian rpm debootstrap podman runc strace python3-yaml
 	groff-base)

@@ -78,6 +78,12 @@ alerts:
 YAML
 start_daemon -c "$work/periscope.yaml" --plugin-dir "$PLUGIN_DIR" --log-level debug ||
 	fail "periscoped did not start"
+# Alert rules count what moved after their first evaluation (the first flush): the failing
+# request must come after it, however long the plugins took to start.
+for _ in $(seq 50); do
+	grep -q '^── periscope' "$DAEMON_OUT" && break
+	sleep 0.1
+done
 
 jwt=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U
 "$bin/pstest-asker" "$here/http/timed_client.py" "$PORT" 2 \
