@@ -102,7 +102,8 @@ enum ps_sc_stat {
 enum ps_sc_classifier {
 	PS_SC_CLASSIFY_NONE = 0,  /* every considered connection */
 	PS_SC_CLASSIFY_HTTP1 = 1, /* bpf/ps_classify_http.h */
-	PS_SC_CLASSIFY_MYSQL = 2, /* bpf/ps_classify_mysql.h */
+	PS_SC_CLASSIFY_MYSQL = 2,   /* bpf/ps_classify_mysql.h */
+	PS_SC_CLASSIFY_MONGODB = 3, /* bpf/ps_classify_mongodb.h */
 };
 
 /* A registered protocol, as the kernel sees it (user space writes these while running). */

@@ -34,6 +34,7 @@
 #include "ps_common.bpf.h"
 #include "ps_sockcap.h"
 #include "ps_classify_http.h"
+#include "ps_classify_mongodb.h"
 #include "ps_classify_mysql.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -710,7 +711,7 @@ __attribute__((noinline)) int ps_sc_verdict_of(const struct ps_sc_head *head, __
 						__u32 candidates, __u32 unix_socket,
 						__u32 tls_plaintext)
 {
-	int http, mysql, verdict = PS_SC_NOT_MINE;
+	int http, mysql, mongodb, verdict = PS_SC_NOT_MINE;
 
 	if (!head)
 		return PS_SC_NOT_MINE;
@@ -718,6 +719,7 @@ __attribute__((noinline)) int ps_sc_verdict_of(const struct ps_sc_head *head, __
 		len = PS_SC_CLASSIFY_BYTES;
 	http = ps_http_classify(head->b, len);
 	mysql = ps_mysql_classify(head->b, len);
+	mongodb = ps_mongodb_classify(head->b, len);
 	for (int i = 0; i < PS_SC_SLOTS; i++) {
 		const struct ps_sc_slot *sl = &ps_sc_slots[i];
 		__u8 classifier = unix_socket ? sl->unix_classifier : sl->classifier;
@@ -731,6 +733,8 @@ __attribute__((noinline)) int ps_sc_verdict_of(const struct ps_sc_head *head, __
 			says = http;
 		else if (classifier == PS_SC_CLASSIFY_MYSQL)
 			says = mysql;
+		else if (classifier == PS_SC_CLASSIFY_MONGODB)
+			says = mongodb;
 		if (says == PS_HTTP_YES)
 			return PS_SC_MINE | i << 8;
 		if (says == PS_HTTP_MAYBE)

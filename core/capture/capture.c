@@ -696,8 +696,8 @@ static int check_protocol(const struct ps_capture_protocol *proto)
 	if (!proto || proto->struct_size < sizeof(*proto) || !proto->name || !proto->conn_open ||
 	    !proto->conn_data || !proto->conn_close)
 		return -EINVAL;
-	if (proto->classifier > PS_CAPTURE_CLASSIFY_MYSQL ||
-	    proto->unix_classifier > PS_CAPTURE_CLASSIFY_MYSQL)
+	if (proto->classifier > PS_CAPTURE_CLASSIFY_MONGODB ||
+	    proto->unix_classifier > PS_CAPTURE_CLASSIFY_MONGODB)
 		return -EINVAL;
 	if (proto->classifier == PS_CAPTURE_CLASSIFY_NONE && !proto->n_ports)
 		return -EINVAL; /* it would claim every connection of the host */
@@ -716,6 +716,8 @@ static const char *classifier_name(enum ps_capture_classifier c)
 		return "HTTP/1.x first bytes";
 	case PS_CAPTURE_CLASSIFY_MYSQL:
 		return "MySQL first bytes";
+	case PS_CAPTURE_CLASSIFY_MONGODB:
+		return "MongoDB first bytes";
 	default:
 		return "every connection";
 	}

@@ -10,9 +10,8 @@
  * and one PS_EVENT_EXCHANGE.
  *
  * Connections are claimed by port (ports, default 27017). AF_UNIX ones have
- * no port: they need a MongoDB first-bytes classifier in the capture, which
- * it does not carry yet. The decoder does not care how a connection was
- * claimed. Commands named in exclude_commands (hello, isMaster, ping, ...)
+ * no port: the capture's MongoDB first-bytes classifier claims them by their
+ * message header. The decoder does not care how a connection was claimed. Commands named in exclude_commands (hello, isMaster, ping, ...)
  * are decoded but neither observed nor emitted. Unacknowledged writes
  * (moreToCome) are observed with the time their bytes took to send: no reply
  * ever comes. Requests the connection ended before answering go out as
@@ -353,8 +352,8 @@ static int mongodb_start(struct ps_plugin *p)
 		.n_ports = st->n_ports,
 		.capture_bytes = st->capture_bytes,
 		.tls = st->tls,
-		/* AF_UNIX has no ports: that claim needs a MongoDB classifier in the capture. */
-		.unix_classifier = PS_CAPTURE_CLASSIFY_NONE,
+		/* AF_UNIX has no ports: the kernel's MongoDB classifier picks them by their header. */
+		.unix_classifier = PS_CAPTURE_CLASSIFY_MONGODB,
 		.ctx = st,
 		.conn_open = conn_open,
 		.conn_data = conn_data,

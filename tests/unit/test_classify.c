@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ps_classify_http.h"
+#include "ps_classify_mongodb.h"
 #include "ps_classify_mysql.h"
 
 static int http(const char *s)
@@ -91,6 +92,33 @@ START_TEST(test_mysql)
 }
 END_TEST
 
+/* pymongo's first OP_MSG (hello), its header and the first byte after it. */
+START_TEST(test_mongodb)
+{
+	const __u8 hello[] = { 0x3a, 0x01, 0x00, 0x00, 0x65, 0x8b, 0x45, 0x67, 0x00, 0x00,
+			       0x00, 0x00, 0xdd, 0x07, 0x00, 0x00, 0x00 };
+	__u8 reply[sizeof(hello)], legacy[sizeof(hello)], bogus[sizeof(hello)];
+
+	ck_assert_int_eq(ps_mongodb_classify(hello, 16), PS_HTTP_YES);
+	ck_assert_int_eq(ps_mongodb_classify(hello, 8), PS_HTTP_MAYBE);
+	memcpy(reply, hello, sizeof(hello));
+	reply[8] = 0x65; /* responseTo: a reply, seen first when joined midway */
+	ck_assert_int_eq(ps_mongodb_classify(reply, 16), PS_HTTP_YES);
+	memcpy(legacy, hello, sizeof(hello));
+	legacy[12] = 0xd4; /* OP_QUERY 2004 */
+	ck_assert_int_eq(ps_mongodb_classify(legacy, 16), PS_HTTP_YES);
+	memcpy(bogus, hello, sizeof(hello));
+	bogus[12] = 0x99; /* no such opCode */
+	ck_assert_int_eq(ps_mongodb_classify(bogus, 16), PS_HTTP_NO);
+	bogus[12] = 0xdd;
+	bogus[3] = 0x10; /* 268 MB: no MongoDB message */
+	ck_assert_int_eq(ps_mongodb_classify(bogus, 4), PS_HTTP_NO);
+	ck_assert_int_eq(ps_mongodb_classify((const __u8 *)"GET / HTTP/1.1\r\n\r\n", 16),
+			 PS_HTTP_NO);
+	ck_assert_int_eq(ps_http_classify(hello, 16), PS_HTTP_NO);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("classify");
@@ -102,6 +130,7 @@ int main(void)
 	tcase_add_test(tc, test_http_responses);
 	tcase_add_test(tc, test_http_partial);
 	tcase_add_test(tc, test_mysql);
+	tcase_add_test(tc, test_mongodb);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -56,6 +56,7 @@ enum ps_capture_classifier {
 	PS_CAPTURE_CLASSIFY_NONE = 0, /* every connection on the protocol's ports */
 	PS_CAPTURE_CLASSIFY_HTTP1 = 1,	/* an HTTP/1.x request or response line */
 	PS_CAPTURE_CLASSIFY_MYSQL = 2,	/* a MySQL greeting, or a client's query, prepare, ping */
+	PS_CAPTURE_CLASSIFY_MONGODB = 3, /* a MongoDB message header: OP_MSG, OP_QUERY, ... */
 };
 
 /* A followed connection; the same pointer for its whole life. */
