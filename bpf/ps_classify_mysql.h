@@ -60,4 +60,25 @@ static __always_inline int ps_mysql_classify(const __u8 *b, __u32 n)
 	return PS_HTTP_NO;
 }
 
+/*
+ * The client's SSLRequest, after which the connection is TLS: a 32-byte
+ * packet with sequence 1 whose capability flags have CLIENT_SSL. Whole
+ * (header and payload in one syscall), or its halves: the header alone, then
+ * the payload (a server reads them apart). 1: the whole request or its second
+ * half; 2: a header that may be its first half; 0: neither.
+ */
+#define PS_MYSQL_CLIENT_SSL 0x800
+
+static __always_inline int ps_mysql_ssl_request(const __u8 *b, __u64 total, __u32 len,
+						int after_header)
+{
+	if (total == 4 && len == 4)
+		return b[0] == 32 && b[1] == 0 && b[2] == 0 && b[3] == 1 ? 2 : 0;
+	if (total == 36 && len >= 8 && b[0] == 32 && b[1] == 0 && b[2] == 0 && b[3] == 1)
+		return (b[5] & (PS_MYSQL_CLIENT_SSL >> 8)) ? 1 : 0;
+	if (after_header && total == 32 && len >= 4)
+		return (b[1] & (PS_MYSQL_CLIENT_SSL >> 8)) ? 1 : 0;
+	return 0;
+}
+
 #endif

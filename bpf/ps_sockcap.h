@@ -106,6 +106,9 @@ enum ps_sc_classifier {
 	PS_SC_CLASSIFY_MONGODB = 3, /* bpf/ps_classify_mongodb.h */
 };
 
+/* Upgrades to TLS the kernel watches for (enum ps_capture_starttls of periscope/capture.h). */
+#define PS_SC_STARTTLS_MYSQL 1
+
 /* A registered protocol, as the kernel sees it (user space writes these while running). */
 struct ps_sc_slot {
 	__u8 active;
@@ -113,6 +116,8 @@ struct ps_sc_slot {
 	__u8 unix_classifier; /* AF_UNIX */
 	__u8 tls;	      /* wants OpenSSL plaintext: others never see it */
 	__u32 capture_bytes;
+	__u8 starttls; /* enum ps_capture_starttls: an upgrade the kernel recognises */
+	__u8 pad2[3];
 };
 
 /*
@@ -135,7 +140,8 @@ struct ps_sc_conn {
 	__u8 slot;	 /* MINE: the protocol that claimed it */
 	__u8 candidates; /* slots that consider it (bit i: slot i) */
 	__u8 on_socket;	 /* lives in the socket's storage (socket path), not in the conns map */
-	__u8 pad[3];
+	__u8 starttls_half; /* the first half of an upgrade went by (a header read alone) */
+	__u8 pad[2];
 	__u32 orders_seen; /* socket path: ps_sc_orders_gen when it last looked for orders */
 };
 

@@ -835,6 +835,26 @@ __attribute__((noinline)) __u32 ps_sc_copy_tail(__u32 kind, __u64 ptr, __u32 cnt
 	return 0;
 }
 
+/*
+ * An upgrade to TLS the claiming protocol asked the kernel to watch for: the
+ * handshake follows at once, before user space could say so, and its
+ * plaintext must already come from the uprobes.
+ */
+static __always_inline void ps_sc_watch_starttls(__u64 key, __u32 fd, struct ps_sc_conn *c,
+						 const struct ps_sc_scratch *s, __u64 total,
+						 __u32 len)
+{
+	const struct ps_sc_slot *sl = &ps_sc_slots[c->slot & (PS_SC_SLOTS - 1)];
+	int seen;
+
+	if (sl->starttls != PS_SC_STARTTLS_MYSQL || !sl->tls || !ps_sc_tls)
+		return;
+	seen = ps_mysql_ssl_request(s->data, total, len, c->starttls_half);
+	c->starttls_half = seen == 2;
+	if (seen == 1)
+		ps_sc_tls_mark(key, fd, c);
+}
+
 static __always_inline void ps_sc_capture(__u64 key, struct ps_sc_conn *c, __u32 fd, __u8 dir,
 					  const __u8 kind, __u64 ptr, __u32 cnt, __u64 total,
 					  const __u8 flags)
@@ -861,6 +881,8 @@ static __always_inline void ps_sc_capture(__u64 key, struct ps_sc_conn *c, __u32
 		tail = ps_sc_copy_tail(kind, ptr, cnt, total, len);
 	ps_sc_emit_data(s, c, fd, dir, total, len & (2 * PS_SC_CAPTURE_MAX - 1),
 			tail & (PS_SC_TAIL_MAX * 2 - 1), flags);
+	if (!(flags & PS_SC_F_TLS))
+		ps_sc_watch_starttls(key, fd, c, s, total, len);
 }
 
 /* A syscall moved bytes on followed connection c; a tls connection's are ciphertext: never sent. */

@@ -682,6 +682,7 @@ static int kernel_add(struct ps_capture_reg *r)
 		.unix_classifier = (__u8)r->proto.unix_classifier,
 		.tls = r->proto.tls,
 		.capture_bytes = r->proto.capture_bytes,
+		.starttls = (__u8)r->proto.starttls,
 	};
 	__atomic_store_n(&cap.skel->bss->ps_sc_slots[r->slot].active, 1, __ATOMIC_RELEASE);
 	cap.slots[r->slot] = r; /* publish_slots reads the table */
@@ -702,6 +703,8 @@ static int check_protocol(const struct ps_capture_protocol *proto)
 	if (proto->classifier == PS_CAPTURE_CLASSIFY_NONE && !proto->n_ports)
 		return -EINVAL; /* it would claim every connection of the host */
 	if (proto->n_ports > PS_CAPTURE_PORTS_MAX || (proto->n_ports && !proto->ports))
+		return -EINVAL;
+	if (proto->starttls > PS_CAPTURE_STARTTLS_MYSQL)
 		return -EINVAL;
 	if (proto->capture_bytes &&
 	    (proto->capture_bytes < PS_CAPTURE_BYTES_MIN || proto->capture_bytes > PS_CAPTURE_BYTES_MAX))

@@ -359,6 +359,8 @@ static int mysql_start(struct ps_plugin *p)
 		.tls = st->tls,
 		/* Unix sockets have no ports: the kernel's MySQL classifier picks them. */
 		.unix_classifier = PS_CAPTURE_CLASSIFY_MYSQL,
+		/* The handshake follows the SSLRequest at once: the kernel must see it itself. */
+		.starttls = PS_CAPTURE_STARTTLS_MYSQL,
 		.ctx = st,
 		.conn_open = conn_open,
 		.conn_data = conn_data,

@@ -59,6 +59,12 @@ enum ps_capture_classifier {
 	PS_CAPTURE_CLASSIFY_MONGODB = 3, /* a MongoDB message header: OP_MSG, OP_QUERY, ... */
 };
 
+/* In-band upgrades to TLS the kernel recognises itself, before user space could. */
+enum ps_capture_starttls {
+	PS_CAPTURE_STARTTLS_NONE = 0,
+	PS_CAPTURE_STARTTLS_MYSQL = 1, /* the client's SSLRequest packet */
+};
+
 /* A followed connection; the same pointer for its whole life. */
 struct ps_capture_conn {
 	uint64_t id;	    /* unique while periscoped runs */
@@ -90,6 +96,12 @@ struct ps_capture_protocol {
 	uint32_t capture_bytes; /* per syscall, PS_CAPTURE_BYTES_MIN..MAX; 0: the default */
 	bool tls;		/* also OpenSSL plaintext */
 	enum ps_capture_classifier unix_classifier; /* AF_UNIX streams: NONE = not considered */
+	/*
+	 * With tls: the upgrade the kernel watches for; the connection's bytes are
+	 * OpenSSL plaintext from the syscall after it (the TLS handshake follows at
+	 * once, before a ps_capture_starttls from user space could).
+	 */
+	enum ps_capture_starttls starttls;
 	void *ctx;		/* first argument of every callback */
 
 	/* A connection is now this protocol's: its state, or NULL to leave it alone. */
