@@ -12,17 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 require_root
 require_tools "apt-get install python3" "$PYTHON"
 
-work=$(mktemp -d)
-children=()
-cleanup() {
-	stop_daemon
-	for pid in "${children[@]}"; do
-		kill "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	done
-	rm -rf "$work" "${DAEMON_OUT:-}" "${DAEMON_ERR:-}"
-}
-trap cleanup EXIT
+make_work
 
 bin=$work/bin
 mkdir -p "$bin"

@@ -256,3 +256,22 @@ one_at_a_time() {
 	[ -n "${PS_ONE_AT_A_TIME:-}" ] && return 0
 	PS_ONE_AT_A_TIME=1 exec flock -o "/tmp/periscope-test-$1.lock" bash "$0"
 }
+
+# make_work: $work, a temporary directory others may read (servers that drop privileges),
+# and, at exit, the end of what the test started: its daemon, the processes in children,
+# the directory and the daemon's logs.
+children=()
+make_work() {
+	work=$(mktemp -d)
+	chmod 755 "$work"
+	trap end_of_test EXIT
+}
+
+end_of_test() {
+	stop_daemon
+	for pid in "${children[@]}"; do
+		kill "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	rm -rf "$work" "${DAEMON_OUT:-}" "${DAEMON_ERR:-}"
+}

@@ -42,18 +42,7 @@ if [ ! -d "$drivers/node_modules/mongodb" ]; then
 		fail "npm ci in $drivers failed: the Node.js driver is needed"
 fi
 
-work=$(mktemp -d)
-chmod 755 "$work"
-children=()
-cleanup() {
-	stop_daemon
-	for pid in "${children[@]}"; do
-		kill "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	done
-	rm -rf "$work" "${DAEMON_OUT:-}" "${DAEMON_ERR:-}"
-}
-trap cleanup EXIT
+make_work
 
 # Our own copies: their exe paths name the services below.
 bin=$work/bin

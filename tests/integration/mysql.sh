@@ -24,18 +24,7 @@ require_tools "apt-get install mariadb-server mariadb-client sysbench python3-py
 	mariadbd mariadb-install-db mariadb sysbench openssl "$PYTHON"
 "$PYTHON" -c 'import pymysql' 2>/dev/null || { echo "SKIP: needs python3-pymysql"; exit 77; }
 
-work=$(mktemp -d)
-chmod 755 "$work"
-children=()
-cleanup() {
-	stop_daemon
-	for pid in "${children[@]}"; do
-		kill "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	done
-	rm -rf "$work" "${DAEMON_OUT:-}" "${DAEMON_ERR:-}"
-}
-trap cleanup EXIT
+make_work
 
 bin=$work/bin
 mkdir -p "$bin"
