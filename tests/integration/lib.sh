@@ -3,6 +3,10 @@
 
 : "${PERISCOPED:?run through make check (PERISCOPED is unset)}"
 : "${PLUGIN_DIR:?run through make check (PLUGIN_DIR is unset)}"
+# Test programs run as copies named pstest-* that services rules name after themselves. A
+# client that exits before periscoped drains its events is named by its comm, which the
+# kernel cuts at 15 characters: short-lived clients' names fit in 15 (mysql.sh's TLS
+# clients missed their rules that way in CI).
 # Debian's python3: the tests' clients and servers use its stdlib only.
 PYTHON=${PYTHON:-/usr/bin/python3}
 

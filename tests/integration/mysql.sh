@@ -30,11 +30,11 @@ bin=$work/bin
 mkdir -p "$bin"
 cp "$(command -v mariadbd)" "$bin/pstest-mariadbd"
 cp "$(command -v mariadb)" "$bin/pstest-mariadb"
-cp "$(command -v mariadb)" "$bin/pstest-mariadb-tls"
+cp "$(command -v mariadb)" "$bin/pstest-mdb-tls"
 cp "$(command -v sysbench)" "$bin/pstest-sysbench"
-cp "$(command -v sysbench)" "$bin/pstest-sysbench-tls"
+cp "$(command -v sysbench)" "$bin/pstest-sb-tls"
 cp "$(readlink -f "$PYTHON")" "$bin/pstest-pymysql"
-cp "$(readlink -f "$PYTHON")" "$bin/pstest-pymysql-tls"
+cp "$(readlink -f "$PYTHON")" "$bin/pstest-pymy-tls"
 
 # ---- MariaDB -------------------------------------------------------------------------------
 PORT=$(free_port)
@@ -89,11 +89,11 @@ plugins:
 services:
   - { match: { exe: $bin/pstest-mariadbd }, name: pstest-mariadbd }
   - { match: { exe: $bin/pstest-mariadb }, name: pstest-mariadb }
-  - { match: { exe: $bin/pstest-mariadb-tls }, name: pstest-mariadb-tls }
+  - { match: { exe: $bin/pstest-mdb-tls }, name: pstest-mdb-tls }
   - { match: { exe: $bin/pstest-sysbench }, name: pstest-sysbench }
-  - { match: { exe: $bin/pstest-sysbench-tls }, name: pstest-sysbench-tls }
+  - { match: { exe: $bin/pstest-sb-tls }, name: pstest-sb-tls }
   - { match: { exe: $bin/pstest-pymysql }, name: pstest-pymysql }
-  - { match: { exe: $bin/pstest-pymysql-tls }, name: pstest-pymysql-tls }
+  - { match: { exe: $bin/pstest-pymy-tls }, name: pstest-pymy-tls }
 sinks: { stdout: { format: prometheus } }
 YAML
 start_daemon -c "$work/periscope.yaml" --plugin-dir "$PLUGIN_DIR" || fail "periscoped did not start"
@@ -103,10 +103,10 @@ client=(--no-defaults -h127.0.0.1 -P"$PORT" -uapp -ppw --force)
 "$bin/pstest-mariadb" "${client[@]}" --skip-ssl pstest <"$work/plain.sql" >"$work/plain.out" 2>&1
 [ "$(grep -c 'ERROR 1146' "$work/plain.out")" = "$NF" ] || fail "mariadb client: $(tail -3 "$work/plain.out")"
 if [ "$TLS" = 1 ]; then
-	"$bin/pstest-mariadb-tls" "${client[@]}" --ssl pstest <"$work/tls.sql" >"$work/tls.out" 2>&1
+	"$bin/pstest-mdb-tls" "${client[@]}" --ssl pstest <"$work/tls.sql" >"$work/tls.out" 2>&1
 	[ "$(grep -c 'ERROR 1146' "$work/tls.out")" = "$NF" ] ||
 		fail "mariadb client (TLS): $(tail -3 "$work/tls.out")"
-	"$bin/pstest-mariadb-tls" "${client[@]}" --ssl -N -e "SHOW STATUS LIKE 'Ssl_cipher'" pstest |
+	"$bin/pstest-mdb-tls" "${client[@]}" --ssl -N -e "SHOW STATUS LIKE 'Ssl_cipher'" pstest |
 		grep -q -E 'Ssl_cipher[[:space:]]+[A-Z]' || fail "the mariadb client did not use TLS"
 fi
 
@@ -128,14 +128,14 @@ ssl_accepts() { root_sql -N -e "SHOW GLOBAL STATUS LIKE 'Ssl_accepts'" | awk '{ 
 run_sysbench "$bin/pstest-sysbench" "$work/sysbench.out" pstest off
 if [ "$TLS" = 1 ]; then
 	accepts=$(ssl_accepts)
-	run_sysbench "$bin/pstest-sysbench-tls" "$work/sysbench-tls.out" pstest_tls on
+	run_sysbench "$bin/pstest-sb-tls" "$work/sysbench-tls.out" pstest_tls on
 	[ "$(ssl_accepts)" -gt "$accepts" ] || fail "sysbench --mysql-ssl=on did not use TLS"
 fi
 
 "$bin/pstest-pymysql" "$here/mysql/pymysql_load.py" "$PORT" pstest py_items missing_py \
 	"$NI" "$NS" "$NU" "$ND" "$NF" >"$work/py.out" 2>&1 || fail "pymysql: $(tail -3 "$work/py.out")"
 if [ "$TLS" = 1 ]; then
-	"$bin/pstest-pymysql-tls" "$here/mysql/pymysql_load.py" "$PORT" pstest py_items_tls \
+	"$bin/pstest-pymy-tls" "$here/mysql/pymysql_load.py" "$PORT" pstest py_items_tls \
 		missing_py_tls "$NI" "$NS" "$NU" "$ND" "$NF" "$work/cert.pem" >"$work/py-tls.out" 2>&1 ||
 		fail "pymysql (TLS): $(tail -3 "$work/py-tls.out")"
 fi
@@ -167,8 +167,8 @@ expect_script() {
 expect_script pstest-mariadb items missing_plain pstest
 expect_script pstest-pymysql py_items missing_py pstest
 if [ "$TLS" = 1 ]; then
-	expect_script pstest-mariadb-tls items_tls missing_tls pstest
-	expect_script pstest-pymysql-tls py_items_tls missing_py_tls pstest
+	expect_script pstest-mdb-tls items_tls missing_tls pstest
+	expect_script pstest-pymy-tls py_items_tls missing_py_tls pstest
 fi
 
 # expect_sysbench SERVICE DB: per event BEGIN, 14 SELECT, 2 UPDATE, DELETE, INSERT, COMMIT.
@@ -188,7 +188,7 @@ expect_sysbench() {
 	done
 }
 expect_sysbench pstest-sysbench pstest
-[ "$TLS" = 1 ] && expect_sysbench pstest-sysbench-tls pstest_tls
+[ "$TLS" = 1 ] && expect_sysbench pstest-sb-tls pstest_tls
 
 # The client view names the server it talked to.
 expect "$NI" "$CD" 'service_name="pstest-mariadb"' 'db_operation_name="INSERT"' \
