@@ -48,7 +48,7 @@ make_work
 bin=$work/bin
 mkdir -p "$bin"
 py=$(readlink -f "$PYTHON")
-for name in mongod mongod-unix pymongo pymongo-zlib pymongo-unix; do
+for name in mongod mgd-unix pymongo pym-zlib pym-unix; do
 	cp "$py" "$bin/pstest-$name"
 done
 cp "$(readlink -f "$(command -v node)")" "$bin/pstest-node"
@@ -69,7 +69,7 @@ plugins:
   tcpflow: { enabled: false }
 services:
 EOF
-for name in mongod mongod-unix pymongo pymongo-zlib pymongo-unix node mongoc; do
+for name in mongod mgd-unix pymongo pym-zlib pym-unix node mongoc; do
 	echo "  - { match: { exe: $bin/pstest-$name }, name: pstest-$name }" >>"$work/periscope.yaml"
 done
 cat >>"$work/periscope.yaml" <<EOF
@@ -96,7 +96,7 @@ expect_capture_hooks
 # ---- the responder, TCP and Unix ------------------------------------------------------------
 "$bin/pstest-mongod" "$drivers/responder.py" --port "$PORT" >"$work/responder.out" 2>&1 &
 children+=($!)
-"$bin/pstest-mongod-unix" "$drivers/responder.py" --unix "$SOCK" >"$work/responder-unix.out" 2>&1 &
+"$bin/pstest-mgd-unix" "$drivers/responder.py" --unix "$SOCK" >"$work/responder-unix.out" 2>&1 &
 children+=($!)
 wait_port "$PORT" || fail "the responder did not listen on $PORT"
 for _ in $(seq 50); do [ -S "$SOCK" ] && break; sleep 0.1; done
@@ -107,14 +107,14 @@ uri="mongodb://127.0.0.1:$PORT/?serverSelectionTimeoutMS=5000"
 unix_uri="mongodb://$(printf '%s' "$SOCK" | sed 's|/|%2F|g')/?serverSelectionTimeoutMS=5000"
 "$bin/pstest-pymongo" "$drivers/drive_pymongo.py" "$uri" --n "$N" >"$work/pymongo.truth" ||
 	fail "pymongo's run failed"
-"$bin/pstest-pymongo-zlib" "$drivers/drive_pymongo.py" "$uri" --n "$N" --compressors zlib \
-	>"$work/pymongo-zlib.truth" || fail "pymongo's zlib run failed"
+"$bin/pstest-pym-zlib" "$drivers/drive_pymongo.py" "$uri" --n "$N" --compressors zlib \
+	>"$work/pym-zlib.truth" || fail "pymongo's zlib run failed"
 "$bin/pstest-mongoc" "$uri" "$N" >"$work/mongoc.truth" 2>"$work/mongoc.err" ||
 	fail "libmongoc's run failed: $(cat "$work/mongoc.err")"
 "$bin/pstest-node" "$drivers/drive_node.js" "$uri" "$N" 1500 >"$work/node.truth" ||
 	fail "the Node.js driver's run failed"
-"$bin/pstest-pymongo-unix" "$drivers/drive_pymongo.py" "$unix_uri" --n "$N" \
-	>"$work/pymongo-unix.truth" || fail "pymongo's Unix-socket run failed"
+"$bin/pstest-pym-unix" "$drivers/drive_pymongo.py" "$unix_uri" --n "$N" \
+	>"$work/pym-unix.truth" || fail "pymongo's Unix-socket run failed"
 for f in "$work"/*.truth; do
 	[ -s "$f" ] || fail "$(basename "$f"): the driver reported nothing"
 done
@@ -148,7 +148,7 @@ expect_truth() {
 	expect "$total" "${metric}_count" "service_name=\"$service\""
 }
 
-for run in pymongo pymongo-zlib mongoc node; do
+for run in pymongo pym-zlib mongoc node; do
 	expect_truth "$work/$run.truth" db_client_operation_duration_seconds "pstest-$run" \
 		127.0.0.1 "$PORT"
 done
@@ -157,15 +157,15 @@ done
 # classifier claims it by its message header. The Unix run's counts are exact too.
 check_unix=1
 if [ $check_unix = 1 ]; then
-	expect_truth "$work/pymongo-unix.truth" db_client_operation_duration_seconds \
-		pstest-pymongo-unix "" ""
+	expect_truth "$work/pym-unix.truth" db_client_operation_duration_seconds \
+		pstest-pym-unix "" ""
 fi
 
 # The responder's view: the TCP runs together, as the server answered them. Node's close()
 # sends endSessions and closes the socket without reading the reply: whether the responder's
 # reply still went out (the server view has it) or met the closed socket is a race, so that
 # one operation may or may not be there.
-sort "$work/pymongo.truth" "$work/pymongo-zlib.truth" "$work/mongoc.truth" "$work/node.truth" |
+sort "$work/pymongo.truth" "$work/pym-zlib.truth" "$work/mongoc.truth" "$work/node.truth" |
 	awk -F'\t' -v OFS='\t' '{ k = $1 OFS $2 OFS $3 OFS $4; n[k] += $5 }
 		END { for (k in n) print k, n[k] }' >"$work/server.truth"
 ends=$(series_value "$SNAPSHOT" db_server_operation_duration_seconds_count \
@@ -177,8 +177,8 @@ if [ "$ends" = $((want_ends + 1)) ]; then
 fi
 expect_truth "$work/server.truth" db_server_operation_duration_seconds pstest-mongod 127.0.0.1 "$PORT"
 if [ $check_unix = 1 ]; then
-	expect_truth "$work/pymongo-unix.truth" db_server_operation_duration_seconds \
-		pstest-mongod-unix "" ""
+	expect_truth "$work/pym-unix.truth" db_server_operation_duration_seconds \
+		pstest-mgd-unix "" ""
 fi
 
 # The drivers' handshakes and monitors said hello / isMaster: decoded, excluded.
