@@ -117,18 +117,6 @@ int ps_capture_feed(const void *event, size_t size)
 	return on_event(NULL, (void *)event, size);
 }
 
-const char *ps_capture_hooks_in_use(void)
-{
-	if (!cap.skel)
-		return NULL;
-	return cap.socket_path ? "socket" : "syscalls";
-}
-
-int ps_capture_attached_programs(void)
-{
-	return cap.skel ? cap.attached : 0;
-}
-
 /* ---- connections: a hash by id and a recency list ------------------------------------------ */
 
 static size_t conn_bucket(uint64_t id)

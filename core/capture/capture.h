@@ -37,9 +37,4 @@ void ps_capture_plugin_release(struct ps_plugin *p);
 void ps_capture_set_offline(bool offline);
 int ps_capture_feed(const void *event, size_t size);
 
-/* What is loaded now, for tests and logs: "socket", "syscalls" or NULL. */
-const char *ps_capture_hooks_in_use(void);
-/* BPF programs the capture has attached (0 when not loaded). */
-int ps_capture_attached_programs(void);
-
 #endif
