@@ -680,24 +680,26 @@ static int kernel_add(struct ps_capture_reg *r)
 	return 0;
 }
 
-static int check_protocol(const struct ps_capture_protocol *proto)
+/* What is wrong with a registration, for its plugin's log line; NULL when nothing. */
+static const char *protocol_fault(const struct ps_capture_protocol *proto)
 {
-	if (!proto || proto->struct_size < sizeof(*proto) || !proto->name || !proto->conn_open ||
-	    !proto->conn_data || !proto->conn_close)
-		return -EINVAL;
+	if (proto->struct_size < sizeof(*proto))
+		return "built against an older periscope/capture.h";
+	if (!proto->name || !proto->conn_open || !proto->conn_data || !proto->conn_close)
+		return "a name and the three callbacks are required";
 	if (proto->classifier > PS_CAPTURE_CLASSIFY_MONGODB ||
 	    proto->unix_classifier > PS_CAPTURE_CLASSIFY_MONGODB)
-		return -EINVAL;
+		return "unknown classifier";
 	if (proto->classifier == PS_CAPTURE_CLASSIFY_NONE && !proto->n_ports)
-		return -EINVAL; /* it would claim every connection of the host */
+		return "no ports and no classifier: it would claim every connection of the host";
 	if (proto->n_ports > PS_CAPTURE_PORTS_MAX || (proto->n_ports && !proto->ports))
-		return -EINVAL;
+		return "too many ports";
 	if (proto->starttls > PS_CAPTURE_STARTTLS_MYSQL)
-		return -EINVAL;
+		return "unknown starttls";
 	if (proto->capture_bytes &&
 	    (proto->capture_bytes < PS_CAPTURE_BYTES_MIN || proto->capture_bytes > PS_CAPTURE_BYTES_MAX))
-		return -EINVAL;
-	return 0;
+		return "capture_bytes out of range";
+	return NULL;
 }
 
 static const char *classifier_name(enum ps_capture_classifier c)
@@ -734,15 +736,20 @@ struct ps_capture_reg *ps_capture_register(struct ps_plugin *p,
 {
 	struct ps_capture_reg *r;
 	unsigned slot;
-	int err = check_protocol(proto);
+	const char *fault = !p || !proto ? "no plugin or no protocol" : protocol_fault(proto);
+	int err;
 
-	if (err || !p) {
+	/* Every refusal is logged here, with its reason: the plugin only returns -errno. */
+	if (fault) {
+		ps_error(SUBSYS, "%s: protocol refused: %s", p ? ps_plugin_name(p) : "?", fault);
 		errno = EINVAL;
 		return NULL;
 	}
 	for (slot = 0; slot < PS_SC_SLOTS && cap.slots[slot]; slot++)
 		;
 	if (slot == PS_SC_SLOTS) {
+		ps_error(SUBSYS, "%s: protocol refused: %d protocols are registered already",
+			 ps_plugin_name(p), PS_SC_SLOTS);
 		errno = ENOSPC;
 		return NULL;
 	}
@@ -767,6 +774,8 @@ struct ps_capture_reg *ps_capture_register(struct ps_plugin *p,
 	return r;
 
 fail:
+	ps_error(SUBSYS, "%s: protocol %s refused: %s", ps_plugin_name(p), proto->name,
+		 strerror(-err));
 	free(r);
 	errno = -err;
 	return NULL;

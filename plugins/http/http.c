@@ -530,11 +530,8 @@ static int http_start(struct ps_plugin *p)
 	if (err)
 		return err;
 	st->capture = ps_capture_register(p, &proto);
-	if (!st->capture) {
-		err = -errno;
-		ps_error(SUBSYS, "cannot register with the capture: %s", strerror(-err));
-		return err;
-	}
+	if (!st->capture)
+		return -errno; /* the capture logged why */
 	return 0;
 }
 

@@ -582,11 +582,8 @@ static int kafka_start(struct ps_plugin *p)
 		.conn_close = on_conn_close,
 	};
 	st->reg = ps_capture_register(p, &st->proto);
-	if (!st->reg) {
-		err = -errno;
-		ps_error(SUBSYS, "cannot register with the socket capture: %s", strerror(-err));
-		return err ? err : -EINVAL;
-	}
+	if (!st->reg)
+		return -errno; /* the capture logged why */
 	return 0;
 }
 

@@ -365,11 +365,8 @@ static int mongodb_start(struct ps_plugin *p)
 	if (err)
 		return err;
 	st->reg = ps_capture_register(p, &proto);
-	if (!st->reg) {
-		err = -errno;
-		ps_error(SUBSYS, "cannot register with the socket capture: %s", strerror(-err));
-		return err ? err : -EINVAL;
-	}
+	if (!st->reg)
+		return -errno; /* the capture logged why */
 	return 0;
 }
 

@@ -372,11 +372,8 @@ static int mysql_start(struct ps_plugin *p)
 	if (err)
 		return err;
 	st->reg = ps_capture_register(p, &proto);
-	if (!st->reg) {
-		err = -errno;
-		ps_error(SUBSYS, "cannot register with the socket capture: %s", strerror(-err));
-		return err;
-	}
+	if (!st->reg)
+		return -errno; /* the capture logged why */
 	return 0;
 }
 
