@@ -17,6 +17,7 @@ enum ps_event_type {
 	PS_EVENT_FLOW = 1, /* struct ps_flow_record: one per closed or failed TCP connection */
 	PS_EVENT_EXCHANGE, /* struct ps_exchange: one per decoded L7 request/response */
 	PS_EVENT_ALERT,    /* struct ps_alert_notice: an alert fired, repeated or resolved */
+	PS_EVENT_SPANS,    /* struct ps_span_batch: finished spans of one resource (tracectx) */
 	PS_EVENT_TYPE_MAX,
 };
 
@@ -63,7 +64,21 @@ struct ps_exchange {
 	const char *scheme;        /* "http" / "https"; NULL for databases */
 	int status;                /* HTTP status; 0 ok / 1 error for databases */
 	bool error;                /* 5xx, database error, protocol error */
-	const char *traceparent;   /* inbound W3C traceparent as seen, or NULL */
+	const char *traceparent;   /* the request's W3C traceparent as seen, or NULL */
+	const char *tracestate;    /* the request's tracestate, only beside a valid traceparent */
+	uint64_t conn_id;          /* the capture's ps_capture_conn.id */
+	uint32_t seq;              /* the request's place on its connection, from 0 */
+};
+
+/*
+ * Finished spans that share one resource (service.name and the static
+ * labels): one OTLP ResourceSpans object in the protobuf JSON mapping
+ * ({"resource":{...},"scopeSpans":[...]}), on one line without a newline.
+ */
+struct ps_span_batch {
+	const char *resource_spans_json;
+	size_t len;
+	uint32_t span_count;
 };
 
 enum ps_alert_state {
@@ -99,6 +114,7 @@ struct ps_event {
 		const struct ps_flow_record *flow;
 		const struct ps_exchange *exchange;
 		const struct ps_alert_notice *alert;
+		const struct ps_span_batch *spans;
 	};
 };
 

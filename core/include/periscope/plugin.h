@@ -32,7 +32,8 @@
 #include <periscope/metrics.h>
 #include <periscope/proc.h>
 
-#define PS_PLUGIN_ABI_VERSION 2u /* 2: periscope/capture.h, owned event subscriptions */
+#define PS_PLUGIN_ABI_VERSION 3u /* 2: periscope/capture.h, owned event subscriptions;
+				  3: exchange conn_id/seq/tracestate, span batches */
 #define PS_PLUGIN_SYMBOL "periscope_plugin"
 
 struct ps_plugin;
