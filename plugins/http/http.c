@@ -316,6 +316,7 @@ static void emit_exchange(const struct feed_ctx *fc, const struct http_exchange 
 		.status = ex->status,
 		.error = ex->status == 0 || ex->status >= 500,
 		.traceparent = ex->traceparent[0] ? ex->traceparent : NULL,
+		.tracestate = ex->tracestate[0] ? ex->tracestate : NULL,
 	};
 	struct ps_event ev = { .type = PS_EVENT_EXCHANGE, .plugin = SUBSYS, .exchange = &x };
 
