@@ -8,6 +8,17 @@
 
 enum { H_THREAD, H_CONN, H_ID, H_MAX };
 
+/*
+ * A server span already published, remembered for two more holds: a request that overlaps
+ * it on its thread is still ambiguous, though its tree went out first.
+ */
+struct tc_recent {
+	uint32_t pid, tid;
+	uint64_t start_ns, end_ns;
+	uint64_t until_ns; /* CLOCK_MONOTONIC */
+	struct tc_recent *hnext;
+};
+
 struct tc_join {
 	struct tc_join_config cfg;
 	struct tc_rng *rng;
@@ -19,6 +30,9 @@ struct tc_join {
 	size_t nb;
 	struct tc_span **out, **stack;
 	size_t n_out, work_cap;
+	struct tc_recent *recent; /* at most max_pending */
+	size_t n_recent, recent_cap;
+	struct tc_recent **recent_buckets; /* nb chains */
 	uint32_t mark;
 	struct tc_join_stats st;
 };
@@ -49,6 +63,8 @@ void tc_join_free(struct tc_join *j)
 	free(j->buckets);
 	free(j->out);
 	free(j->stack);
+	free(j->recent);
+	free(j->recent_buckets);
 	free(j);
 }
 
@@ -132,14 +148,23 @@ static int grow_work(struct tc_join *j)
 
 	while (nb < 2 * j->n)
 		nb *= 2;
+	while (nb < 2 * j->n_recent)
+		nb *= 2;
 	if (nb > j->nb) {
+		struct tc_recent **rb;
+
 		b = realloc(j->buckets, H_MAX * nb * sizeof(*b));
 		if (!b)
 			return -ENOMEM;
 		j->buckets = b;
+		rb = realloc(j->recent_buckets, nb * sizeof(*rb));
+		if (!rb)
+			return -ENOMEM;
+		j->recent_buckets = rb;
 		j->nb = nb;
 	}
 	memset(j->buckets, 0, H_MAX * j->nb * sizeof(*j->buckets));
+	memset(j->recent_buckets, 0, j->nb * sizeof(*j->recent_buckets));
 	if (j->n > j->work_cap) {
 		struct tc_span **o = realloc(j->out, j->n * sizeof(*o));
 
@@ -172,10 +197,65 @@ static void index_spans(struct tc_join *j)
 	}
 }
 
-static struct tc_span *find_by_id(struct tc_join *j, const uint8_t *id, const struct tc_span *not)
+/* Forgets what is past its time, and chains the rest by thread. */
+static void index_recent(struct tc_join *j, uint64_t now_ns)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < j->n_recent; i++)
+		if (j->recent[i].until_ns > now_ns)
+			j->recent[kept++] = j->recent[i];
+	j->n_recent = kept;
+	for (size_t i = 0; i < j->n_recent; i++) {
+		struct tc_recent *r = &j->recent[i];
+		struct tc_recent **head =
+			&j->recent_buckets[key_thread(r->pid, r->tid) & (j->nb - 1)];
+
+		r->hnext = *head;
+		*head = r;
+	}
+}
+
+static void remember_server(struct tc_join *j, const struct tc_span *s, uint64_t now_ns)
+{
+	struct tc_recent *r;
+
+	if (j->n_recent == j->recent_cap) {
+		size_t cap = j->recent_cap ? 2 * j->recent_cap : 64;
+
+		if (j->recent_cap >= j->cfg.max_pending)
+			return; /* bounded like the spans: then overlaps may go unseen */
+		if (cap > j->cfg.max_pending)
+			cap = j->cfg.max_pending;
+		r = realloc(j->recent, cap * sizeof(*r));
+		if (!r)
+			return;
+		j->recent = r;
+		j->recent_cap = cap;
+	}
+	r = &j->recent[j->n_recent++];
+	r->pid = s->pid;
+	r->tid = s->tid;
+	r->start_ns = s->start_ns;
+	r->end_ns = s->end_ns;
+	r->until_ns = now_ns + 2 * j->cfg.hold_ns;
+}
+
+/* A published server span of the thread that overlaps s. */
+static bool recent_overlap(struct tc_join *j, const struct tc_span *s)
+{
+	for (struct tc_recent *r = j->recent_buckets[key_thread(s->pid, s->tid) & (j->nb - 1)]; r;
+	     r = r->hnext)
+		if (r->pid == s->pid && r->tid == s->tid && r->start_ns < s->end_ns &&
+		    s->start_ns < r->end_ns)
+			return true;
+	return false;
+}
+
+static struct tc_span *find_by_id(struct tc_join *j, const uint8_t *id, const struct tc_span *self)
 {
 	for (struct tc_span *t = *chain(j, H_ID, key_id(id)); t; t = t->hnext[H_ID])
-		if (t != not && !memcmp(t->span_id, id, 8))
+		if (t != self && !memcmp(t->span_id, id, 8))
 			return t;
 	return NULL;
 }
@@ -215,6 +295,8 @@ static void link_in_thread(struct tc_join *j, struct tc_span *c)
 		if (t != found && same_thread(t, found) && t->start_ns < found->end_ns &&
 		    found->start_ns < t->end_ns)
 			n++;
+	if (n == 1 && j->n_recent && recent_overlap(j, found))
+		n++;
 	if (n == 1)
 		c->parent = found;
 	else
@@ -299,7 +381,7 @@ static size_t tree_order(struct tc_join *j, struct tc_span *root, size_t from)
 	return n - from;
 }
 
-static void publish_tree(struct tc_join *j, struct tc_span *root)
+static void publish_tree(struct tc_join *j, struct tc_span *root, uint64_t now_ns)
 {
 	size_t n = tree_order(j, root, 0);
 	const struct tc_span *src = NULL;
@@ -320,7 +402,8 @@ static void publish_tree(struct tc_join *j, struct tc_span *root)
 	for (size_t i = 0; i < n; i++) {
 		struct tc_span *x = j->stack[i];
 
-		if (x->parent && x->has_header && memcmp(x->header.trace_id, x->parent->trace_id, 16)) {
+		if (x->parent && x->has_header &&
+		    memcmp(x->header.trace_id, x->parent->trace_id, 16)) {
 			/* Its header says another trace: keep the header's, drop the guess. */
 			memcpy(x->trace_id, x->header.trace_id, 16);
 			x->has_parent_id = x->side == PS_SIDE_SERVER;
@@ -332,6 +415,8 @@ static void publish_tree(struct tc_join *j, struct tc_span *root)
 		}
 		if (x->unjoined)
 			j->st.unjoined[x->unjoined]++;
+		if (x->side == PS_SIDE_SERVER)
+			remember_server(j, x, now_ns);
 		x->done = true;
 		if (sampled)
 			j->out[j->n_out++] = x;
@@ -384,6 +469,7 @@ void tc_join_tick(struct tc_join *j, uint64_t now_ns, bool all)
 		return;
 	}
 	index_spans(j);
+	index_recent(j, now_ns);
 	for (size_t i = 0; i < j->n; i++)
 		link_span(j, j->v[i]);
 	find_roots(j);
@@ -391,7 +477,7 @@ void tc_join_tick(struct tc_join *j, uint64_t now_ns, bool all)
 		struct tc_span *s = j->v[i];
 
 		if (s->root == s && (all || now_ns - s->arrival_ns >= j->cfg.hold_ns))
-			publish_tree(j, s);
+			publish_tree(j, s, now_ns);
 	}
 	flush_out(j);
 	for (size_t i = 0; i < j->n; i++) {

@@ -14,7 +14,9 @@
  *   thread      a client span's parent is the server span of the same pid and tid
  *               whose interval contains it, unless server spans on that thread
  *               overlap (an event loop serving many requests at once): then none,
- *               counted as TC_UNJOINED_OVERLAP.
+ *               counted as TC_UNJOINED_OVERLAP. Server spans already published count
+ *               for two more holds; a request that overlaps only ones that come later
+ *               than that is joined on what was known.
  * Memory is bounded by max_pending spans; past it a new span goes out at once,
  * alone (TC_UNJOINED_OVERFLOW).
  */

@@ -370,7 +370,8 @@ static void json_span(struct tc_buf *b, const struct tc_span *s)
 		tc_buf_puts(b, "{\"key\":");
 		tc_buf_json_str(b, s->attrs[i].key);
 		tc_buf_add(b, num,
-			   (size_t)snprintf(num, sizeof(num), ",\"value\":{\"intValue\":\"%" PRId64 "\"}}",
+			   (size_t)snprintf(num, sizeof(num),
+					    ",\"value\":{\"intValue\":\"%" PRId64 "\"}}",
 					    s->attrs[i].num));
 	}
 	/* OTLP status: ERROR = 2; UNSET (0) is the default and written as an empty status. */

@@ -22,7 +22,7 @@ enum tc_kind {
 };
 
 #define TC_ATTRS_MAX 12
-#define TC_NAME_MAX 192
+#define TC_NAME_MAX  192
 
 struct tc_attr {
 	const char *key; /* a semantic-convention name: static storage */

@@ -178,7 +178,8 @@ static int tracectx_init(struct ps_plugin *p, const void *config)
 		return -EINVAL;
 	}
 	if (parse_ratio(cfg->sample_ratio, &jc.sample_ratio)) {
-		ps_error(SUBSYS, "sample_ratio: a number from 0 to 1 (0.25 keeps a quarter), not '%s'",
+		ps_error(SUBSYS,
+			 "sample_ratio: a number from 0 to 1 (0.25 keeps a quarter), not '%s'",
 			 cfg->sample_ratio);
 		return -EINVAL;
 	}
@@ -222,10 +223,10 @@ static int tracectx_start(struct ps_plugin *p)
 
 	st->spans = register_metric("periscope_spans_total", "Spans published", PS_METRIC_COUNTER,
 				    plugin_labels);
-	st->unjoined = register_metric(
-		"periscope_spans_unjoined_total",
-		"Spans published without the parent the joining looked for, by why",
-		PS_METRIC_COUNTER, reason_labels);
+	st->unjoined =
+		register_metric("periscope_spans_unjoined_total",
+				"Spans published without the parent the joining looked for, by why",
+				PS_METRIC_COUNTER, reason_labels);
 	st->pending = register_metric("periscope_spans_pending",
 				      "Spans held until their trace's root finished",
 				      PS_METRIC_GAUGE, plugin_labels);
@@ -259,8 +260,10 @@ static void tracectx_destroy(struct ps_plugin *p)
 	if (!st)
 		return;
 	tc_join_get_stats(st->join, &js);
-	ps_debug(SUBSYS, "%" PRIu64 " spans published, %" PRIu64 " sampled out, %" PRIu64
-		 " batches lost to memory", js.published, js.sampled_out, st->batches_failed);
+	ps_debug(SUBSYS,
+		 "%" PRIu64 " spans published, %" PRIu64 " sampled out, %" PRIu64
+		 " batches lost to memory",
+		 js.published, js.sampled_out, st->batches_failed);
 	tc_join_free(st->join);
 	free(st);
 	ps_plugin_set_data(p, NULL);

@@ -25,8 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ps_traceparent_format(&tp, buf);
 		if (ps_traceparent_parse(buf, PS_TRACEPARENT_LEN, &again) != 0)
 			abort();
-		if (memcmp(tp.trace_id, again.trace_id, 16) || memcmp(tp.parent_id, again.parent_id, 8) ||
-		    tp.flags != again.flags)
+		if (memcmp(tp.trace_id, again.trace_id, 16) ||
+		    memcmp(tp.parent_id, again.parent_id, 8) || tp.flags != again.flags)
 			abort();
 		if (tp.version == 0 && memcmp(buf, copy, PS_TRACEPARENT_LEN) != 0)
 			abort();

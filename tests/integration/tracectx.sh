@@ -5,7 +5,9 @@
 # N requests without a traceparent: each must come out as one trace of exactly eight spans
 # (curl's, A's server and its two client spans, B's two, C's, MariaDB's server span) with
 # every parent link right. N more with curl -H 'traceparent: 00-T-P-01': the same, in trace
-# T, with curl's span P and A's parent P. Every process is a copy named pstest-tc-* under a
+# T, with curl's span P and A's parent P. And an event loop (asyncio, one thread) that calls
+# E in each request: requests one at a time join whole; two at a time, the loop's calls
+# cannot be told apart and stay unjoined, while curl -> loop still joins. Every process is a copy named pstest-tc-* under a
 # services rule: the spans of other traffic on the machine are left out by service.
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -32,7 +34,8 @@ bin=$work/bin
 mkdir -p "$bin"
 cp "$(command -v mariadbd)" "$bin/pstest-tc-db"
 cp "$(command -v curl)" "$bin/pstest-tc-curl"
-for s in a b c; do cp "$(readlink -f "$PYTHON")" "$bin/pstest-tc-$s"; done
+cp "$(command -v curl)" "$bin/pstest-tc-curld"
+for s in a b c e loop; do cp "$(readlink -f "$PYTHON")" "$bin/pstest-tc-$s"; done
 
 # ---- MariaDB, as mysql.sh starts it -------------------------------------------------------------
 DB_PORT=$(free_port)
@@ -62,7 +65,14 @@ children+=($!)
 "$bin/pstest-tc-a" "$here/tracectx/chain.py" "$A_PORT" "$B_PORT" /b "$DB_PORT" \
 	>"$work/a.out" 2>&1 &
 children+=($!)
-for p in "$A_PORT" "$B_PORT" "$C_PORT"; do wait_port "$p" || fail "a chain service did not start"; done
+E_PORT=$(free_port) LOOP_PORT=$(free_port)
+"$bin/pstest-tc-e" "$here/tracectx/chain.py" "$E_PORT" >"$work/e.out" 2>&1 &
+children+=($!)
+"$bin/pstest-tc-loop" "$here/tracectx/loop.py" "$LOOP_PORT" "$E_PORT" >"$work/loop.out" 2>&1 &
+children+=($!)
+for p in "$A_PORT" "$B_PORT" "$C_PORT" "$E_PORT" "$LOOP_PORT"; do
+	wait_port "$p" || fail "a chain service did not start"
+done
 
 # ---- periscoped ---------------------------------------------------------------------------------
 cat >"$work/periscope.yaml" <<YAML
@@ -81,6 +91,9 @@ services:
   - { match: { exe: $bin/pstest-tc-a }, name: pstest-tc-a }
   - { match: { exe: $bin/pstest-tc-b }, name: pstest-tc-b }
   - { match: { exe: $bin/pstest-tc-c }, name: pstest-tc-c }
+  - { match: { exe: $bin/pstest-tc-e }, name: pstest-tc-e }
+  - { match: { exe: $bin/pstest-tc-loop }, name: pstest-tc-loop }
+  - { match: { exe: $bin/pstest-tc-curld }, name: pstest-tc-curld }
 sinks: { stdout: { format: json } }
 YAML
 start_daemon -c "$work/periscope.yaml" --plugin-dir "$PLUGIN_DIR" || fail "periscoped did not start"
@@ -97,6 +110,17 @@ for i in $(seq "$N"); do
 	"$bin/pstest-tc-curl" -sf -H "traceparent: $tp" "http://127.0.0.1:$A_PORT/a" >/dev/null ||
 		fail "curl $i (traceparent) failed"
 done
+LOOP_SERIAL=3 LOOP_PAIRS=2
+for i in $(seq "$LOOP_SERIAL"); do
+	"$bin/pstest-tc-curld" -sf "http://127.0.0.1:$LOOP_PORT/d" >/dev/null || fail "curl (loop) failed"
+done
+for i in $(seq "$LOOP_PAIRS"); do
+	"$bin/pstest-tc-curld" -sf "http://127.0.0.1:$LOOP_PORT/d" >/dev/null &
+	p1=$!
+	"$bin/pstest-tc-curld" -sf "http://127.0.0.1:$LOOP_PORT/d" >/dev/null &
+	p2=$!
+	wait "$p1" && wait "$p2" || fail "curl (loop, two at once) failed"
+done
 # Spans wait for their root's hold (0.5 s); the daemon's exit publishes what still waits.
 sleep 1.5
 stop_daemon
@@ -105,6 +129,7 @@ stop_daemon
 "$PYTHON" "$here/tracectx/check_spans.py" "$DAEMON_OUT" "$N" "$work/headers" \
 	"$A_PORT" "$B_PORT" "$C_PORT" "$DB_PORT" >"$work/check.out" 2>&1 ||
 	fail "spans: $(cat "$work/check.out")"
-cat "$work/check.out"
+"$PYTHON" "$here/tracectx/check_loop.py" "$DAEMON_OUT" "$LOOP_SERIAL" $((2 * LOOP_PAIRS)) \
+	>>"$work/check.out" 2>&1 || fail "event loop spans: $(cat "$work/check.out")"
 grep -q '"periscope_spans_total"' "$DAEMON_OUT" || fail "no periscope_spans_total in the metrics"
-echo "PASS: tracectx chain: $(cat "$work/check.out")"
+echo "PASS: tracectx: $(cat "$work/check.out")"

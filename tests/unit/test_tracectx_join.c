@@ -10,7 +10,7 @@
 
 #include "join.h"
 
-#define MS 1000000ull
+#define MS   1000000ull
 #define HOLD (100 * MS)
 
 struct seen {
@@ -43,7 +43,8 @@ static void on_publish(struct tc_span *const *spans, size_t n, void *ctx)
 
 static void start(double ratio, size_t max_pending)
 {
-	struct tc_join_config cfg = { .hold_ns = HOLD, .max_pending = max_pending,
+	struct tc_join_config cfg = { .hold_ns = HOLD,
+				      .max_pending = max_pending,
 				      .sample_ratio = ratio };
 
 	n_seen = n_calls = 0;
@@ -71,10 +72,18 @@ static void add(const char *name, enum ps_exchange_side side, uint32_t pid, uint
 		const char *traceparent, uint64_t now_ms)
 {
 	struct ps_exchange x = {
-		.protocol = "http", .side = side, .pid = pid, .tid = tid, .service_name = "svc",
-		.local = ep(lport), .remote = ep(rport), .seq = seq,
-		.start_unix_ns = start_ms * MS, .end_unix_ns = end_ms * MS,
-		.operation = name, .traceparent = traceparent,
+		.protocol = "http",
+		.side = side,
+		.pid = pid,
+		.tid = tid,
+		.service_name = "svc",
+		.local = ep(lport),
+		.remote = ep(rport),
+		.seq = seq,
+		.start_unix_ns = start_ms * MS,
+		.end_unix_ns = end_ms * MS,
+		.operation = name,
+		.traceparent = traceparent,
 	};
 	struct tc_span *s = tc_span_from_exchange(&x, &rng);
 
@@ -97,7 +106,8 @@ static void assert_child(const char *child, const char *parent)
 
 	ck_assert_msg(c->has_parent, "%s has no parent", child);
 	ck_assert_msg(!memcmp(c->parent_id, p->span_id, 8), "%s: parent is not %s", child, parent);
-	ck_assert_msg(!memcmp(c->trace_id, p->trace_id, 16), "%s: not in %s's trace", child, parent);
+	ck_assert_msg(!memcmp(c->trace_id, p->trace_id, 16), "%s: not in %s's trace", child,
+		      parent);
 }
 
 static void assert_root(const char *name)
@@ -195,6 +205,27 @@ START_TEST(test_event_loop)
 	assert_root("req2");
 	assert_child("call3", "req3");
 	ck_assert_uint_eq(unjoined(TC_UNJOINED_OVERLAP), 1);
+	finish();
+
+	/* the overlapping request's tree went out before this one came: still ambiguous */
+	start(1.0, 100);
+	add("call1", PS_SIDE_CLIENT, 2, 20, 40001, 8002, 0, 15, 25, NULL, 26);
+	add("req1", PS_SIDE_SERVER, 2, 20, 8001, 40000, 0, 10, 30, NULL, 31);
+	tc_join_tick(j, 1000 * MS, false);
+	ck_assert_uint_eq(n_seen, 2);
+	assert_child("call1", "req1"); /* nothing else was known then */
+	add("call2", PS_SIDE_CLIENT, 2, 20, 40002, 8002, 0, 32, 38, NULL, 1001);
+	add("req2", PS_SIDE_SERVER, 2, 20, 8001, 40010, 0, 20, 40, NULL, 1001);
+	tc_join_tick(j, 1001 * MS + HOLD, false);
+	ck_assert_uint_eq(n_seen, 4);
+	assert_root("call2");
+	ck_assert_uint_eq(unjoined(TC_UNJOINED_OVERLAP), 1);
+	/* a hold later the published one is forgotten */
+	add("call3", PS_SIDE_CLIENT, 2, 20, 40003, 8002, 0, 32, 38, NULL, 2000);
+	add("req3", PS_SIDE_SERVER, 2, 20, 8001, 40020, 0, 20, 40, NULL, 2000);
+	tc_join_tick(j, 2000 * MS + 2 * HOLD, false);
+	ck_assert_uint_eq(n_seen, 6);
+	assert_child("call3", "req3");
 	finish();
 }
 END_TEST

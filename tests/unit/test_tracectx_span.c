@@ -32,11 +32,20 @@ static const char *attr(const struct tc_span *s, const char *key, int64_t *num)
 START_TEST(test_http_server_json)
 {
 	struct ps_exchange x = {
-		.protocol = "http", .side = PS_SIDE_SERVER, .pid = 10, .tid = 11,
-		.service_name = "checkout", .local = ep4("10.0.0.1", 8080),
-		.remote = ep4("10.0.0.9", 41000), .start_unix_ns = 1700000000000000123ull,
-		.end_unix_ns = 1700000000000500456ull, .operation = "GET", .target = "/users/{id}",
-		.scheme = "http", .status = 503, .error = true,
+		.protocol = "http",
+		.side = PS_SIDE_SERVER,
+		.pid = 10,
+		.tid = 11,
+		.service_name = "checkout",
+		.local = ep4("10.0.0.1", 8080),
+		.remote = ep4("10.0.0.9", 41000),
+		.start_unix_ns = 1700000000000000123ull,
+		.end_unix_ns = 1700000000000500456ull,
+		.operation = "GET",
+		.target = "/users/{id}",
+		.scheme = "http",
+		.status = 503,
+		.error = true,
 	};
 	struct tc_span *s = tc_span_from_exchange(&x, &rng);
 	struct ps_strmap labels = { (char *[]){ "cluster" }, (char *[]){ "prod-eu-1" }, 1 };
@@ -78,9 +87,15 @@ END_TEST
 START_TEST(test_http_headers)
 {
 	struct ps_exchange x = {
-		.protocol = "http", .side = PS_SIDE_CLIENT, .service_name = "a",
-		.local = ep4("127.0.0.1", 40000), .remote = ep4("127.0.0.1", 8002),
-		.operation = "POST", .target = "/orders", .scheme = "http", .status = 201,
+		.protocol = "http",
+		.side = PS_SIDE_CLIENT,
+		.service_name = "a",
+		.local = ep4("127.0.0.1", 40000),
+		.remote = ep4("127.0.0.1", 8002),
+		.operation = "POST",
+		.target = "/orders",
+		.scheme = "http",
+		.status = 201,
 		.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		.tracestate = "congo=t61rcWkgMzE",
 	};
@@ -125,9 +140,13 @@ END_TEST
 START_TEST(test_db_and_messaging)
 {
 	struct ps_exchange x = {
-		.protocol = "mysql", .side = PS_SIDE_CLIENT, .service_name = "a",
-		.local = ep4("127.0.0.1", 40000), .remote = ep4("127.0.0.1", 3306),
-		.operation = "SELECT", .target = "orders",
+		.protocol = "mysql",
+		.side = PS_SIDE_CLIENT,
+		.service_name = "a",
+		.local = ep4("127.0.0.1", 40000),
+		.remote = ep4("127.0.0.1", 3306),
+		.operation = "SELECT",
+		.target = "orders",
 	};
 	struct tc_span *s = tc_span_from_exchange(&x, &rng);
 

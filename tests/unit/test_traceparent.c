@@ -123,8 +123,8 @@ START_TEST(test_invalid)
 	for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
 		memset(&tp, 0x5a, sizeof(tp));
 		ck_assert_msg(parse(invalid[i], &tp) == -EINVAL, "accepted: \"%s\"", invalid[i]);
-		ck_assert_msg(!ps_traceparent_valid(invalid[i], strlen(invalid[i])), "valid: \"%s\"",
-			      invalid[i]);
+		ck_assert_msg(!ps_traceparent_valid(invalid[i], strlen(invalid[i])),
+			      "valid: \"%s\"", invalid[i]);
 		ck_assert_int_eq(tp.version, 0x5a); /* out untouched on failure */
 	}
 }

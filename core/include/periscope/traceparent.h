@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PS_TRACEPARENT_LEN 55 /* of version 00, and of the prefix later versions share */
+#define PS_TRACEPARENT_LEN    55 /* of version 00, and of the prefix later versions share */
 #define PS_TRACE_FLAG_SAMPLED 0x01
 
 struct ps_traceparent {
