@@ -465,6 +465,17 @@ static int open_sinks(struct daemon *d, const struct ps_settings *s)
 	return 0;
 }
 
+/* ---- what plugins may read of the settings ---------------------------------------- */
+
+static const struct ps_strmap *static_labels;
+
+const struct ps_strmap *ps_daemon_labels(void)
+{
+	static const struct ps_strmap none;
+
+	return static_labels ? static_labels : &none;
+}
+
 /* ---- flush -------------------------------------------------------------------------- */
 
 static void collect_plugins(struct daemon *d)
@@ -782,6 +793,7 @@ static int setup_loop(struct daemon *d)
 static void teardown(struct daemon *d, bool loop_inited)
 {
 	plugin_set_free(&d->plugins);
+	static_labels = NULL;
 	close_sinks(d);
 	ps_event_reset();
 	if (loop_inited) {
@@ -839,6 +851,7 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 	ps_plugin_release_hook(ps_capture_plugin_release);
 	ps_plugin_release_hook(ps_event_plugin_release);
 	ps_proc_set_rules(d.settings.services, d.settings.n_services);
+	static_labels = &d.settings.daemon.labels; /* a reload replaces what it points to */
 
 	if (setup_loop(&d))
 		goto out;

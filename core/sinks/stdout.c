@@ -1021,6 +1021,25 @@ static int stdout_flush(void *state, const struct ps_flush_ctx *ctx)
 	return err ? err : out_err;
 }
 
+/* json: a batch of spans is one OTLP/JSON line, {"resourceSpans":[ <the batch> ]}. */
+static void write_spans(struct stdout_sink *st, const struct ps_span_batch *b)
+{
+	static const char head[] = "{\"resourceSpans\":[", tail[] = "]}\n";
+	size_t len = sizeof(head) - 1 + b->len + sizeof(tail) - 1;
+	char *line;
+
+	if (st->format != FORMAT_JSON || !b->resource_spans_json || !b->len)
+		return;
+	line = malloc(len);
+	if (!line)
+		return;
+	memcpy(line, head, sizeof(head) - 1);
+	memcpy(line + sizeof(head) - 1, b->resource_spans_json, b->len);
+	memcpy(line + sizeof(head) - 1 + b->len, tail, sizeof(tail) - 1);
+	emit(st, line, len); /* errors stay flagged and surface at the next flush */
+	free(line);
+}
+
 static void stdout_event(void *state, const struct ps_event *ev)
 {
 	struct stdout_sink *st = state;
@@ -1028,6 +1047,10 @@ static void stdout_event(void *state, const struct ps_event *ev)
 	size_t len = 0;
 	FILE *mem;
 
+	if (ev->type == PS_EVENT_SPANS && ev->spans) {
+		write_spans(st, ev->spans);
+		return;
+	}
 	if (ev->type != PS_EVENT_FLOW || !ev->flow)
 		return;
 	switch (st->format) {

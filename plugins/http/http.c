@@ -90,11 +90,18 @@ struct http {
 	struct label_slot labels[LABEL_SLOTS];
 };
 
+/* One followed connection. */
+struct http_conn {
+	struct http_stream *s;
+	uint32_t tid[2]; /* by enum http_dir: the thread that last moved bytes that way */
+	uint32_t seq[2]; /* by enum ps_exchange_side: exchanges reported so far */
+};
+
 /* What the decoder's exchange callback needs. */
 struct feed_ctx {
 	struct http *st;
 	const struct ps_capture_conn *c;
-	uint32_t tid; /* of the syscall that completed the exchange */
+	struct http_conn *hc;
 };
 
 /* ---- label values ------------------------------------------------------------------------- */
@@ -300,11 +307,15 @@ static void emit_exchange(const struct feed_ctx *fc, const struct http_exchange 
 			  const char *service, const char *route)
 {
 	const struct ps_capture_conn *c = fc->c;
+	enum ps_exchange_side side = server ? PS_SIDE_SERVER : PS_SIDE_CLIENT;
 	struct ps_exchange x = {
 		.protocol = SUBSYS,
-		.side = server ? PS_SIDE_SERVER : PS_SIDE_CLIENT,
+		.side = side,
 		.pid = c->pid,
-		.tid = fc->tid,
+		/* the thread that read (server) or wrote (client) the request: tracectx joins on it */
+		.tid = fc->hc->tid[server ? HTTP_DIR_IN : HTTP_DIR_OUT],
+		.conn_id = c->id,
+		.seq = fc->hc->seq[side]++,
 		.local = c->local,
 		.remote = c->remote,
 		.service_name = service,
@@ -316,6 +327,7 @@ static void emit_exchange(const struct feed_ctx *fc, const struct http_exchange 
 		.status = ex->status,
 		.error = ex->status == 0 || ex->status >= 500,
 		.traceparent = ex->traceparent[0] ? ex->traceparent : NULL,
+		.tracestate = ex->tracestate[0] ? ex->tracestate : NULL,
 	};
 	struct ps_event ev = { .type = PS_EVENT_EXCHANGE, .plugin = SUBSYS, .exchange = &x };
 
@@ -361,16 +373,29 @@ static void on_exchange(const struct http_exchange *ex, void *arg)
 
 static void *on_conn_open(void *ctx, const struct ps_capture_conn *c)
 {
-	return http_stream_new();
+	struct http_conn *hc = calloc(1, sizeof(*hc));
+
+	if (!hc)
+		return NULL;
+	hc->s = http_stream_new();
+	if (!hc->s) {
+		free(hc);
+		return NULL;
+	}
+	hc->tid[HTTP_DIR_IN] = hc->tid[HTTP_DIR_OUT] = c->pid;
+	return hc;
 }
 
 static int on_conn_data(void *ctx, void *state, const struct ps_capture_conn *c,
 			const struct ps_capture_chunk *ch)
 {
-	struct feed_ctx fc = { .st = ctx, .c = c, .tid = ch->tid };
+	struct http_conn *hc = state;
+	struct feed_ctx fc = { .st = ctx, .c = c, .hc = hc };
 	enum http_dir dir = ch->dir == PS_CAPTURE_OUT ? HTTP_DIR_OUT : HTTP_DIR_IN;
-	int rc = http_stream_feed(state, dir, ch->data, ch->len, ch->total, ch->ts_ns, on_exchange,
-				  &fc);
+	int rc;
+
+	hc->tid[dir] = ch->tid;
+	rc = http_stream_feed(hc->s, dir, ch->data, ch->len, ch->total, ch->ts_ns, on_exchange, &fc);
 
 	if (rc == -EPROTO) {
 		fc.st->rejected++;
@@ -382,10 +407,12 @@ static int on_conn_data(void *ctx, void *state, const struct ps_capture_conn *c,
 /* Completes a close-delimited response; requests still waiting go out unanswered. */
 static void on_conn_close(void *ctx, void *state, const struct ps_capture_conn *c, uint64_t ts_ns)
 {
-	struct feed_ctx fc = { .st = ctx, .c = c, .tid = c->pid };
+	struct http_conn *hc = state;
+	struct feed_ctx fc = { .st = ctx, .c = c, .hc = hc };
 
-	http_stream_close(state, ts_ns, on_exchange, &fc);
-	http_stream_free(state);
+	http_stream_close(hc->s, ts_ns, on_exchange, &fc);
+	http_stream_free(hc->s);
+	free(hc);
 }
 
 /* ---- life cycle --------------------------------------------------------------------------- */

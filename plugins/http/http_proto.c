@@ -43,6 +43,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <periscope/traceparent.h>
+
 #include "http_proto.h"
 #include "ps_classify_http.h"
 
@@ -167,11 +169,6 @@ static int hex_value(int c)
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
 	return -1;
-}
-
-static bool is_lower_hex(int c)
-{
-	return is_digit(c) || (c >= 'a' && c <= 'f');
 }
 
 static int to_lower(int c)
@@ -961,6 +958,34 @@ static void header_transfer_encoding(struct half *h, const char *v, size_t n)
 	h->fr.other_coding = !h->fr.chunked;
 }
 
+/*
+ * Appends the list members of one tracestate header (a request may split the list over
+ * several). What does not fit is cut at a member boundary: a member is whole or absent.
+ */
+static void append_tracestate(char *dst, size_t cap, const char *v, size_t n)
+{
+	size_t used = strlen(dst), i = 0;
+
+	while (i < n) {
+		const char *m = v + i;
+		size_t mn = 0;
+
+		while (i + mn < n && v[i + mn] != ',')
+			mn++;
+		i += mn + 1;
+		trim_ows(&m, &mn);
+		if (!mn)
+			continue;
+		if (used + (used ? 1 : 0) + mn >= cap)
+			return; /* later members are dropped, not cut */
+		if (used)
+			dst[used++] = ',';
+		memcpy(dst + used, m, mn);
+		used += mn;
+		dst[used] = '\0';
+	}
+}
+
 /* The headers the decoder reads; the length picks the one candidate worth comparing. */
 enum header {
 	HDR_OTHER,
@@ -968,6 +993,7 @@ enum header {
 	HDR_TRANSFER_ENCODING,
 	HDR_HOST,
 	HDR_TRACEPARENT,
+	HDR_TRACESTATE,
 };
 
 static enum header header_of(const char *name, size_t n)
@@ -975,6 +1001,8 @@ static enum header header_of(const char *name, size_t n)
 	switch (n) {
 	case 4:
 		return token_equals(name, "host", n) ? HDR_HOST : HDR_OTHER;
+	case 10:
+		return token_equals(name, "tracestate", n) ? HDR_TRACESTATE : HDR_OTHER;
 	case 11:
 		return token_equals(name, "traceparent", n) ? HDR_TRACEPARENT : HDR_OTHER;
 	case 14:
@@ -1023,8 +1051,22 @@ static int parse_header_line(struct half *h, struct pending *r, const struct lin
 		return 0;
 	case HDR_TRACEPARENT:
 		trim_ows(&v, &vn);
-		if (h->is_request && !r->ex.traceparent[0] && http_traceparent_valid(v, vn))
-			copy_str(r->ex.traceparent, sizeof(r->ex.traceparent), v, vn);
+		/* A later version keeps its 00-compatible prefix: what tracectx reads. */
+		if (h->is_request && !r->ex.traceparent[0] && ps_traceparent_valid(v, vn))
+			copy_str(r->ex.traceparent, sizeof(r->ex.traceparent), v, HTTP_TRACEPARENT_LEN);
+		return 0;
+	case HDR_TRACESTATE:
+		if (!h->is_request)
+			return 0;
+		if (l->kept < l->n) {
+			/* over-long: only the kept prefix's whole members */
+			const char *end = l->p + l->kept;
+
+			while (end > v && end[-1] != ',')
+				end--;
+			vn = end > v ? (size_t)(end - v) : 0;
+		}
+		append_tracestate(r->ex.tracestate, sizeof(r->ex.tracestate), v, vn);
 		return 0;
 	case HDR_OTHER:
 		break;
@@ -1089,6 +1131,9 @@ static void queue_request(struct feed *f)
 	struct http_stream *s = f->s;
 	struct half *h = f->h;
 
+	/* tracestate means nothing without a valid traceparent (W3C: discard it). */
+	if (!s->req.ex.traceparent[0])
+		s->req.ex.tracestate[0] = '\0';
 	s->req.seq = s->next_seq++;
 	s->req.ex.request_start_ns = h->start_ns;
 	s->req.ex.request_body_bytes = h->body;
@@ -1864,37 +1909,6 @@ void http_route(const char *path, const char *const *routes, size_t n, char *out
 		else
 			out_append(out, len, &used, sg.p, sg.n);
 	}
-}
-
-/* ---- traceparent ------------------------------------------------------------------------ */
-
-static bool hex_field(const char *p, size_t n, bool *nonzero)
-{
-	*nonzero = false;
-	for (size_t i = 0; i < n; i++) {
-		if (!is_lower_hex(p[i]))
-			return false;
-		if (p[i] != '0')
-			*nonzero = true;
-	}
-	return true;
-}
-
-bool http_traceparent_valid(const char *s, size_t len)
-{
-	bool nz;
-
-	if (!s || len != HTTP_TRACEPARENT_LEN)
-		return false;
-	if (s[2] != '-' || s[35] != '-' || s[52] != '-')
-		return false;
-	if (!hex_field(s, 2, &nz) || (s[0] == 'f' && s[1] == 'f'))
-		return false;
-	if (!hex_field(s + 3, 32, &nz) || !nz)
-		return false;
-	if (!hex_field(s + 36, 16, &nz) || !nz)
-		return false;
-	return hex_field(s + 53, 2, &nz);
 }
 
 /* ---- distinct routes per service ------------------------------------------------------ */

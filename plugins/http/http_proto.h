@@ -19,6 +19,7 @@
 #define HTTP_PATH_MAX 256
 #define HTTP_HOST_MAX 128
 #define HTTP_TRACEPARENT_LEN 55
+#define HTTP_TRACESTATE_MAX 512 /* longer lists keep their first whole members */
 #define HTTP_PENDING_MAX 64 /* requests awaiting a response, per stream; beyond: oldest is lost */
 
 enum http_dir {
@@ -39,6 +40,7 @@ struct http_exchange {
 	char host[HTTP_HOST_MAX];          /* Host header without port, "" if none */
 	uint16_t host_port;                /* port from the Host header, 0 if none */
 	char traceparent[HTTP_TRACEPARENT_LEN + 1]; /* as sent, "" if none or malformed */
+	char tracestate[HTTP_TRACESTATE_MAX + 1];   /* list members, "" without a valid traceparent */
 	uint16_t status;                   /* 0 when the connection ended before a response */
 	uint64_t request_body_bytes;
 	uint64_t response_body_bytes;
@@ -126,8 +128,5 @@ bool http_route_limit_apply(struct http_route_limit *l, const char *service, cha
 			    size_t len, uint64_t now_ns);
 /* Routes folded so far. */
 uint64_t http_route_limit_folded(const struct http_route_limit *l);
-
-/* W3C traceparent: 55 chars, lowercase hex, version != ff, ids not all zero. */
-bool http_traceparent_valid(const char *s, size_t len);
 
 #endif

@@ -47,6 +47,9 @@ struct conn {
 	uint32_t pid;
 	char comm[16];
 	struct ps_endpoint local, remote;
+	uint64_t id;	 /* the capture's connection id */
+	uint32_t tid[2]; /* by enum kafka_dir: the thread that last moved bytes that way */
+	uint32_t seq[2]; /* by enum ps_exchange_side: exchanges reported so far */
 	struct lag_key *lags;
 	size_t n_lags, lags_cap;
 	uint64_t errors_seen; /* parse errors and desyncs already added to the counter */
@@ -262,7 +265,7 @@ static void endpoint_copy(struct ps_endpoint *dst, const struct ps_endpoint *src
 	memcpy(dst, src, sizeof(*dst));
 }
 
-static void emit_exchange(const struct conn *c, const struct kafka_exchange *ex,
+static void emit_exchange(struct conn *c, const struct kafka_exchange *ex,
 			  const char *service)
 {
 	int16_t err = ex->error;
@@ -275,7 +278,10 @@ static void emit_exchange(const struct conn *c, const struct kafka_exchange *ex,
 	x.protocol = SUBSYS;
 	x.side = ex->role == KAFKA_ROLE_SERVER ? PS_SIDE_SERVER : PS_SIDE_CLIENT;
 	x.pid = c->pid;
-	x.tid = 0;
+	/* the thread that read (server) or wrote (client) the request: tracectx joins on it */
+	x.tid = c->tid[x.side == PS_SIDE_SERVER ? KAFKA_DIR_IN : KAFKA_DIR_OUT];
+	x.conn_id = c->id;
+	x.seq = c->seq[x.side]++;
 	x.service_name = service;
 	endpoint_copy(&x.local, &c->local);
 	endpoint_copy(&x.remote, &c->remote);
@@ -346,6 +352,8 @@ static void *on_conn_open(void *ctx, const struct ps_capture_conn *pc)
 	c->comm[sizeof(c->comm) - 1] = '\0';
 	c->local = pc->local;
 	c->remote = pc->remote;
+	c->id = pc->id;
+	c->tid[KAFKA_DIR_IN] = c->tid[KAFKA_DIR_OUT] = pc->pid;
 	return c;
 }
 
@@ -373,6 +381,7 @@ static int on_conn_data(void *ctx, void *state, const struct ps_capture_conn *pc
 	int rc;
 
 	(void)pc;
+	c->tid[dir] = ch->tid;
 	rc = kafka_stream_feed(c->stream, dir, ch->data, ch->len, ch->total, ch->ts_ns, on_exchange,
 			       &fc);
 	if (rc == -EPROTO) {

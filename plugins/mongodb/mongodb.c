@@ -62,6 +62,8 @@ struct conn {
 	struct mongo_stream *stream;
 	const struct ps_capture_conn *cc;
 	uint32_t pid, tid; /* of the latest chunk */
+	uint32_t dir_tid[2]; /* by enum mongo_dir: the thread that last moved bytes that way */
+	uint32_t seq[2];     /* by enum ps_exchange_side: exchanges reported so far */
 	uint64_t errors;   /* malformed + desyncs + undecoded already counted */
 };
 
@@ -103,14 +105,17 @@ static void server_endpoint(const struct ps_capture_conn *cc, bool server_view, 
 	snprintf(port, plen, "%u", ep->port);
 }
 
-static void emit_exchange(const struct conn *c, const struct mongo_exchange *ex, bool server,
+static void emit_exchange(struct conn *c, const struct mongo_exchange *ex, bool server,
 			  const char *service)
 {
 	struct ps_exchange x = {
 		.protocol = SUBSYS,
 		.side = server ? PS_SIDE_SERVER : PS_SIDE_CLIENT,
 		.pid = c->pid,
-		.tid = c->tid,
+		/* the thread that read (server) or wrote (client) the request: tracectx joins on it */
+		.tid = c->dir_tid[server ? MONGO_DIR_IN : MONGO_DIR_OUT],
+		.conn_id = c->cc->id,
+		.seq = c->seq[server ? PS_SIDE_SERVER : PS_SIDE_CLIENT]++,
 		.service_name = service,
 		.local = c->cc->local,
 		.remote = c->cc->remote,
@@ -131,7 +136,7 @@ static void on_exchange(const struct mongo_exchange *ex, void *arg)
 {
 	const struct feed_ctx *fc = arg;
 	struct mongodb *st = fc->st;
-	const struct conn *c = fc->c;
+	struct conn *c = fc->c;
 	bool server = ex->role == MONGO_ROLE_SERVER;
 	char status[16], addr[64], port[8];
 	const char *service;
@@ -193,6 +198,7 @@ static void *conn_open(void *ctx, const struct ps_capture_conn *cc)
 	}
 	c->cc = cc;
 	c->pid = cc->pid;
+	c->dir_tid[MONGO_DIR_IN] = c->dir_tid[MONGO_DIR_OUT] = cc->pid;
 	return c;
 }
 
@@ -208,6 +214,7 @@ static int conn_data(void *ctx, void *state, const struct ps_capture_conn *cc,
 	c->cc = cc;
 	c->pid = chunk->pid;
 	c->tid = chunk->tid;
+	c->dir_tid[dir] = chunk->tid;
 	rc = mongo_stream_feed(c->stream, dir, chunk->data, chunk->len, chunk->total, chunk->ts_ns,
 			       on_exchange, &fc);
 	count_errors(st, c);

@@ -58,6 +58,8 @@ struct mysql {
 /* One claimed connection. */
 struct mysql_conn {
 	struct mysql_stream *stream;
+	uint32_t tid[2]; /* by enum mysql_dir: the thread that last moved bytes that way */
+	uint32_t seq[2]; /* by enum ps_exchange_side: exchanges reported so far */
 	uint64_t errors_seen; /* of the stream's not-decoded counts, already accounted */
 	bool starttls;	      /* the capture was told of the SSLRequest */
 	bool tls;	      /* the capture's chunks are OpenSSL plaintext now */
@@ -68,6 +70,7 @@ struct feed_ctx {
 	struct mysql *st;
 	const struct ps_capture_conn *conn;
 	const struct ps_capture_chunk *chunk;
+	struct mysql_conn *mc;
 };
 
 /* ---- exchanges ---------------------------------------------------------------------------- */
@@ -107,11 +110,15 @@ static void observe(struct mysql *st, const struct feed_ctx *fc, const struct my
 static void emit(const struct feed_ctx *fc, const struct mysql_exchange *ex, const char *service)
 {
 	const struct ps_capture_conn *c = fc->conn;
+	bool server = ex->role == MYSQL_ROLE_SERVER;
 	struct ps_exchange x = {
 		.protocol = SUBSYS,
-		.side = ex->role == MYSQL_ROLE_SERVER ? PS_SIDE_SERVER : PS_SIDE_CLIENT,
+		.side = server ? PS_SIDE_SERVER : PS_SIDE_CLIENT,
 		.pid = fc->chunk->pid,
-		.tid = fc->chunk->tid,
+		/* the thread that read (server) or wrote (client) the request: tracectx joins on it */
+		.tid = fc->mc->tid[server ? MYSQL_DIR_IN : MYSQL_DIR_OUT],
+		.conn_id = c->id,
+		.seq = fc->mc->seq[server ? PS_SIDE_SERVER : PS_SIDE_CLIENT]++,
 		.service_name = service,
 		.local = c->local,
 		.remote = c->remote,
@@ -185,11 +192,12 @@ static int conn_data(void *ctx, void *state, const struct ps_capture_conn *conn,
 {
 	struct mysql *st = ctx;
 	struct mysql_conn *mc = state;
-	struct feed_ctx fc = { .st = st, .conn = conn, .chunk = chunk };
+	struct feed_ctx fc = { .st = st, .conn = conn, .chunk = chunk, .mc = mc };
 	enum mysql_dir dir = chunk->dir == PS_CAPTURE_OUT ? MYSQL_DIR_OUT : MYSQL_DIR_IN;
 	struct mysql_stream_stats ss;
 	int err;
 
+	mc->tid[dir] = chunk->tid;
 	/*
 	 * The capture flags a connection TLS from its first OpenSSL chunk on; what
 	 * came between the SSLRequest and that chunk was ciphertext, and skipped.

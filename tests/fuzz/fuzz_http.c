@@ -6,7 +6,7 @@
  * captured, the next byte says how many bytes more were moved; 3: close the stream),
  * bits 3-7 a length class; a second byte refines the length. The record's bytes
  * follow. Every exchange reported is checked, its path routed; slices of the input
- * also go through http_route, http_traceparent_valid and the first-bytes checks.
+ * also go through http_route and the first-bytes checks (traceparent has its own target).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <periscope/traceparent.h>
 
 #include "http_proto.h"
 
@@ -70,8 +72,10 @@ static void on_exchange(const struct http_exchange *ex, void *ctx)
 	check_string(ex->host, sizeof(ex->host));
 	check_string(ex->traceparent, sizeof(ex->traceparent));
 	check(known_method(ex->method));
+	check_string(ex->tracestate, sizeof(ex->tracestate));
 	check(ex->traceparent[0] == '\0' ||
-	      http_traceparent_valid(ex->traceparent, strlen(ex->traceparent)));
+	      ps_traceparent_valid(ex->traceparent, strlen(ex->traceparent)));
+	check(ex->traceparent[0] || !ex->tracestate[0]);
 	check(strchr(ex->path, '?') == NULL && strchr(ex->path, '#') == NULL);
 	check(ex->status == 0 || (ex->status >= 100 && ex->status <= 999));
 	check(ex->request_start_ns <= ex->response_end_ns);
@@ -107,8 +111,6 @@ static void check_slices(const uint8_t *data, size_t size)
 	path[n] = '\0';
 	check_route(path, routes, sizeof(routes) / sizeof(routes[0]));
 	check_route(path, r, 2); /* the path as its own template */
-	for (size_t i = 0; i + HTTP_TRACEPARENT_LEN <= size && i < 64; i++)
-		http_traceparent_valid((const char *)data + i, HTTP_TRACEPARENT_LEN);
 	check_first_bytes(data, size < 64 ? size : 64);
 }
 

@@ -585,6 +585,45 @@ START_TEST(test_stdout_json_flows)
 }
 END_TEST
 
+/* Span batches: one resourceSpans line each in json, nothing in the other formats. */
+START_TEST(test_stdout_json_spans)
+{
+	static const char batch[] = "{\"resource\":{\"attributes\":[]},\"scopeSpans\":[]}";
+	struct ps_span_batch b = { .resource_spans_json = batch, .len = sizeof(batch) - 1,
+				   .span_count = 0 };
+	struct ps_event ev = { .type = PS_EVENT_SPANS, .plugin = "tracectx", .spans = &b };
+	static const char *const quiet[] = { "table", "prometheus" };
+	struct capture c;
+	char *text;
+
+	capture_open(&c, "json");
+	ps_sink_stdout.event(c.sink, &ev);
+	ps_sink_stdout.event(c.sink, &ev);
+	text = capture_take(&c);
+	ck_assert_str_eq(text, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[]},"
+			       "\"scopeSpans\":[]}]}\n{\"resourceSpans\":[{\"resource\":"
+			       "{\"attributes\":[]},\"scopeSpans\":[]}]}\n");
+	assert_json_lines(text);
+	free(text);
+	/* the length is the batch's, not a NUL's */
+	b.len = 2;
+	b.resource_spans_json = "{}junk";
+	ps_sink_stdout.event(c.sink, &ev);
+	text = capture_take(&c);
+	ck_assert_str_eq(text, "{\"resourceSpans\":[{}]}\n");
+	free(text);
+	capture_close(&c);
+	for (size_t i = 0; i < 2; i++) {
+		capture_open(&c, quiet[i]);
+		ps_sink_stdout.event(c.sink, &ev);
+		text = capture_take(&c);
+		ck_assert_str_eq(text, "");
+		free(text);
+		capture_close(&c);
+	}
+}
+END_TEST
+
 /* What the daemon does: the bus hands (event, ctx), sinks take (state, event). */
 static void forward_event(const struct ps_event *ev, void *sink)
 {
@@ -967,6 +1006,7 @@ static Suite *stdout_suite(void)
 	tcase_add_test(tc, test_stdout_table_max_rows);
 	tcase_add_test(tc, test_stdout_threaded_never_blocks);
 	tcase_add_test(tc, test_stdout_config);
+	tcase_add_test(tc, test_stdout_json_spans);
 	suite_add_tcase(s, tc);
 	return s;
 }

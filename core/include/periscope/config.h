@@ -106,6 +106,13 @@ PS_API int ps_cfg_errorf(struct ps_cfg_error *err, const struct ps_cfg_node *n, 
 	__attribute__((format(printf, 3, 4)));
 
 /* Scalar parsers shared by the config map and by plugins. 0 or -EINVAL. */
+/*
+ * daemon.labels, the static labels every series carries (cluster, ...): for
+ * plugins that write them elsewhere (span resources). Never NULL; valid on the
+ * loop thread until the next reload.
+ */
+PS_API const struct ps_strmap *ps_daemon_labels(void);
+
 PS_API int ps_cfg_parse_bool(const char *s, bool *out);
 PS_API int ps_cfg_parse_duration_ms(const char *s, uint64_t *out);
 PS_API int ps_cfg_parse_size(const char *s, uint64_t *out);
