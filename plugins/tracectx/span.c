@@ -143,11 +143,9 @@ static void describe_messaging(struct tc_span *s, const struct ps_exchange *x)
 	attr_server(s, x);
 }
 
-static void take_header(struct tc_span *s, const struct ps_exchange *x)
+void tc_span_set_header(struct tc_span *s, const struct ps_traceparent *h)
 {
-	if (!x->traceparent ||
-	    ps_traceparent_parse(x->traceparent, strlen(x->traceparent), &s->header) != 0)
-		return;
+	s->header = *h;
 	s->has_header = true;
 	memcpy(s->trace_id, s->header.trace_id, sizeof(s->trace_id));
 	if (s->side == PS_SIDE_CLIENT) {
@@ -157,6 +155,15 @@ static void take_header(struct tc_span *s, const struct ps_exchange *x)
 		memcpy(s->parent_id, s->header.parent_id, sizeof(s->parent_id));
 		s->has_parent_id = true;
 	}
+}
+
+static void take_header(struct tc_span *s, const struct ps_exchange *x)
+{
+	struct ps_traceparent h;
+
+	if (!x->traceparent || ps_traceparent_parse(x->traceparent, strlen(x->traceparent), &h))
+		return;
+	tc_span_set_header(s, &h);
 	if (x->tracestate && x->tracestate[0])
 		s->tracestate = strdup(x->tracestate);
 }

@@ -85,6 +85,11 @@ void tc_rng_id(struct tc_rng *r, uint8_t *out, size_t n);
  */
 struct tc_span *tc_span_from_exchange(const struct ps_exchange *x, struct tc_rng *rng);
 void tc_span_free(struct tc_span *s);
+/*
+ * The request carried h (a client's: h names this very span): its ids win
+ * over the joining's guesses.
+ */
+void tc_span_set_header(struct tc_span *s, const struct ps_traceparent *h);
 
 /* A growing buffer; failed sticks once an allocation failed. */
 struct tc_buf {

@@ -6,6 +6,10 @@
  * Everything runs on the loop thread. The plugin has no timer of its own: the
  * in-flight table is looked at when exchanges arrive (at most every hold/4) and
  * at every flush, and emptied when the plugin stops.
+ *
+ * With propagate: true, propagate.c adds a traceparent to outbound HTTP/1.x
+ * requests that have none; the client span of such a request takes the ids
+ * that went out, as if the application had sent them.
  */
 #include "config.h"
 
@@ -19,12 +23,14 @@
 #include <periscope/plugin.h>
 
 #include "join.h"
+#include "propagate.h"
 #include "span.h"
 
 #define SUBSYS "tracectx"
 
 struct tracectx_config {
-	char *propagate;
+	bool propagate;
+	struct ps_portlist propagate_ports;
 	uint64_t hold_ms;
 	uint64_t max_pending;
 	char *sample_ratio;
@@ -35,9 +41,24 @@ struct tracectx {
 	struct tc_rng rng;
 	struct tc_join *join;
 	uint64_t tick_ns, last_tick_ns;
-	struct ps_metric *spans, *unjoined, *pending;
+	struct ps_metric *spans, *unjoined, *pending, *propagation;
 	struct tc_join_stats reported; /* what the counters already hold */
 	uint64_t batches_failed;
+	/* propagate: true */
+	bool propagate;
+	uint16_t *propagate_ports;
+	size_t n_propagate_ports;
+	double sample_ratio;
+	struct tc_propagate *prop;
+	uint64_t prop_reported[TC_STAT_MAX];
+};
+
+static const char *const propagation_outcomes[TC_STAT_MAX] = {
+	[TC_STAT_INJECTED] = "injected",
+	[TC_STAT_HAD_HEADER] = "application_header",
+	[TC_STAT_NO_LINE_END] = "no_request_line",
+	[TC_STAT_PUSH_FAILED] = "push_failed",
+	[TC_STAT_SERVER_SEEN] = "served",
 };
 
 static const char *const unjoined_reasons[TC_UNJOINED_MAX] = {
@@ -119,6 +140,23 @@ static void report(struct tracectx *st)
 	st->reported = now;
 }
 
+/* The kernel's propagation counters, as deltas into periscope_propagation_requests_total. */
+static void report_propagation(struct tracectx *st)
+{
+	uint64_t now[TC_STAT_MAX];
+
+	if (!st->prop || !st->propagation)
+		return;
+	tc_propagate_stats(st->prop, now);
+	for (int i = 0; i < TC_STAT_MAX; i++) {
+		const char *values[] = { "periscoped", propagation_outcomes[i], NULL };
+
+		if (now[i] > st->prop_reported[i])
+			ps_metric_add(st->propagation, values, (double)(now[i] - st->prop_reported[i]));
+		st->prop_reported[i] = now[i];
+	}
+}
+
 static void tick(struct tracectx *st, bool all)
 {
 	uint64_t now = mono_ns();
@@ -139,6 +177,13 @@ static void on_exchange(const struct ps_event *ev, void *ctx)
 	s = tc_span_from_exchange(ev->exchange, &st->rng);
 	if (!s)
 		return;
+	if (st->prop && !s->has_header && ev->exchange->side == PS_SIDE_CLIENT &&
+	    !strcmp(ev->exchange->protocol, "http")) {
+		struct ps_traceparent sent;
+
+		if (!tc_propagate_take(st->prop, ev->exchange, &sent))
+			tc_span_set_header(s, &sent);
+	}
 	now = mono_ns();
 	tc_join_add(st->join, s, now);
 	if (now - st->last_tick_ns >= st->tick_ns)
@@ -172,9 +217,9 @@ static int tracectx_init(struct ps_plugin *p, const void *config)
 	struct tracectx *st;
 	int err;
 
-	if (cfg->propagate && strcmp(cfg->propagate, "false") != 0) {
-		/* The config map lets only false through; a plugin built against another can not. */
-		ps_error(SUBSYS, "propagate: true is not available yet; set propagate: false");
+	if (cfg->propagate_ports.n > TC_PORTS_MAX) {
+		ps_error(SUBSYS, "propagate_ports: at most %d ports, not %zu", TC_PORTS_MAX,
+			 cfg->propagate_ports.n);
 		return -EINVAL;
 	}
 	if (parse_ratio(cfg->sample_ratio, &jc.sample_ratio)) {
@@ -199,6 +244,19 @@ static int tracectx_init(struct ps_plugin *p, const void *config)
 		return -ENOMEM;
 	}
 	st->tick_ns = jc.hold_ns / 4 > 10000000ull ? jc.hold_ns / 4 : 10000000ull;
+	st->propagate = cfg->propagate;
+	st->sample_ratio = jc.sample_ratio;
+	if (cfg->propagate_ports.n) {
+		st->propagate_ports = calloc(cfg->propagate_ports.n, sizeof(uint16_t));
+		if (!st->propagate_ports) {
+			tc_join_free(st->join);
+			free(st);
+			return -ENOMEM;
+		}
+		memcpy(st->propagate_ports, cfg->propagate_ports.v,
+		       cfg->propagate_ports.n * sizeof(uint16_t));
+		st->n_propagate_ports = cfg->propagate_ports.n;
+	}
 	st->plugin = p;
 	ps_plugin_set_data(p, st);
 	return 0;
@@ -232,13 +290,36 @@ static int tracectx_start(struct ps_plugin *p)
 				      PS_METRIC_GAUGE, plugin_labels);
 	if (!st->spans || !st->unjoined || !st->pending)
 		return -EINVAL;
+	if (st->propagate) {
+		static const char *const outcome_labels[] = { "service_name", "outcome", NULL };
+		int err;
+
+		st->propagation = register_metric(
+			"periscope_propagation_requests_total",
+			"HTTP requests propagation looked at: traceparent injected, the application's "
+			"own, no request line in the first message, refused by the kernel; served: "
+			"inbound requests whose context outbound ones take",
+			PS_METRIC_COUNTER, outcome_labels);
+		if (!st->propagation)
+			return -EINVAL;
+		err = tc_propagate_start(st->propagate_ports, st->n_propagate_ports,
+					 st->sample_ratio, &st->prop);
+		if (err)
+			return err;
+		ps_info(SUBSYS,
+			"propagating traceparent on outbound HTTP/1.x requests (%s); FIONREAD guard on",
+			st->n_propagate_ports ? "to the configured ports" : "to every port");
+	}
 	report(st);
 	return ps_event_subscribe(p, PS_EVENT_EXCHANGE, on_exchange, st);
 }
 
 static int tracectx_collect(struct ps_plugin *p)
 {
-	tick(ps_plugin_data(p), false);
+	struct tracectx *st = ps_plugin_data(p);
+
+	tick(st, false);
+	report_propagation(st);
 	return 0;
 }
 
@@ -248,8 +329,12 @@ static void tracectx_stop(struct ps_plugin *p)
 
 	if (!st)
 		return;
+	/* Traffic is left as it was first; the ids already injected are still taken below. */
+	report_propagation(st);
 	ps_event_unsubscribe(PS_EVENT_EXCHANGE, on_exchange, st);
 	tick(st, true); /* nothing waits any longer: trees go out as they are */
+	tc_propagate_stop(st->prop);
+	st->prop = NULL;
 }
 
 static void tracectx_destroy(struct ps_plugin *p)
@@ -265,21 +350,27 @@ static void tracectx_destroy(struct ps_plugin *p)
 		 " batches lost to memory",
 		 js.published, js.sampled_out, st->batches_failed);
 	tc_join_free(st->join);
+	free(st->propagate_ports);
 	free(st);
 	ps_plugin_set_data(p, NULL);
 }
 
-static const char *const propagate_choices[] = { "false", NULL };
-
 static const struct ps_cfg_key tracectx_config_map[] = {
 	{
 		.name = "propagate",
-		.type = PS_CFG_STRING,
+		.type = PS_CFG_BOOL,
 		.def = "false",
 		.offset = offsetof(struct tracectx_config, propagate),
-		.choices = propagate_choices,
-		.help = "false: never modify traffic (true, injecting traceparent across hosts, is "
-			"not available yet)",
+		.help = "true: add a traceparent to outbound HTTP/1.x requests that lack one, so "
+			"that the next host joins the trace (false: never modify traffic)",
+	},
+	{
+		.name = "propagate_ports",
+		.type = PS_CFG_PORTLIST,
+		.offset = offsetof(struct tracectx_config, propagate_ports),
+		.max = "16",
+		.help = "with propagate: the destination ports of the requests to add it to "
+			"(none: every port)",
 	},
 	{
 		.name = "hold",
