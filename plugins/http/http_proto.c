@@ -79,11 +79,30 @@ enum lost_kind {
 enum classify { CL_NO, CL_MAYBE, CL_YES };
 
 struct pending {
-	struct http_exchange ex;
 	uint32_t seq;
 	bool hidden;	      /* stands for requests the capture did not show */
 	uint32_t hidden_left; /* responses it still absorbs even with requests behind it */
+	struct http_exchange ex; /* last: its tracestate ends the struct */
 };
+
+/*
+ * Requests are reset and queued by value, once each: the tracestate buffer,
+ * half a KiB that is almost always empty, is cleared and copied only as far as
+ * its string goes.
+ */
+#define PENDING_FIXED offsetof(struct pending, ex.tracestate)
+
+static void pending_reset(struct pending *p)
+{
+	memset(p, 0, PENDING_FIXED);
+	p->ex.tracestate[0] = '\0';
+}
+
+static void pending_copy(struct pending *dst, const struct pending *src)
+{
+	memcpy(dst, src, PENDING_FIXED);
+	memcpy(dst->ex.tracestate, src->ex.tracestate, strlen(src->ex.tracestate) + 1);
+}
 
 /* Header facts that decide framing. */
 struct framing {
@@ -447,7 +466,7 @@ static int queue_grow(struct http_stream *s)
 	if (!q)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < s->q_len; i++)
-		q[i] = *queue_at(s, i);
+		pending_copy(&q[i], queue_at(s, i));
 	free(s->q);
 	s->q = q;
 	s->q_cap = cap;
@@ -466,7 +485,7 @@ static void queue_push(struct http_stream *s, const struct pending *r)
 		queue_pop(s);
 		s->st.lost++;
 	}
-	*queue_at(s, s->q_len) = *r;
+	pending_copy(queue_at(s, s->q_len), r);
 	s->q_len++;
 }
 
@@ -606,7 +625,7 @@ static void hide_messages(struct feed *f)
 			p->hidden_left++;
 			return;
 		}
-		memset(&s->req, 0, sizeof(s->req));
+		pending_reset(&s->req);
 		s->req.hidden = true;
 		s->req.hidden_left = 1;
 		s->req.seq = s->next_seq++;
@@ -962,7 +981,8 @@ static void header_transfer_encoding(struct half *h, const char *v, size_t n)
  * Appends the list members of one tracestate header (a request may split the list over
  * several). What does not fit is cut at a member boundary: a member is whole or absent.
  */
-static void append_tracestate(char *dst, size_t cap, const char *v, size_t n)
+static __attribute__((noinline, cold)) void append_tracestate(char *dst, size_t cap, const char *v,
+							      size_t n)
 {
 	size_t used = strlen(dst), i = 0;
 
@@ -1001,8 +1021,10 @@ static enum header header_of(const char *name, size_t n)
 	switch (n) {
 	case 4:
 		return token_equals(name, "host", n) ? HDR_HOST : HDR_OTHER;
-	case 10:
-		return token_equals(name, "tracestate", n) ? HDR_TRACESTATE : HDR_OTHER;
+	case 10: /* also "Connection", on most messages: one byte tells them apart */
+		return (name[0] | 0x20) == 't' && token_equals(name, "tracestate", n) ?
+			       HDR_TRACESTATE :
+			       HDR_OTHER;
 	case 11:
 		return token_equals(name, "traceparent", n) ? HDR_TRACEPARENT : HDR_OTHER;
 	case 14:
@@ -1211,7 +1233,7 @@ static int head_line_done(struct feed *f, const struct line *l)
 		if (!h->confirmed)
 			return -EBADMSG;
 		if (h->is_request) {
-			memset(&s->req, 0, sizeof(s->req));
+			pending_reset(&s->req);
 			err = parse_request_line(h, &s->req, l, false);
 		} else {
 			err = parse_status_line(h, l, false);
@@ -1397,7 +1419,7 @@ static void cut_head(struct feed *f)
 		int err;
 
 		if (h->is_request) {
-			memset(&s->req, 0, sizeof(s->req));
+			pending_reset(&s->req);
 			err = parse_request_line(h, &s->req, &l, true);
 		} else {
 			err = parse_status_line(h, &l, true);

@@ -40,12 +40,13 @@ struct http_exchange {
 	char host[HTTP_HOST_MAX];          /* Host header without port, "" if none */
 	uint16_t host_port;                /* port from the Host header, 0 if none */
 	char traceparent[HTTP_TRACEPARENT_LEN + 1]; /* as sent, "" if none or malformed */
-	char tracestate[HTTP_TRACESTATE_MAX + 1];   /* list members, "" without a valid traceparent */
 	uint16_t status;                   /* 0 when the connection ended before a response */
 	uint64_t request_body_bytes;
 	uint64_t response_body_bytes;
 	uint64_t request_start_ns;         /* first byte of the request */
 	uint64_t response_end_ns;          /* last byte of the response */
+	/* Last, and copied only as far as its string: most requests have none. */
+	char tracestate[HTTP_TRACESTATE_MAX + 1];   /* list members, "" without a valid traceparent */
 };
 
 typedef void (*http_exchange_fn)(const struct http_exchange *ex, void *ctx);
