@@ -18,8 +18,10 @@
  * malformed packets, commands and responses that could not be paired (bytes
  * not captured, most often), executes of statements whose prepare was not seen, query
  * text that is no statement, compressed connections, TLS connections whose
- * plaintext never came, and multi-statement queries (their one duration
- * cannot be given to one operation and table).
+ * plaintext never came, and the rare multi-statement query that could not be
+ * taken apart (another one waiting for its results: one duration cannot be
+ * given to one operation and table). Multi-statement queries otherwise give
+ * one exchange per statement, CALL's result sets being the CALL's.
  */
 #include "config.h"
 
@@ -134,7 +136,7 @@ static void on_exchange(const struct mysql_exchange *ex, void *arg)
 	const char *service;
 
 	if (ex->role == MYSQL_ROLE_UNKNOWN || ex->multi_statement)
-		return; /* multi-statement queries are counted with the decode errors */
+		return; /* counted with the decode errors */
 	service = ps_proc_service_name(fc->chunk->pid, fc->conn->comm[0] ? fc->conn->comm : NULL);
 	st->exchanges++;
 	observe(st, fc, ex, service);
@@ -152,8 +154,7 @@ static uint64_t not_decoded(const struct mysql_stream_stats *ss, bool closed)
 	 * never came counts once, at close.
 	 */
 	return ss->parse_errors + ss->lost + ss->unknown_statements + ss->unsummarized +
-	       ss->multi_statements + (ss->compressed ? 1 : 0) +
-	       (closed && ss->tls_waiting ? 1 : 0);
+	       ss->multi_undecoded + (ss->compressed ? 1 : 0) + (closed && ss->tls_waiting ? 1 : 0);
 }
 
 static void account(struct mysql *st, struct mysql_conn *mc, const struct mysql_stream_stats *ss,

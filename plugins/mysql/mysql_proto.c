@@ -88,8 +88,10 @@ struct pending {
 	uint8_t cmd;
 	enum resp first;
 	bool report;
-	bool counted; /* not reported, and already counted as why */
-	bool multi;
+	bool counted;	/* not reported, and already counted as why */
+	bool multi;	/* several statements, not decoded apart: names are the first's */
+	bool split;	/* several statements, one exchange each: the stream's text is this one's */
+	bool call;	/* the current statement is a CALL: its results end with an OK */
 	bool last_stmt; /* executes "the statement prepared last": known when answered */
 	uint64_t start_ns;
 	char op[MYSQL_OP_MAX];
@@ -158,6 +160,11 @@ struct mysql_stream {
 	bool maybe_eof; /* a prepare ended while EOF use was unknown: its EOF may follow */
 	bool rows_lost; /* framing lost inside the head's result set: waiting for its end */
 	uint8_t maybe_eof_seq;
+
+	/* The text of the multi-statement query being answered (the one split pending). */
+	char *mtext;
+	uint32_t mtext_len, mtext_next;
+	bool mtext_cut;
 
 	struct stmt *stmts;
 	unsigned n_stmts, cap_stmts, next_evict;
@@ -377,19 +384,14 @@ static void drop_pending(struct mysql_stream *s)
 	resp_reset(s);
 }
 
-/* The head's response is complete: report it, and apply what it changed. */
-static void finish(struct feed *f)
+/* The head's response (or, split, its current statement's part) ended: report it. */
+static void report(struct feed *f, struct pending *p)
 {
 	struct mysql_stream *s = f->s;
-	struct pending *p = head(s);
 	struct mysql_exchange ex;
 
-	if (!p)
-		return;
 	if (!s->err && p->db[0]) /* USE or COM_INIT_DB succeeded */
 		memcpy(s->db, p->db, sizeof(s->db));
-	if (!s->err && p->cmd == MYSQL_COM_RESET_CONNECTION)
-		s->n_stmts = 0;
 	if (p->report && role_of(s) != MYSQL_ROLE_UNKNOWN) {
 		memset(&ex, 0, sizeof(ex));
 		ex.role = role_of(s);
@@ -414,7 +416,87 @@ static void finish(struct feed *f)
 	} else if (!p->report && !p->counted) {
 		s->st.other_commands++;
 	}
+}
+
+/* The head's response is complete: report it, and apply what it changed. */
+static void finish(struct feed *f)
+{
+	struct mysql_stream *s = f->s;
+	struct pending *p = head(s);
+
+	if (!p)
+		return;
+	if (!s->err && p->cmd == MYSQL_COM_RESET_CONNECTION)
+		s->n_stmts = 0;
+	report(f, p);
 	dequeue(s);
+}
+
+/*
+ * Names q after one statement of its query's text: false when the text
+ * holds no statement there (it ended, or the capture cut it).
+ */
+static bool name_query(struct mysql_stream *s, struct pending *q, const char *sql, size_t len,
+		       bool truncated, size_t *next)
+{
+	struct mysql_sql_summary sum;
+
+	if (mysql_sql_summarize(sql, len, truncated, &sum))
+		return false;
+	memcpy(q->op, sum.operation, sizeof(q->op));
+	memcpy(q->collection, sum.collection, sizeof(q->collection));
+	memcpy(q->db, sum.use_db, sizeof(q->db));
+	q->call = !strcmp(sum.operation, "CALL");
+	*next = sum.multi ? sum.next : 0;
+	(void)s;
+	return true;
+}
+
+/*
+ * A multi-statement query: the result of one statement ended and the next
+ * statement's follows. Reports the one, names the head after the next.
+ */
+static void statement_done(struct feed *f)
+{
+	struct mysql_stream *s = f->s;
+	struct pending *q = head(s);
+	uint32_t at = s->mtext_next;
+	size_t next = 0;
+
+	report(f, q);
+	q->start_ns =
+		s->end_ns; /* the server goes on to the next statement once this one answered */
+	s->results = 0;
+	s->rows = s->affected = 0;
+	if (!at || at >= s->mtext_len ||
+	    !name_query(s, q, s->mtext + at, s->mtext_len - at, s->mtext_cut, &next)) {
+		/* More results than statements seen (the capture cut the text): not reported. */
+		s->st.unsummarized++;
+		q->report = false;
+		q->counted = true;
+		q->split = false;
+		return;
+	}
+	s->mtext_next = next ? at + (uint32_t)next : 0;
+}
+
+/*
+ * A result of the head's response ended with these status flags; ok: the
+ * result was an OK packet, not a result set.
+ */
+static void result_end(struct feed *f, uint32_t status, bool ok)
+{
+	struct mysql_stream *s = f->s;
+	struct pending *q = head(s);
+
+	if (!(status & SERVER_MORE_RESULTS_EXISTS)) {
+		finish(f);
+		return;
+	}
+	s->rs = R_FIRST;
+	/* A CALL's procedure sends its result sets, then the CALL's own OK. */
+	if (q->split && (!q->call || ok))
+		statement_done(f);
 }
 
 static struct pending *enqueue(struct mysql_stream *s, uint8_t cmd, enum resp first,
@@ -537,9 +619,7 @@ static void response_first(struct feed *f, const struct pkt *p)
 	}
 	if (c == 0x00) {
 		s->results++;
-		if (parse_ok(s, p) & SERVER_MORE_RESULTS_EXISTS)
-			return; /* another result follows */
-		finish(f);
+		result_end(f, parse_ok(s, p), true);
 		return;
 	}
 	if (c == 0xfb && q->cmd == MYSQL_COM_QUERY) {
@@ -568,11 +648,7 @@ static void rows_end(struct feed *f, const struct pkt *p)
 		status = le16(p->data + 3);
 	else if (p->len >= 7)
 		status = parse_ok(s, p);
-	if (status & SERVER_MORE_RESULTS_EXISTS) {
-		s->rs = R_FIRST;
-		return;
-	}
-	finish(f);
+	result_end(f, status, false);
 }
 
 static void response_row(struct feed *f, const struct pkt *p)
@@ -786,6 +862,12 @@ static void response_packet(struct feed *f, const struct pkt *p)
 			response_err(f, p);
 			break;
 		}
+		if (p->data[0] == 0x00 && s->rs == R_INFILE) {
+			/* LOAD DATA LOCAL in a multi-statement query: more may follow. */
+			s->results++;
+			result_end(f, parse_ok(s, p), true);
+			break;
+		}
 		if (p->data[0] == 0x00) {
 			s->results++;
 			parse_ok(s, p);
@@ -799,23 +881,53 @@ static void response_packet(struct feed *f, const struct pkt *p)
 
 /* ---- commands --------------------------------------------------------------------------- */
 
+/* Does a pending query hold the stream's multi-statement text? */
+static bool mtext_busy(const struct mysql_stream *s)
+{
+	for (unsigned i = 0; i < s->q_len; i++)
+		if (s->q[(s->q_head + i) % PENDING_MAX].split)
+			return true;
+	return false;
+}
+
 static void summarize(struct mysql_stream *s, struct pending *q, const struct pkt *p)
 {
-	struct mysql_sql_summary sum;
+	const char *sql = (const char *)p->data + 1;
+	uint32_t len = p->have - 1;
+	size_t next;
 
-	if (mysql_sql_summarize((const char *)p->data + 1, p->have - 1, !p->complete, &sum)) {
+	if (!name_query(s, q, sql, len, !p->complete, &next)) {
 		s->st.unsummarized++;
 		q->counted = true;
 		return;
 	}
-	memcpy(q->op, sum.operation, sizeof(q->op));
-	memcpy(q->collection, sum.collection, sizeof(q->collection));
-	if (q->cmd == MYSQL_COM_QUERY && sum.use_db[0])
-		memcpy(q->db, sum.use_db, sizeof(q->db));
-	q->multi = sum.multi;
-	if (sum.multi)
-		s->st.multi_statements++;
+	if (q->cmd != MYSQL_COM_QUERY)
+		q->db[0] = '\0'; /* a prepared USE switches nothing until executed */
 	q->report = true;
+	if (!next)
+		return;
+	s->st.multi_statements++;
+	if (q->cmd != MYSQL_COM_QUERY)
+		return; /* a prepare of several statements fails: one exchange */
+	/*
+	 * Several statements (CLIENT_MULTI_STATEMENTS): the server answers each
+	 * with its own result, chained by SERVER_MORE_RESULTS_EXISTS; each gets
+	 * its own exchange. The text is kept for the statements after the first.
+	 * Only one such query is answered at a time (clients wait for all its
+	 * results); another one queued behind it is reported as one, flagged.
+	 */
+	if (!s->mtext)
+		s->mtext = malloc(PKT_KEEP);
+	if (!s->mtext || mtext_busy(s)) {
+		q->multi = true;
+		s->st.multi_undecoded++;
+		return;
+	}
+	memcpy(s->mtext, sql, len);
+	s->mtext_len = len;
+	s->mtext_next = (uint32_t)next;
+	s->mtext_cut = !p->complete;
+	q->split = true;
 }
 
 /* A statement-id command: the statement it names. */
@@ -1420,6 +1532,7 @@ void mysql_stream_free(struct mysql_stream *s)
 	if (!s)
 		return;
 	free(s->stmts);
+	free(s->mtext);
 	free(s);
 }
 
