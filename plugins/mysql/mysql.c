@@ -17,7 +17,7 @@
  * Whatever is not decoded goes to periscope_decode_errors_total{plugin="mysql"}:
  * malformed packets, commands and responses that could not be paired (bytes
  * not captured, most often), executes of statements whose prepare was not seen, query
- * text that is no statement, compressed connections, TLS connections whose
+ * text that is no statement, zstd-compressed connections, TLS connections whose
  * plaintext never came, and the rare multi-statement query that could not be
  * taken apart (another one waiting for its results: one duration cannot be
  * given to one operation and table). Multi-statement queries otherwise give
@@ -154,7 +154,7 @@ static uint64_t not_decoded(const struct mysql_stream_stats *ss, bool closed)
 	 * never came counts once, at close.
 	 */
 	return ss->parse_errors + ss->lost + ss->unknown_statements + ss->unsummarized +
-	       ss->multi_undecoded + (ss->compressed ? 1 : 0) + (closed && ss->tls_waiting ? 1 : 0);
+	       ss->multi_undecoded + (ss->compressed_zstd ? 1 : 0) + (closed && ss->tls_waiting ? 1 : 0);
 }
 
 static void account(struct mysql *st, struct mysql_conn *mc, const struct mysql_stream_stats *ss,
@@ -239,7 +239,7 @@ static void conn_close(void *ctx, void *state, const struct ps_capture_conn *con
 			 " malformed, %" PRIu64 " desyncs, %" PRIu64 " unknown statements%s%s",
 			 conn->id, conn->pid, conn->comm, conn->tls ? ", TLS" : "", ss.exchanges,
 			 ss.unanswered, ss.lost, ss.parse_errors, ss.desyncs, ss.unknown_statements,
-			 ss.compressed ? ", compressed" : "",
+			 ss.compressed_zstd ? ", zstd" : ss.compressed ? ", compressed" : "",
 			 ss.tls_waiting ? ", TLS plaintext never came" : "");
 	mysql_stream_free(mc->stream);
 	free(mc);

@@ -117,7 +117,10 @@ struct mysql_stream_stats {
 	uint64_t unknown_statements; /* executes of a statement whose prepare was not seen */
 	uint64_t unsummarized;	     /* queries whose text could not be summarised */
 	uint64_t other_commands; /* framed, not reported (COM_STMT_FETCH, COM_STATISTICS, ...) */
-	bool compressed;  /* the compressed protocol: nothing after the handshake is decoded */
+	uint64_t compressed_packets; /* compressed packets inflated (CLIENT_COMPRESS, zlib) */
+	uint64_t compressed_skipped; /* bytes they announced that were not inflated */
+	bool compressed;	     /* the compressed protocol */
+	bool compressed_zstd;	     /* ... with zstd: nothing after the handshake is decoded */
 	bool tls_switch;  /* SSLRequest seen: TLS follows */
 	bool tls_waiting; /* ... and its plaintext has not come (yet) */
 	bool not_mysql;	  /* feed returns -EPROTO */

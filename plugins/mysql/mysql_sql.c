@@ -313,10 +313,14 @@ static void take_table(struct scan *sc, struct tok first)
 
 		next_token(&after);
 		second = next_token(&after);
-		if (is_name(&second))
+		if (is_name(&second)) {
 			sc->lx = after;
-		else
+		} else if (second.kind == T_END && sc->lx.truncated) {
+			first.cut = true; /* "schema." and the cut: the table is past it */
 			second.kind = T_END;
+		} else {
+			second.kind = T_END;
+		}
 	}
 	sc->found = true;
 	out[0] = '\0';

@@ -218,6 +218,10 @@ START_TEST(truncated)
 	ck_assert_str_eq(s.collection, "");
 	ck_assert_int_eq(mysql_sql_summarize("SELECT a FROM `app`", 19, true, &s), 0);
 	ck_assert_str_eq(s.collection, ""); /* `app`.`orders` may follow */
+	ck_assert_int_eq(mysql_sql_summarize("INSERT INTO app.", 16, true, &s), 0);
+	ck_assert_str_eq(s.collection, ""); /* the table is past the cut */
+	ck_assert_int_eq(mysql_sql_summarize("INSERT INTO app. ", 17, false, &s), 0);
+	ck_assert_str_eq(s.collection, "app");
 	ck_assert_int_eq(mysql_sql_summarize("SELECT a FROM orders WHE", 24, true, &s), 0);
 	ck_assert_str_eq(s.collection, "orders");
 	ck_assert_int_eq(mysql_sql_summarize("SELECT a FROM orders WHE", 24, false, &s), 0);
