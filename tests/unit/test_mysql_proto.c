@@ -545,7 +545,7 @@ START_TEST(compressed_bounded)
 	inner = calloc(1, ulen);
 	p = inner;
 	memcpy(p, "\x01\x00\x00\x01\x01", 5), p += 5;
-	memcpy(p, "\x14\x00\x00\x02\x03def", 8), p += 4 + 20;
+	memcpy(p, "\x14\x00\x00\x02\x03" "def", 8), p += 4 + 20;
 	memcpy(p, "\x05\x00\x00\x03\xfe\x00\x00\x02\x00", 9), p += 9;
 	for (uint32_t r = 0; r < rows; r++, p += 4 + row_len) {
 		p[0] = (uint8_t)row_len, p[3] = (uint8_t)(4 + r);
