@@ -154,7 +154,8 @@ static uint64_t not_decoded(const struct mysql_stream_stats *ss, bool closed)
 	 * never came counts once, at close.
 	 */
 	return ss->parse_errors + ss->lost + ss->unknown_statements + ss->unsummarized +
-	       ss->multi_undecoded + (ss->compressed_zstd ? 1 : 0) + (closed && ss->tls_waiting ? 1 : 0);
+	       ss->multi_undecoded + (ss->compressed_zstd ? 1 : 0) +
+	       (closed && ss->tls_waiting ? 1 : 0);
 }
 
 static void account(struct mysql *st, struct mysql_conn *mc, const struct mysql_stream_stats *ss,
@@ -236,10 +237,13 @@ static void conn_close(void *ctx, void *state, const struct ps_capture_conn *con
 		ps_debug(SUBSYS,
 			 "connection %" PRIu64 " of pid %u (%s%s) closed: %" PRIu64
 			 " exchanges; %" PRIu64 " unanswered, %" PRIu64 " lost, %" PRIu64
-			 " malformed, %" PRIu64 " desyncs, %" PRIu64 " unknown statements%s%s",
+			 " malformed, %" PRIu64 " desyncs, %" PRIu64 " unknown statements, %" PRIu64
+			 " multi-statement queries; compressed packets: %" PRIu64
+			 " inflated, %" PRIu64 " bytes skipped%s%s",
 			 conn->id, conn->pid, conn->comm, conn->tls ? ", TLS" : "", ss.exchanges,
 			 ss.unanswered, ss.lost, ss.parse_errors, ss.desyncs, ss.unknown_statements,
-			 ss.compressed_zstd ? ", zstd" : ss.compressed ? ", compressed" : "",
+			 ss.multi_statements, ss.compressed_packets, ss.compressed_skipped,
+			 ss.compressed_zstd ? ", zstd" : "",
 			 ss.tls_waiting ? ", TLS plaintext never came" : "");
 	mysql_stream_free(mc->stream);
 	free(mc);
