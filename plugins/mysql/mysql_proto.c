@@ -465,8 +465,7 @@ static void finish(struct feed *f)
  * Names q after one statement of its query's text: false when the text
  * holds no statement there (it ended, or the capture cut it).
  */
-static bool name_query(struct mysql_stream *s, struct pending *q, const char *sql, size_t len,
-		       bool truncated, size_t *next)
+static bool name_query(struct pending *q, const char *sql, size_t len, bool truncated, size_t *next)
 {
 	struct mysql_sql_summary sum;
 
@@ -477,7 +476,6 @@ static bool name_query(struct mysql_stream *s, struct pending *q, const char *sq
 	memcpy(q->db, sum.use_db, sizeof(q->db));
 	q->call = !strcmp(sum.operation, "CALL");
 	*next = sum.multi ? sum.next : 0;
-	(void)s;
 	return true;
 }
 
@@ -493,12 +491,12 @@ static void statement_done(struct feed *f)
 	size_t next = 0;
 
 	report(f, q);
-	q->start_ns =
-		s->end_ns; /* the server goes on to the next statement once this one answered */
+	/* The server goes on to the next statement once this one's result is out. */
+	q->start_ns = s->end_ns;
 	s->results = 0;
 	s->rows = s->affected = 0;
 	if (!at || at >= s->mtext_len ||
-	    !name_query(s, q, s->mtext + at, s->mtext_len - at, s->mtext_cut, &next)) {
+	    !name_query(q, s->mtext + at, s->mtext_len - at, s->mtext_cut, &next)) {
 		/* More results than statements seen (the capture cut the text): not reported. */
 		s->st.unsummarized++;
 		q->report = false;
@@ -929,7 +927,7 @@ static void summarize(struct mysql_stream *s, struct pending *q, const struct pk
 	uint32_t len = p->have - 1;
 	size_t next;
 
-	if (!name_query(s, q, sql, len, !p->complete, &next)) {
+	if (!name_query(q, sql, len, !p->complete, &next)) {
 		s->st.unsummarized++;
 		q->counted = true;
 		return;
