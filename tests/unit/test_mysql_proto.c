@@ -535,7 +535,7 @@ START_TEST(compressed_bounded)
 	static const char q1[] = "\x03SELECT v FROM big", q2[] = "\x03SELECT v FROM small";
 	static const uint8_t coldef[] = { 0x14, 0, 0, 2, 3, 'd', 'e', 'f' };
 	uint32_t rows = 30000, row_len = 100, ulen;
-	uint8_t *inner, *out, *p, cmd[64];
+	uint8_t *inner, *out, *p, cmd[64] = { 0 };
 	uLongf clen;
 	size_t n;
 
@@ -563,7 +563,6 @@ START_TEST(compressed_bounded)
 	out[4] = (uint8_t)ulen, out[5] = (uint8_t)(ulen >> 8), out[6] = (uint8_t)(ulen >> 16);
 	/* The commands go uncompressed (too short to gain), as clients send them. */
 	n = sizeof(q1) - 1;
-	memcpy(cmd, "\x00\x00\x00\x00\x00\x00\x00", 7);
 	cmd[0] = (uint8_t)(n + 4), cmd[7] = (uint8_t)n;
 	memcpy(cmd + 11, q1, n);
 	mysql_stream_feed(s, dir_of('C', _i), cmd, 11 + n, 11 + n, 100, collect, &g);

@@ -172,7 +172,7 @@ START_TEST(statements_apart)
 		const char *sql;
 		size_t n;
 		const char *ops[4], *tables[4];
-	} cases[] = {
+	} walks[] = {
 		{ "INSERT INTO a VALUES (';');  ;UPDATE `b` SET x = 1; SELECT * FROM c WHERE y = ';'",
 		  3,
 		  { "INSERT", "UPDATE", "SELECT" },
@@ -195,14 +195,14 @@ START_TEST(statements_apart)
 	};
 	char ops[8][MYSQL_OP_MAX], tables[8][MYSQL_NAME_MAX];
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		size_t n = walk(cases[i].sql, ops, tables, 8);
+	for (size_t i = 0; i < sizeof(walks) / sizeof(walks[0]); i++) {
+		size_t n = walk(walks[i].sql, ops, tables, 8);
 
-		ck_assert_msg(n == cases[i].n, "%s: %zu statements, want %zu", cases[i].sql, n,
-			      cases[i].n);
+		ck_assert_msg(n == walks[i].n, "%s: %zu statements, want %zu", walks[i].sql, n,
+			      walks[i].n);
 		for (size_t j = 0; j < n; j++) {
-			ck_assert_str_eq(ops[j], cases[i].ops[j]);
-			ck_assert_str_eq(tables[j], cases[i].tables[j]);
+			ck_assert_str_eq(ops[j], walks[i].ops[j]);
+			ck_assert_str_eq(tables[j], walks[i].tables[j]);
 		}
 	}
 }
