@@ -9,12 +9,13 @@ top=$PWD
 build=$top/build
 
 BUILD_PACKAGES=(build-essential autoconf automake libtool pkg-config clang llvm bpftool
-	libbpf-dev libelf-dev zlib1g-dev libuv1-dev libyaml-dev check)
+	libbpf-dev libelf-dev zlib1g-dev libsnappy-dev libuv1-dev libyaml-dev check)
 # What the tests drive: real servers, real clients, the real validators.
 TEST_PACKAGES=(python3 curl iproute2 procps prometheus prometheus-node-exporter rsyslog nginx
 	apache2-utils wrk openssl libclang-rt-14-dev valgrind util-linux
 	librdkafka-dev kcat python3-kafka python3-confluent-kafka
-	python3-pymongo libmongoc-dev mariadb-server mariadb-client sysbench python3-pymysql)
+	python3-pymongo libmongoc-dev mariadb-server mariadb-client sysbench python3-pymysql
+	python3-mysqldb python3-snappy)
 # What `make check-packaging` drives: the package builders, a Debian root, a container runtime.
 PACKAGING_PACKAGES=(debhelper dpkg-dev lintian rpm debootstrap podman runc strace python3-yaml
 	groff-base)

@@ -23,14 +23,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <snappy-c.h>
 #include <zlib.h>
 
 #include "mongodb_bson.h"
 #include "mongodb_proto.h"
 
-#define HDR_LEN 16
-#define MSG_MAX (64u << 20) /* servers refuse more than 48 MB; margin for compression */
-#define NS_MAX	(MONGO_NAME_MAX * 2 + 2) /* "db.collection" of legacy opcodes */
+#define HDR_LEN	       16
+#define MSG_MAX	       (64u << 20) /* servers refuse more than 48 MB; margin for compression */
+#define NS_MAX	       (MONGO_NAME_MAX * 2 + 2) /* "db.collection" of legacy opcodes */
+#define SNAPPY_OUT_MAX (1u << 20) /* a snappy message inflating to more is not decoded */
 
 #define OP_REPLY	1
 #define OP_UPDATE	2001
@@ -719,8 +721,53 @@ static int parse_body(const struct hdr *h, int32_t opcode, const struct body *b,
 }
 
 /*
+ * snappy (the raw block format): the library needs the whole compressed
+ * body, so a message the capture cut is not decoded (counted). What it holds
+ * is bounded by SNAPPY_OUT_MAX; only the first MONGO_MSG_KEEP bytes are parsed.
+ */
+static int parse_snappy(struct mongo_stream *s, const struct hdr *h, int32_t opcode, uint32_t size,
+			const struct body *b, struct parsed *out)
+{
+	const char *in = (const char *)b->p + 9;
+	size_t in_len = b->avail - 9, ulen;
+	struct body inner;
+	char *buf;
+
+	if (b->avail < b->len || size > SNAPPY_OUT_MAX) {
+		out->opaque = true; /* not all of it captured, or too large to inflate here */
+		s->st.undecoded++;
+		return BSON_OK;
+	}
+	if (snappy_uncompressed_length(in, in_len, &ulen) != SNAPPY_OK || ulen != size) {
+		s->st.undecoded++;
+		return BSON_MALFORMED;
+	}
+	buf = size <= MONGO_MSG_KEEP ? (char *)s->inflated : malloc(size ? size : 1);
+	if (!buf) {
+		out->opaque = true;
+		s->st.undecoded++;
+		return BSON_OK;
+	}
+	if (snappy_uncompress(in, in_len, buf, &ulen) != SNAPPY_OK || ulen != size) {
+		if (buf != (char *)s->inflated)
+			free(buf);
+		s->st.undecoded++;
+		return BSON_MALFORMED;
+	}
+	if (buf != (char *)s->inflated) {
+		memcpy(s->inflated, buf, MONGO_MSG_KEEP);
+		free(buf);
+	}
+	inner.p = s->inflated;
+	inner.avail = size < MONGO_MSG_KEEP ? size : MONGO_MSG_KEEP;
+	inner.len = size;
+	return parse_body(h, opcode, &inner, out);
+}
+
+/*
  * OP_COMPRESSED: originalOpcode, uncompressedSize, compressorId, then the
- * compressed original body. zlib output is inflated only as far as it is parsed.
+ * compressed original body. zlib output is inflated only as far as it is
+ * parsed; snappy's as a whole (parse_snappy).
  */
 static int parse_compressed(struct mongo_stream *s, const struct hdr *h, const struct body *b,
 			    struct parsed *out)
@@ -752,7 +799,7 @@ static int parse_compressed(struct mongo_stream *s, const struct hdr *h, const s
 			return BSON_MALFORMED;
 		return parse_body(h, opcode, &inner, out);
 	}
-	if (comp != MONGO_COMP_ZLIB) {
+	if (comp != MONGO_COMP_ZLIB && comp != MONGO_COMP_SNAPPY) {
 		out->opaque = true;
 		s->st.undecoded++;
 		return BSON_OK;
@@ -765,6 +812,8 @@ static int parse_compressed(struct mongo_stream *s, const struct hdr *h, const s
 			return BSON_OK;
 		}
 	}
+	if (comp == MONGO_COMP_SNAPPY)
+		return parse_snappy(s, h, opcode, size, b, out);
 	memset(&z, 0, sizeof(z));
 	if (inflateInit(&z) != Z_OK) {
 		out->opaque = true;

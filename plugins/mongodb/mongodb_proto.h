@@ -9,7 +9,8 @@
  * by count), reads OP_MSG (flag bits, body and document-sequence sections),
  * the legacy OP_QUERY / OP_REPLY of the first handshake and exhaust cursors,
  * the legacy write and getMore opcodes, and OP_COMPRESSED (decoded when the
- * compressor is noop or zlib, counted by compressor otherwise), pairs each
+ * compressor is noop, zlib or snappy, snappy when the capture holds the whole
+ * message; counted by compressor otherwise), pairs each
  * request with its reply through requestID / responseTo, and reports every
  * exchange through the callback.
  *

@@ -17,9 +17,11 @@
  * Whatever is not decoded goes to periscope_decode_errors_total{plugin="mysql"}:
  * malformed packets, commands and responses that could not be paired (bytes
  * not captured, most often), executes of statements whose prepare was not seen, query
- * text that is no statement, compressed connections, TLS connections whose
- * plaintext never came, and multi-statement queries (their one duration
- * cannot be given to one operation and table).
+ * text that is no statement, zstd-compressed connections, TLS connections whose
+ * plaintext never came, and the rare multi-statement query that could not be
+ * taken apart (another one waiting for its results: one duration cannot be
+ * given to one operation and table). Multi-statement queries otherwise give
+ * one exchange per statement, CALL's result sets being the CALL's.
  */
 #include "config.h"
 
@@ -141,7 +143,7 @@ static void on_exchange(const struct mysql_exchange *ex, void *arg)
 	const char *service;
 
 	if (ex->role == MYSQL_ROLE_UNKNOWN || ex->multi_statement)
-		return; /* multi-statement queries are counted with the decode errors */
+		return; /* counted with the decode errors */
 	service = ps_proc_service_name(fc->chunk->pid, fc->conn->comm[0] ? fc->conn->comm : NULL);
 	st->exchanges++;
 	observe(st, fc, ex, service);
@@ -159,7 +161,7 @@ static uint64_t not_decoded(const struct mysql_stream_stats *ss, bool closed)
 	 * never came counts once, at close.
 	 */
 	return ss->parse_errors + ss->lost + ss->unknown_statements + ss->unsummarized +
-	       ss->multi_statements + (ss->compressed ? 1 : 0) +
+	       ss->multi_undecoded + (ss->compressed_zstd ? 1 : 0) +
 	       (closed && ss->tls_waiting ? 1 : 0);
 }
 
@@ -243,10 +245,13 @@ static void conn_close(void *ctx, void *state, const struct ps_capture_conn *con
 		ps_debug(SUBSYS,
 			 "connection %" PRIu64 " of pid %u (%s%s) closed: %" PRIu64
 			 " exchanges; %" PRIu64 " unanswered, %" PRIu64 " lost, %" PRIu64
-			 " malformed, %" PRIu64 " desyncs, %" PRIu64 " unknown statements%s%s",
+			 " malformed, %" PRIu64 " desyncs, %" PRIu64 " unknown statements, %" PRIu64
+			 " multi-statement queries; compressed packets: %" PRIu64
+			 " inflated, %" PRIu64 " bytes skipped%s%s",
 			 conn->id, conn->pid, conn->comm, conn->tls ? ", TLS" : "", ss.exchanges,
 			 ss.unanswered, ss.lost, ss.parse_errors, ss.desyncs, ss.unknown_statements,
-			 ss.compressed ? ", compressed" : "",
+			 ss.multi_statements, ss.compressed_packets, ss.compressed_skipped,
+			 ss.compressed_zstd ? ", zstd" : "",
 			 ss.tls_waiting ? ", TLS plaintext never came" : "");
 	mysql_stream_free(mc->stream);
 	free(mc);

@@ -27,10 +27,20 @@
  * packet (sequence 0, a known command); responses at a feed that starts with a
  * sequence-1 packet while a command seen after the loss waits. Responses whose
  * commands were not seen are dropped, never attributed to another command.
+ *
+ * Compression (CLIENT_COMPRESS, zlib): after the handshake each direction is a
+ * sequence of compressed packets, a 7-byte header (compressed length,
+ * sequence, uncompressed length: 0 when the payload went uncompressed) and a
+ * zlib stream of its own, whose content is the ordinary packet stream,
+ * continued from one compressed packet to the next. Each is inflated as its
+ * bytes come, at most ZIP_OUT_MAX bytes of it; what is not inflated (beyond
+ * that, or bytes not captured) goes on to the framing as bytes not captured,
+ * of the length the header announced. zstd is recognised, not decoded.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "mysql_proto.h"
 
@@ -41,6 +51,9 @@
 #define START_STRIKES	8     /* unrecognised packets before the stream waits for a command */
 #define START_FEEDS_MAX 64    /* feeds without anything recognisable: not MySQL */
 #define START_LEN_MAX	65536 /* a first packet that is not a command is no longer */
+#define ZIP_HDR		7
+#define ZIP_OUT_MAX	(1u << 20) /* bytes inflated per compressed packet; the rest is skipped */
+#define ZIP_CHUNK	4096	   /* inflated bytes handed to the framing at a time */
 
 /* Capability flags. */
 #define CLIENT_CONNECT_WITH_DB		  0x00000008u
@@ -65,7 +78,7 @@ enum phase {
 	PH_HANDSHAKE, /* connection phase: greeting, HandshakeResponse, authentication */
 	PH_COMMAND,   /* commands and responses */
 	PH_TLS_WAIT,  /* after SSLRequest: ciphertext, until the plaintext starts */
-	PH_IGNORE,    /* compression: nothing more is decoded */
+	PH_IGNORE,    /* zstd compression: nothing more is decoded */
 	PH_NOT_MYSQL,
 };
 
@@ -88,8 +101,10 @@ struct pending {
 	uint8_t cmd;
 	enum resp first;
 	bool report;
-	bool counted; /* not reported, and already counted as why */
-	bool multi;
+	bool counted;	/* not reported, and already counted as why */
+	bool multi;	/* several statements, not decoded apart: names are the first's */
+	bool split;	/* several statements, one exchange each: the stream's text is this one's */
+	bool call;	/* the current statement is a CALL: its results end with an OK */
 	bool last_stmt; /* executes "the statement prepared last": known when answered */
 	uint64_t start_ns;
 	char op[MYSQL_OP_MAX];
@@ -117,6 +132,19 @@ struct half {
 	unsigned stash_have;
 	uint64_t stash_ts;
 	uint8_t buf[PKT_KEEP];
+};
+
+/* One direction's compressed packets. */
+struct zhalf {
+	uint8_t hdr[ZIP_HDR];
+	unsigned hdr_have;
+	uint32_t left; /* compressed payload bytes still to come */
+	uint32_t ulen; /* uncompressed length, 0: the payload is not compressed */
+	uint32_t out;  /* bytes inflated so far */
+	bool broken;   /* inflating stopped: the rest of this packet is skipped */
+	bool lost;     /* framing lost: waits for a feed that is one whole compressed packet */
+	bool z_ready;  /* z initialised */
+	z_stream z;
 };
 
 /* One whole packet, as dispatched. */
@@ -155,9 +183,17 @@ struct mysql_stream {
 	uint64_t rows, affected;
 	uint16_t err;
 	uint64_t end_ns;
+	bool zip;	 /* compressed packets from now on */
+	bool zip_switch; /* ... starting inside the feed now being framed */
+	struct zhalf zh[2];
 	bool maybe_eof; /* a prepare ended while EOF use was unknown: its EOF may follow */
 	bool rows_lost; /* framing lost inside the head's result set: waiting for its end */
 	uint8_t maybe_eof_seq;
+
+	/* The text of the multi-statement query being answered (the one split pending). */
+	char *mtext;
+	uint32_t mtext_len, mtext_next;
+	bool mtext_cut;
 
 	struct stmt *stmts;
 	unsigned n_stmts, cap_stmts, next_evict;
@@ -377,19 +413,14 @@ static void drop_pending(struct mysql_stream *s)
 	resp_reset(s);
 }
 
-/* The head's response is complete: report it, and apply what it changed. */
-static void finish(struct feed *f)
+/* The head's response (or, split, its current statement's part) ended: report it. */
+static void report(struct feed *f, struct pending *p)
 {
 	struct mysql_stream *s = f->s;
-	struct pending *p = head(s);
 	struct mysql_exchange ex;
 
-	if (!p)
-		return;
 	if (!s->err && p->db[0]) /* USE or COM_INIT_DB succeeded */
 		memcpy(s->db, p->db, sizeof(s->db));
-	if (!s->err && p->cmd == MYSQL_COM_RESET_CONNECTION)
-		s->n_stmts = 0;
 	if (p->report && role_of(s) != MYSQL_ROLE_UNKNOWN) {
 		memset(&ex, 0, sizeof(ex));
 		ex.role = role_of(s);
@@ -414,7 +445,85 @@ static void finish(struct feed *f)
 	} else if (!p->report && !p->counted) {
 		s->st.other_commands++;
 	}
+}
+
+/* The head's response is complete: report it, and apply what it changed. */
+static void finish(struct feed *f)
+{
+	struct mysql_stream *s = f->s;
+	struct pending *p = head(s);
+
+	if (!p)
+		return;
+	if (!s->err && p->cmd == MYSQL_COM_RESET_CONNECTION)
+		s->n_stmts = 0;
+	report(f, p);
 	dequeue(s);
+}
+
+/*
+ * Names q after one statement of its query's text: false when the text
+ * holds no statement there (it ended, or the capture cut it).
+ */
+static bool name_query(struct pending *q, const char *sql, size_t len, bool truncated, size_t *next)
+{
+	struct mysql_sql_summary sum;
+
+	if (mysql_sql_summarize(sql, len, truncated, &sum))
+		return false;
+	memcpy(q->op, sum.operation, sizeof(q->op));
+	memcpy(q->collection, sum.collection, sizeof(q->collection));
+	memcpy(q->db, sum.use_db, sizeof(q->db));
+	q->call = !strcmp(sum.operation, "CALL");
+	*next = sum.multi ? sum.next : 0;
+	return true;
+}
+
+/*
+ * A multi-statement query: the result of one statement ended and the next
+ * statement's follows. Reports the one, names the head after the next.
+ */
+static void statement_done(struct feed *f)
+{
+	struct mysql_stream *s = f->s;
+	struct pending *q = head(s);
+	uint32_t at = s->mtext_next;
+	size_t next = 0;
+
+	report(f, q);
+	/* The server goes on to the next statement once this one's result is out. */
+	q->start_ns = s->end_ns;
+	s->results = 0;
+	s->rows = s->affected = 0;
+	if (!at || at >= s->mtext_len ||
+	    !name_query(q, s->mtext + at, s->mtext_len - at, s->mtext_cut, &next)) {
+		/* More results than statements seen (the capture cut the text): not reported. */
+		s->st.unsummarized++;
+		q->report = false;
+		q->counted = true;
+		q->split = false;
+		return;
+	}
+	s->mtext_next = next ? at + (uint32_t)next : 0;
+}
+
+/*
+ * A result of the head's response ended with these status flags; ok: the
+ * result was an OK packet, not a result set.
+ */
+static void result_end(struct feed *f, uint32_t status, bool ok)
+{
+	struct mysql_stream *s = f->s;
+	struct pending *q = head(s);
+
+	if (!(status & SERVER_MORE_RESULTS_EXISTS)) {
+		finish(f);
+		return;
+	}
+	s->rs = R_FIRST;
+	/* A CALL's procedure sends its result sets, then the CALL's own OK. */
+	if (q->split && (!q->call || ok))
+		statement_done(f);
 }
 
 static struct pending *enqueue(struct mysql_stream *s, uint8_t cmd, enum resp first,
@@ -537,9 +646,7 @@ static void response_first(struct feed *f, const struct pkt *p)
 	}
 	if (c == 0x00) {
 		s->results++;
-		if (parse_ok(s, p) & SERVER_MORE_RESULTS_EXISTS)
-			return; /* another result follows */
-		finish(f);
+		result_end(f, parse_ok(s, p), true);
 		return;
 	}
 	if (c == 0xfb && q->cmd == MYSQL_COM_QUERY) {
@@ -568,11 +675,7 @@ static void rows_end(struct feed *f, const struct pkt *p)
 		status = le16(p->data + 3);
 	else if (p->len >= 7)
 		status = parse_ok(s, p);
-	if (status & SERVER_MORE_RESULTS_EXISTS) {
-		s->rs = R_FIRST;
-		return;
-	}
-	finish(f);
+	result_end(f, status, false);
 }
 
 static void response_row(struct feed *f, const struct pkt *p)
@@ -706,7 +809,7 @@ static void response_packet(struct feed *f, const struct pkt *p)
 	}
 	if (s->maybe_eof) {
 		s->maybe_eof = false;
-		if (is_eof5(p) && p->seq == s->maybe_eof_seq) {
+		if (is_eof5(p) && (p->seq == s->maybe_eof_seq || s->zip)) {
 			s->deprecate_eof = 0;
 			return;
 		}
@@ -723,8 +826,12 @@ static void response_packet(struct feed *f, const struct pkt *p)
 	} else if (!s->resp_started && p->seq != 1) {
 		s->st.parse_errors++;
 		return;
-	} else if (s->resp_started && p->seq != (uint8_t)(s->last_seq + 1)) {
-		/* Out of step: this response is given up, never guessed at. */
+	} else if (s->resp_started && p->seq != (uint8_t)(s->last_seq + 1) && !s->zip) {
+		/*
+		 * Out of step: this response is given up, never guessed at.
+		 * (Compressed, the server numbers the packets inside each compressed
+		 * packet from that one's own sequence number on: no step to check.)
+		 */
 		s->st.parse_errors++;
 		s->st.lost++;
 		dequeue(s);
@@ -786,6 +893,12 @@ static void response_packet(struct feed *f, const struct pkt *p)
 			response_err(f, p);
 			break;
 		}
+		if (p->data[0] == 0x00 && s->rs == R_INFILE) {
+			/* LOAD DATA LOCAL in a multi-statement query: more may follow. */
+			s->results++;
+			result_end(f, parse_ok(s, p), true);
+			break;
+		}
 		if (p->data[0] == 0x00) {
 			s->results++;
 			parse_ok(s, p);
@@ -799,23 +912,53 @@ static void response_packet(struct feed *f, const struct pkt *p)
 
 /* ---- commands --------------------------------------------------------------------------- */
 
+/* Does a pending query hold the stream's multi-statement text? */
+static bool mtext_busy(const struct mysql_stream *s)
+{
+	for (unsigned i = 0; i < s->q_len; i++)
+		if (s->q[(s->q_head + i) % PENDING_MAX].split)
+			return true;
+	return false;
+}
+
 static void summarize(struct mysql_stream *s, struct pending *q, const struct pkt *p)
 {
-	struct mysql_sql_summary sum;
+	const char *sql = (const char *)p->data + 1;
+	uint32_t len = p->have - 1;
+	size_t next;
 
-	if (mysql_sql_summarize((const char *)p->data + 1, p->have - 1, !p->complete, &sum)) {
+	if (!name_query(q, sql, len, !p->complete, &next)) {
 		s->st.unsummarized++;
 		q->counted = true;
 		return;
 	}
-	memcpy(q->op, sum.operation, sizeof(q->op));
-	memcpy(q->collection, sum.collection, sizeof(q->collection));
-	if (q->cmd == MYSQL_COM_QUERY && sum.use_db[0])
-		memcpy(q->db, sum.use_db, sizeof(q->db));
-	q->multi = sum.multi;
-	if (sum.multi)
-		s->st.multi_statements++;
+	if (q->cmd != MYSQL_COM_QUERY)
+		q->db[0] = '\0'; /* a prepared USE switches nothing until executed */
 	q->report = true;
+	if (!next)
+		return;
+	s->st.multi_statements++;
+	if (q->cmd != MYSQL_COM_QUERY)
+		return; /* a prepare of several statements fails: one exchange */
+	/*
+	 * Several statements (CLIENT_MULTI_STATEMENTS): the server answers each
+	 * with its own result, chained by SERVER_MORE_RESULTS_EXISTS; each gets
+	 * its own exchange. The text is kept for the statements after the first.
+	 * Only one such query is answered at a time (clients wait for all its
+	 * results); another one queued behind it is reported as one, flagged.
+	 */
+	if (!s->mtext)
+		s->mtext = malloc(PKT_KEEP);
+	if (!s->mtext || mtext_busy(s)) {
+		q->multi = true;
+		s->st.multi_undecoded++;
+		return;
+	}
+	memcpy(s->mtext, sql, len);
+	s->mtext_len = len;
+	s->mtext_next = (uint32_t)next;
+	s->mtext_cut = !p->complete;
+	q->split = true;
 }
 
 /* A statement-id command: the statement it names. */
@@ -851,6 +994,16 @@ static void command_packet(struct feed *f, const struct pkt *p)
 	 */
 	if (s->q_len && s->cmd_dir >= 0 && s->half[!s->cmd_dir].lost)
 		drop_pending(s);
+	/*
+	 * Compressed, sequence numbers cannot tell a response's packets from the
+	 * next one's: a response begun and not ended when a command comes lost its
+	 * end to bytes not inflated. Given up, lest it take the next response.
+	 */
+	if (s->zip && h && s->resp_started && h->first != R_ABSORB) {
+		s->st.lost++;
+		dequeue(s);
+		h = head(s);
+	}
 	/* A command not decoded held everything since; this one ends it. */
 	if (h && h->first == R_ABSORB)
 		finish(f);
@@ -1027,9 +1180,13 @@ static void connected(struct mysql_stream *s, const struct pkt *ok)
 		caps &= s->server_caps;
 	if (s->client_caps_known)
 		s->deprecate_eof = (caps & CLIENT_DEPRECATE_EOF) ? 1 : 0;
-	if (s->client_caps_known &&
-	    (caps & (CLIENT_COMPRESS | CLIENT_ZSTD_COMPRESSION_ALGORITHM))) {
+	if (s->client_caps_known && (caps & CLIENT_ZSTD_COMPRESSION_ALGORITHM)) {
 		s->phase = PH_IGNORE;
+		s->st.compressed = true;
+		s->st.compressed_zstd = true;
+	} else if (s->client_caps_known && (caps & CLIENT_COMPRESS)) {
+		/* Both sides compress from the next packet on, the rest of this feed included. */
+		s->zip = s->zip_switch = true;
 		s->st.compressed = true;
 	}
 }
@@ -1280,22 +1437,22 @@ static bool resync(struct mysql_stream *s, enum mysql_dir dir, const uint8_t *da
 	return s->q_len > 0 && !s->resp_started;
 }
 
-int mysql_stream_feed(struct mysql_stream *s, enum mysql_dir dir, const uint8_t *data, size_t len,
-		      uint64_t total, uint64_t ts_ns, mysql_exchange_fn fn, void *ctx)
+/*
+ * Frames the packets in a feed (of the connection's bytes, or of what
+ * compressed packets inflated to). Returns how many bytes it took: fewer than
+ * len when compression starts inside the feed.
+ */
+static size_t feed_plain(struct feed *fp, enum mysql_dir dir, const uint8_t *data, size_t len,
+			 uint64_t total, uint64_t ts_ns)
 {
-	struct feed f = { .s = s, .fn = fn, .ctx = ctx };
+	struct mysql_stream *s = fp->s;
+	struct feed f = *fp;
 	struct half *h;
 	size_t pos = 0;
 	uint64_t gap;
 
-	if (s->phase == PH_NOT_MYSQL)
-		return -EPROTO;
-	if ((dir != MYSQL_DIR_IN && dir != MYSQL_DIR_OUT) || (!data && len))
-		return -EINVAL;
-	if (total < len)
-		total = len;
 	if (s->phase == PH_IGNORE || s->phase == PH_TLS_WAIT || total == 0)
-		return 0;
+		return len;
 	h = &s->half[dir];
 	if (total > len)
 		h->gap_ts = ts_ns;
@@ -1303,7 +1460,7 @@ int mysql_stream_feed(struct mysql_stream *s, enum mysql_dir dir, const uint8_t 
 		if (rows_end_in_tail(&f, dir, data, len, total, ts_ns)) {
 			half_reset(h);
 			h->lost = false; /* the next feed starts the next response */
-			return 0;
+			return len;
 		}
 		if (h->stash_have == 4) {
 			/*
@@ -1332,22 +1489,22 @@ int mysql_stream_feed(struct mysql_stream *s, enum mysql_dir dir, const uint8_t 
 			memcpy(h->stash, data, 4);
 			h->stash_have = 4;
 			h->stash_ts = ts_ns;
-			return 0;
+			return len;
 		}
 		if (h->lost && !resync(s, dir, data, len)) {
 			if (s->cmd_dir < 0 && ++s->idle_feeds >= START_FEEDS_MAX) {
 				s->phase = PH_NOT_MYSQL;
 				s->st.not_mysql = true;
-				return -EPROTO;
 			}
-			return 0;
+			return len;
 		}
 		if (h->lost) {
 			half_reset(h);
 			h->lost = false;
 		}
 	}
-	while (pos < len && s->phase != PH_IGNORE && s->phase != PH_TLS_WAIT && !h->lost) {
+	while (pos < len && s->phase != PH_IGNORE && s->phase != PH_TLS_WAIT && !h->lost &&
+	       !s->zip_switch) {
 		if (!h->in_payload) {
 			if (!h->hdr_have)
 				h->start_ns = ts_ns;
@@ -1381,6 +1538,8 @@ int mysql_stream_feed(struct mysql_stream *s, enum mysql_dir dir, const uint8_t 
 		if (!h->left)
 			packet_done(&f, dir, ts_ns);
 	}
+	if (s->zip_switch)
+		return pos; /* the rest, and what was not captured, is compressed */
 	gap = total - len;
 	if (gap && s->phase != PH_IGNORE && s->phase != PH_TLS_WAIT && s->phase != PH_NOT_MYSQL &&
 	    !h->lost) {
@@ -1399,6 +1558,183 @@ int mysql_stream_feed(struct mysql_stream *s, enum mysql_dir dir, const uint8_t 
 		}
 	}
 	s->idle_feeds = 0;
+	return len;
+}
+
+/* ---- compression ---------------------------------------------------------------------------- */
+
+static const uint8_t not_captured[1]; /* the data of a feed of bytes not captured */
+
+static void zip_lose(struct mysql_stream *s, enum mysql_dir dir)
+{
+	struct zhalf *z = &s->zh[dir];
+
+	z->hdr_have = 0;
+	z->left = 0;
+	z->lost = true;
+	if (!s->half[dir].lost)
+		lose_framing(s, dir); /* the packets inside are lost with them */
+}
+
+/* Inflates n bytes of a compressed payload and frames what they hold. */
+static void zip_inflate(struct feed *f, enum mysql_dir dir, const uint8_t *p, size_t n,
+			uint64_t ts_ns)
+{
+	struct mysql_stream *s = f->s;
+	struct zhalf *z = &s->zh[dir];
+	uint8_t out[ZIP_CHUNK];
+
+	z->z.next_in = (Bytef *)(uintptr_t)p;
+	z->z.avail_in = (uInt)n;
+	while (!z->broken) {
+		uint32_t room = z->ulen - z->out, got;
+		int rc;
+
+		if (z->out >= ZIP_OUT_MAX) {
+			z->broken = true; /* bounded: the rest counts as not captured */
+			break;
+		}
+		if (room > ZIP_OUT_MAX - z->out)
+			room = ZIP_OUT_MAX - z->out;
+		if (room > sizeof(out))
+			room = sizeof(out);
+		/* All announced bytes out, the stream's checksum may still come: room for 1. */
+		z->z.next_out = out;
+		z->z.avail_out = room ? room : 1;
+		rc = inflate(&z->z, Z_NO_FLUSH);
+		got = (room ? room : 1) - z->z.avail_out;
+		if (got > room) {
+			s->st.parse_errors++; /* more than the header announced */
+			z->broken = true;
+			break;
+		}
+		if (got) {
+			z->out += got;
+			feed_plain(f, dir, out, got, got, ts_ns);
+		}
+		if (rc == Z_STREAM_END || (rc == Z_BUF_ERROR && !z->z.avail_in))
+			break; /* done, or waiting for more input */
+		if (rc != Z_OK && rc != Z_BUF_ERROR) {
+			s->st.parse_errors++; /* not zlib, or corrupt */
+			z->broken = true;
+			break;
+		}
+		if (!z->z.avail_in && z->z.avail_out)
+			break;
+	}
+}
+
+/* A compressed packet ended: what it announced and did not inflate is skipped. */
+static void zip_packet_done(struct feed *f, enum mysql_dir dir, uint64_t ts_ns)
+{
+	struct mysql_stream *s = f->s;
+	struct zhalf *z = &s->zh[dir];
+
+	if (z->ulen && z->out < z->ulen) {
+		s->st.compressed_skipped += z->ulen - z->out;
+		feed_plain(f, dir, not_captured, 0, z->ulen - z->out, ts_ns);
+	}
+	if (z->ulen)
+		s->st.compressed_packets++;
+	z->hdr_have = 0;
+}
+
+static void zip_packet_start(struct feed *f, enum mysql_dir dir, uint64_t ts_ns)
+{
+	struct mysql_stream *s = f->s;
+	struct zhalf *z = &s->zh[dir];
+
+	z->left = le24(z->hdr);
+	z->ulen = le24(z->hdr + 4);
+	z->out = 0;
+	z->broken = false;
+	if (z->ulen) {
+		int rc = z->z_ready ? inflateReset(&z->z) : inflateInit(&z->z);
+
+		z->z_ready = z->z_ready || rc == Z_OK;
+		if (rc != Z_OK) {
+			z->broken = true; /* no memory: skipped, by its announced length */
+			s->st.compressed_skipped += z->ulen;
+		}
+	}
+	if (!z->left)
+		zip_packet_done(f, dir, ts_ns);
+}
+
+/* A feed of compressed packets. */
+static void feed_zip(struct feed *f, enum mysql_dir dir, const uint8_t *data, size_t len,
+		     uint64_t total, uint64_t ts_ns)
+{
+	struct mysql_stream *s = f->s;
+	struct zhalf *z = &s->zh[dir];
+	size_t pos = 0;
+	uint64_t gap = total - len;
+
+	if (z->lost) {
+		/* One whole compressed packet per write, as clients send commands: a start. */
+		if (len < ZIP_HDR || total != ZIP_HDR + (uint64_t)le24(data))
+			return;
+		z->lost = false;
+		z->hdr_have = 0;
+	}
+	while (pos < len && !z->lost) {
+		size_t n;
+
+		if (z->hdr_have < ZIP_HDR) {
+			while (z->hdr_have < ZIP_HDR && pos < len)
+				z->hdr[z->hdr_have++] = data[pos++];
+			if (z->hdr_have == ZIP_HDR)
+				zip_packet_start(f, dir, ts_ns);
+			continue;
+		}
+		n = len - pos < z->left ? len - pos : z->left;
+		if (!z->ulen)
+			feed_plain(f, dir, data + pos, n, n, ts_ns);
+		else if (!z->broken)
+			zip_inflate(f, dir, data + pos, n, ts_ns);
+		pos += n;
+		z->left -= (uint32_t)n;
+		if (!z->left)
+			zip_packet_done(f, dir, ts_ns);
+	}
+	if (!gap || z->lost)
+		return;
+	if (z->hdr_have < ZIP_HDR || gap > z->left) {
+		zip_lose(s, dir); /* a header nobody saw */
+		return;
+	}
+	z->left -= (uint32_t)gap;
+	if (!z->ulen) {
+		feed_plain(f, dir, not_captured, 0, gap, ts_ns);
+	} else if (!z->broken) {
+		z->broken = true; /* a zlib stream cannot go on past bytes not captured */
+	}
+	if (!z->left)
+		zip_packet_done(f, dir, ts_ns);
+}
+
+int mysql_stream_feed(struct mysql_stream *s, enum mysql_dir dir, const uint8_t *data, size_t len,
+		      uint64_t total, uint64_t ts_ns, mysql_exchange_fn fn, void *ctx)
+{
+	struct feed f = { .s = s, .fn = fn, .ctx = ctx };
+	size_t used;
+
+	if (s->phase == PH_NOT_MYSQL)
+		return -EPROTO;
+	if ((dir != MYSQL_DIR_IN && dir != MYSQL_DIR_OUT) || (!data && len))
+		return -EINVAL;
+	if (total < len)
+		total = len;
+	if (s->zip) {
+		feed_zip(&f, dir, data, len, total, ts_ns);
+		return 0;
+	}
+	used = feed_plain(&f, dir, data, len, total, ts_ns);
+	if (s->zip_switch) {
+		s->zip_switch = false;
+		if (total > used)
+			feed_zip(&f, dir, data + used, len - used, total - used, ts_ns);
+	}
 	return s->phase == PH_NOT_MYSQL ? -EPROTO : 0;
 }
 
@@ -1419,7 +1755,11 @@ void mysql_stream_free(struct mysql_stream *s)
 {
 	if (!s)
 		return;
+	for (int d = 0; d < 2; d++)
+		if (s->zh[d].z_ready)
+			inflateEnd(&s->zh[d].z);
 	free(s->stmts);
+	free(s->mtext);
 	free(s);
 }
 

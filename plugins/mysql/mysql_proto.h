@@ -55,7 +55,10 @@ enum mysql_command {
  * One command and its response. Reported for COM_QUERY, COM_STMT_PREPARE
  * (operation "PREPARE", the statement's table), COM_STMT_EXECUTE (the
  * prepared statement's operation and table), COM_STMT_RESET ("RESET"),
- * COM_INIT_DB ("USE") and COM_PING ("PING"). Other commands are framed and
+ * COM_INIT_DB ("USE") and COM_PING ("PING"). A query of several statements
+ * (CLIENT_MULTI_STATEMENTS) gives one exchange per statement, each timed from
+ * the end of the result before it; multi_statement is set only on the rare
+ * one that could not be taken apart. Other commands are framed and
  * counted (stats.other_commands), never reported.
  */
 struct mysql_exchange {
@@ -109,11 +112,15 @@ struct mysql_stream_stats {
 	uint64_t lost;		     /* commands or responses that could not be paired */
 	uint64_t parse_errors;	     /* malformed or unexpected packets */
 	uint64_t desyncs;	     /* times packet framing was lost (bytes not captured) */
-	uint64_t multi_statements;   /* queries of several statements (reported, flagged) */
+	uint64_t multi_statements;   /* queries of several statements (one exchange each) */
+	uint64_t multi_undecoded;    /* ... of them, reported as one, flagged multi_statement */
 	uint64_t unknown_statements; /* executes of a statement whose prepare was not seen */
 	uint64_t unsummarized;	     /* queries whose text could not be summarised */
 	uint64_t other_commands; /* framed, not reported (COM_STMT_FETCH, COM_STATISTICS, ...) */
-	bool compressed;  /* the compressed protocol: nothing after the handshake is decoded */
+	uint64_t compressed_packets; /* compressed packets inflated (CLIENT_COMPRESS, zlib) */
+	uint64_t compressed_skipped; /* bytes they announced that were not inflated */
+	bool compressed;	     /* the compressed protocol */
+	bool compressed_zstd;	     /* ... with zstd: nothing after the handshake is decoded */
 	bool tls_switch;  /* SSLRequest seen: TLS follows */
 	bool tls_waiting; /* ... and its plaintext has not come (yet) */
 	bool not_mysql;	  /* feed returns -EPROTO */

@@ -313,10 +313,14 @@ static void take_table(struct scan *sc, struct tok first)
 
 		next_token(&after);
 		second = next_token(&after);
-		if (is_name(&second))
+		if (is_name(&second)) {
 			sc->lx = after;
-		else
+		} else if (second.kind == T_END && sc->lx.truncated) {
+			first.cut = true; /* "schema." and the cut: the table is past it */
 			second.kind = T_END;
+		} else {
+			second.kind = T_END;
+		}
 	}
 	sc->found = true;
 	out[0] = '\0';
@@ -560,23 +564,71 @@ static void statement_tables(struct scan *sc)
 	}
 }
 
-/* Is there another statement after a ';' at depth 0? Scans to the end. */
-static bool more_statements(struct lexer *lx)
+/*
+ * Compound statements inside a CREATE (a stored program's body): BEGIN, IF,
+ * CASE, LOOP, WHILE and REPEAT open a block that END closes, and a ';' inside
+ * a block belongs to the body. IF opens one only where a statement starts (IF
+ * NOT EXISTS is a clause, IF( in an expression the function).
+ */
+static int block_step(struct lexer *lx, const struct tok *prev, const struct tok *t, int blocks)
 {
+	static const char *const openers[] = { "BEGIN", "CASE", "LOOP", "WHILE", "REPEAT" };
+	static const char *const stmt_starts[] = {
+		"BEGIN", "THEN", "ELSE", "DO", "LOOP", "REPEAT"
+	};
+	struct tok n;
+
+	if (word_is(t, "END")) {
+		n = peek_token(lx);
+		for (size_t i = 1; i < sizeof(openers) / sizeof(openers[0]); i++)
+			if (word_is(&n, openers[i]))
+				next_token(lx); /* END CASE, END LOOP, ...: one closing */
+		if (word_is(&n, "IF"))
+			next_token(lx);
+		return blocks > 0 ? blocks - 1 : 0;
+	}
+	if (word_is(t, "IF")) {
+		if (punct_is(prev, ';') || punct_is(prev, ':'))
+			return blocks + 1;
+		for (size_t i = 0; i < sizeof(stmt_starts) / sizeof(stmt_starts[0]); i++)
+			if (word_is(prev, stmt_starts[i]))
+				return blocks + 1;
+		return blocks;
+	}
+	for (size_t i = 0; i < sizeof(openers) / sizeof(openers[0]); i++)
+		if (word_is(t, openers[i]))
+			return blocks + 1;
+	return blocks;
+}
+
+/*
+ * Is there another statement after a ';' at depth 0? If so, *next is where it
+ * starts. Scans to the end, or to that statement.
+ */
+static bool more_statements(struct lexer *lx, bool stored_program, size_t *next)
+{
+	struct tok prev = { .kind = T_END };
+	int blocks = 0;
+
 	for (;;) {
 		struct tok t = next_token(lx);
 
 		if (t.kind == T_END)
 			return false;
-		if (punct_is(&t, ';') && lx->depth == 0) {
+		if (stored_program)
+			blocks = block_step(lx, &prev, &t, blocks);
+		prev = t;
+		if (punct_is(&t, ';') && lx->depth == 0 && blocks == 0) {
 			struct tok n = peek_token(lx);
 
 			while (punct_is(&n, ';')) {
 				next_token(lx);
 				n = peek_token(lx);
 			}
-			if (n.kind != T_END)
+			if (n.kind != T_END) {
+				*next = lx->pos;
 				return true;
+			}
 		}
 	}
 }
@@ -602,6 +654,6 @@ int mysql_sql_summarize(const char *sql, size_t len, bool truncated, struct mysq
 	set_operation(out, &t);
 	if (!sc.found)
 		statement_tables(&sc);
-	out->multi = more_statements(&sc.lx);
+	out->multi = more_statements(&sc.lx, !strcmp(out->operation, "CREATE"), &out->next);
 	return 0;
 }

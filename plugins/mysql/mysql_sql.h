@@ -29,10 +29,15 @@ struct mysql_sql_summary {
 	char collection[MYSQL_NAME_MAX];
 	char use_db[MYSQL_DB_MAX]; /* USE: the database it switches to */
 	bool multi;		   /* another statement follows a ';' */
+	size_t next;		   /* multi: where the next statement starts in the text */
 };
 
 /*
- * Summarises the statement in sql[0..len). truncated: the text is only the
+ * Summarises the (first) statement in sql[0..len). With several statements
+ * (multi), sql + next .. len holds the rest: summarising it gives the second,
+ * and so on. The ';' inside the body of a CREATE PROCEDURE, FUNCTION, TRIGGER
+ * or EVENT (BEGIN ... END) does not end a statement: the server takes the
+ * whole CREATE as one. truncated: the text is only the
  * start of the statement (a bounded capture); a name that touches the cut is
  * then not trusted and left out. Returns 0, or -EINVAL when the text holds no
  * statement (empty, only comments, binary bytes); out is filled either way.

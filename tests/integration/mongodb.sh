@@ -5,7 +5,8 @@
 # awaitable hello). Three real drivers run the same known sequence (drive_*: inserts
 # with insert_many, finds with getMore across batches, an exhaust cursor, updates,
 # deletes, aggregates, failing commands, an unacknowledged write):
-#   pymongo 3.11 (Debian's python3-pymongo), plain and with zlib compression
+#   pymongo 3.11 (Debian's python3-pymongo), plain, with zlib and with snappy compression
+#     (python3-snappy, in the driver and the responder)
 #   libmongoc 1.23 (Debian's libmongoc-dev): drive_mongoc.c, built here
 #   the Node.js driver 6.8.0 (npm, tests/integration/mongodb/node_modules)
 #   pymongo again over a Unix-domain socket (see MONGODB_TEST_UNIX below)
@@ -48,7 +49,7 @@ make_work
 bin=$work/bin
 mkdir -p "$bin"
 py=$(readlink -f "$PYTHON")
-for name in mongod mgd-unix pymongo pym-zlib pym-unix; do
+for name in mongod mgd-unix pymongo pym-zlib pym-snpy pym-unix; do
 	cp "$py" "$bin/pstest-$name"
 done
 cp "$(readlink -f "$(command -v node)")" "$bin/pstest-node"
@@ -69,7 +70,7 @@ plugins:
   tcpflow: { enabled: false }
 services:
 EOF
-for name in mongod mgd-unix pymongo pym-zlib pym-unix node mongoc; do
+for name in mongod mgd-unix pymongo pym-zlib pym-snpy pym-unix node mongoc; do
 	echo "  - { match: { exe: $bin/pstest-$name }, name: pstest-$name }" >>"$work/periscope.yaml"
 done
 cat >>"$work/periscope.yaml" <<EOF
@@ -109,6 +110,12 @@ unix_uri="mongodb://$(printf '%s' "$SOCK" | sed 's|/|%2F|g')/?serverSelectionTim
 	fail "pymongo's run failed"
 "$bin/pstest-pym-zlib" "$drivers/drive_pymongo.py" "$uri" --n "$N" --compressors zlib \
 	>"$work/pym-zlib.truth" || fail "pymongo's zlib run failed"
+"$PYTHON" -c 'import snappy' 2>/dev/null || fail "python3-snappy is missing (apt-get install python3-snappy)"
+"$bin/pstest-pym-snpy" "$drivers/drive_pymongo.py" "$uri" --n "$N" --compressors snappy \
+	>"$work/pym-snpy.truth" || fail "pymongo's snappy run failed"
+for c in zlib snappy; do
+	grep -q ": $c\$" "$work/responder.out" || fail "no connection was compressed with $c"
+done
 "$bin/pstest-mongoc" "$uri" "$N" >"$work/mongoc.truth" 2>"$work/mongoc.err" ||
 	fail "libmongoc's run failed: $(cat "$work/mongoc.err")"
 "$bin/pstest-node" "$drivers/drive_node.js" "$uri" "$N" 1500 >"$work/node.truth" ||
@@ -148,7 +155,7 @@ expect_truth() {
 	expect "$total" "${metric}_count" "service_name=\"$service\""
 }
 
-for run in pymongo pym-zlib mongoc node; do
+for run in pymongo pym-zlib pym-snpy mongoc node; do
 	expect_truth "$work/$run.truth" db_client_operation_duration_seconds "pstest-$run" \
 		127.0.0.1 "$PORT"
 done
@@ -165,7 +172,8 @@ fi
 # sends endSessions and closes the socket without reading the reply: whether the responder's
 # reply still went out (the server view has it) or met the closed socket is a race, so that
 # one operation may or may not be there.
-sort "$work/pymongo.truth" "$work/pym-zlib.truth" "$work/mongoc.truth" "$work/node.truth" |
+sort "$work/pymongo.truth" "$work/pym-zlib.truth" "$work/pym-snpy.truth" "$work/mongoc.truth" \
+	"$work/node.truth" |
 	awk -F'\t' -v OFS='\t' '{ k = $1 OFS $2 OFS $3 OFS $4; n[k] += $5 }
 		END { for (k in n) print k, n[k] }' >"$work/server.truth"
 ends=$(series_value "$SNAPSHOT" db_server_operation_duration_seconds_count \
@@ -198,5 +206,5 @@ if [ "$failures" -gt 0 ]; then
 	cat "$DIFF" >&2
 	fail "mongodb counts are not exact"
 fi
-echo "mongodb: exact for pymongo (plain, zlib$([ $check_unix = 1 ] && echo ", Unix socket")), libmongoc" \
+echo "mongodb: exact for pymongo (plain, zlib, snappy$([ $check_unix = 1 ] && echo ", Unix socket")), libmongoc" \
 	"and Node.js; client and server views"

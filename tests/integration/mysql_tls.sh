@@ -5,4 +5,4 @@
 # connection's bytes from OpenSSL from the next syscall on: told from user space, it would
 # hear too late, after the HandshakeResponse and the first commands went by as ciphertext
 # (sysbench's prepares and pymysql's database were lost that way).
-MYSQL_TEST_TLS=1 exec bash "$(dirname "$0")/mysql.sh"
+MYSQL_TEST_VIA=tls exec bash "$(dirname "$0")/mysql.sh"

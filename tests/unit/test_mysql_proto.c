@@ -2,7 +2,8 @@
  * Unit tests for the MySQL decoder (plugins/mysql/mysql_proto.c).
  *
  * The conversations under tests/unit/data/mysql/ are real: MariaDB 10.11.19
- * as the server; the mariadb 10.11 client (plain, --ssl, --compress), pymysql
+ * as the server; the mariadb 10.11 client (plain, --ssl, --compress: cli_session.sql
+ * and multi_session.sql), pymysql
  * 1.0.2 and sysbench 1.0.20 (libmariadb) as clients, recorded by
  * record_proxy.py one record per recv(), with the scripts beside them.
  * Each test plays a conversation as the server's view (the client's records
@@ -11,6 +12,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <zlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,7 +225,8 @@ static const struct want cli_want[] = {
 	{ "COMMIT", "", "app", 0 },
 	{ "SHOW", "", "app", 0 },
 	{ "SET", "", "app", 0 },
-	{ "SELECT", "", "app", 0 }, /* SELECT 1; SELECT 2: multi-statement */
+	{ "SELECT", "", "app", 0 }, /* SELECT 1; SELECT 2: multi-statement, */
+	{ "SELECT", "", "app", 0 }, /* one exchange per statement */
 	{ "CREATE", "", "app", 0 }, /* CREATE PROCEDURE */
 	{ "CALL", "", "app", 0 },   /* two result sets and the CALL's OK */
 };
@@ -237,11 +240,17 @@ static void check_cli(const struct got *g, enum mysql_role role)
 	ck_assert_uint_eq(g->ex[6].rows, 1);
 	ck_assert_uint_eq(g->ex[7].rows, 3);
 	ck_assert_uint_eq(g->ex[9].rows, 0);
-	ck_assert(g->ex[19].multi_statement);
-	ck_assert_uint_eq(g->ex[19].results, 2);
-	ck_assert(!g->ex[18].multi_statement);
-	ck_assert_uint_eq(g->ex[21].results, 3);
-	ck_assert_uint_eq(g->ex[21].rows, 4);
+	for (size_t i = 0; i < n; i++)
+		ck_assert(!g->ex[i].multi_statement);
+	/* Each statement of the multi-statement query: its own result, its own row. */
+	ck_assert_uint_eq(g->ex[19].results, 1);
+	ck_assert_uint_eq(g->ex[19].rows, 1);
+	ck_assert_uint_eq(g->ex[20].results, 1);
+	ck_assert_uint_eq(g->ex[20].rows, 1);
+	ck_assert_uint_le(g->ex[19].end_ns, g->ex[20].start_ns);
+	/* CALL: the procedure's two result sets and the CALL's OK are one exchange. */
+	ck_assert_uint_eq(g->ex[22].results, 3);
+	ck_assert_uint_eq(g->ex[22].rows, 4);
 }
 
 static void run_conversation(const char *file, enum split how, bool server_view,
@@ -469,21 +478,219 @@ START_TEST(tls)
 }
 END_TEST
 
-/* --compress: recognised from the handshake, nothing after it decoded or counted as error. */
-START_TEST(compressed_recognised)
+/* --compress: cli_session.sql again, inside compressed packets: the same exchanges. */
+START_TEST(compressed_whole)
+{
+	run_conversation("cli_compress.rec", WHOLE, _i, check_cli);
+}
+END_TEST
+
+START_TEST(compressed_bytewise)
+{
+	run_conversation("cli_compress.rec", BYTEWISE, _i, check_cli);
+}
+END_TEST
+
+START_TEST(compressed_coalesced)
+{
+	run_conversation("cli_compress.rec", COALESCED, _i, check_cli);
+}
+END_TEST
+
+static void check_compressed_stats(const char *file, size_t min_packets)
+{
+	struct conversation c = load(file);
+	struct mysql_stream *s = mysql_stream_new();
+	struct got g = { .n = 0 };
+	struct mysql_stream_stats st;
+
+	play(s, &c, 0, c.n, true, WHOLE, &g);
+	mysql_stream_get_stats(s, &st);
+	ck_assert(st.compressed);
+	ck_assert(!st.compressed_zstd);
+	ck_assert_uint_ge(st.compressed_packets, min_packets); /* zlib, not only stored ones */
+	ck_assert_uint_eq(st.compressed_skipped, 0);
+	mysql_stream_free(s);
+	unload(&c);
+}
+
+START_TEST(compressed_inflated)
+{
+	check_compressed_stats("cli_compress.rec", 5);
+	check_compressed_stats("multi_compress.rec", 5);
+}
+END_TEST
+
+/*
+ * A compressed packet larger than the decoder inflates: the first
+ * ZIP_OUT_MAX (1 MiB) bytes are framed, the rest is skipped by the length
+ * its header announced, and the next command decodes.
+ */
+START_TEST(compressed_bounded)
 {
 	struct conversation c = load("cli_compress.rec");
 	struct mysql_stream *s = mysql_stream_new();
 	struct got g = { .n = 0 };
 	struct mysql_stream_stats st;
+	static const char q1[] = "\x03SELECT v FROM big", q2[] = "\x03SELECT v FROM small";
+	static const uint8_t coldef[] = { 0x14, 0, 0, 2, 3, 'd', 'e', 'f' };
+	uint32_t rows = 30000, row_len = 100, ulen;
+	uint8_t *inner, *out, *p, cmd[64] = { 0 };
+	uLongf clen;
+	size_t n;
 
-	play(s, &c, 0, c.n, _i, WHOLE, &g);
+	/* The handshake (records 0-2) switches the stream to compressed packets. */
+	play(s, &c, 0, 3, _i, WHOLE, &g);
+	/* SELECT v FROM big: one column, rows of row_len bytes, EOF: 3 MB in one packet. */
+	ulen = 4 + 1 + 4 + 20 + 4 + 5 + rows * (4 + row_len) + 4 + 5;
+	inner = calloc(1, ulen);
+	p = inner;
+	memcpy(p, "\x01\x00\x00\x01\x01", 5), p += 5;
+	memcpy(p, coldef, sizeof(coldef)); /* the rest of the definition: zeros */
+	p += 4 + 20;
+	memcpy(p, "\x05\x00\x00\x03\xfe\x00\x00\x02\x00", 9), p += 9;
+	for (uint32_t r = 0; r < rows; r++, p += 4 + row_len) {
+		p[0] = (uint8_t)row_len, p[3] = (uint8_t)(4 + r);
+		p[4] = (uint8_t)(row_len - 1);
+	}
+	memcpy(p, "\x05\x00\x00\x00\xfe\x00\x00\x02\x00", 9);
+	p[3] = (uint8_t)(4 + rows);
+	clen = compressBound(ulen);
+	out = malloc(7 + clen);
+	ck_assert_int_eq(compress(out + 7, &clen, inner, ulen), Z_OK);
+	out[0] = (uint8_t)clen, out[1] = (uint8_t)(clen >> 8), out[2] = (uint8_t)(clen >> 16);
+	out[3] = 1;
+	out[4] = (uint8_t)ulen, out[5] = (uint8_t)(ulen >> 8), out[6] = (uint8_t)(ulen >> 16);
+	/* The commands go uncompressed (too short to gain), as clients send them. */
+	n = sizeof(q1) - 1;
+	cmd[0] = (uint8_t)(n + 4), cmd[7] = (uint8_t)n;
+	memcpy(cmd + 11, q1, n);
+	mysql_stream_feed(s, dir_of('C', _i), cmd, 11 + n, 11 + n, 100, collect, &g);
+	mysql_stream_feed(s, dir_of('S', _i), out, 7 + clen, 7 + clen, 200, collect, &g);
+	n = sizeof(q2) - 1;
+	cmd[0] = (uint8_t)(n + 4), cmd[7] = (uint8_t)n;
+	memcpy(cmd + 11, q2, n);
+	mysql_stream_feed(s, dir_of('C', _i), cmd, 11 + n, 11 + n, 300, collect, &g);
+	mysql_stream_feed(s, dir_of('S', _i),
+			  (const uint8_t *)"\x0b\x00\x00\x01\x00\x00\x00"
+					   "\x07\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00",
+			  18, 18, 400, collect, &g);
 	mysql_stream_get_stats(s, &st);
-	ck_assert(st.compressed);
-	ck_assert_uint_eq(g.n, 0);
-	ck_assert_uint_eq(st.parse_errors, 0);
+	ck_assert_uint_eq(st.compressed_skipped, ulen - (1u << 20));
+	/* The big one's end was not inflated: not reported. The next one is, alone. */
+	ck_assert_uint_eq(g.n, 1);
+	ck_assert_str_eq(g.ex[0].collection, "small");
+	ck_assert_uint_eq(g.ex[0].start_ns, 300);
+	ck_assert_uint_eq(g.ex[0].end_ns, 400);
+	free(inner);
+	free(out);
 	mysql_stream_free(s);
 	unload(&c);
+}
+END_TEST
+
+/*
+ * Compressed packets captured only up to a cut: a zlib stream cannot go on
+ * past bytes not captured, so the packets inside are skipped by the length
+ * the header announced. Multi-statement queries cut: the statements past the
+ * cut are not named. Whatever is reported must be the real exchange at its
+ * position; the handshake (records 0-2) is captured whole.
+ */
+START_TEST(compressed_uncaptured)
+{
+	static const char *const files[] = { "cli_compress.rec", "multi_compress.rec",
+					     "multi.rec" };
+	const char *file = files[_i / 30];
+	size_t cut = (size_t)(_i % 30) * 5 + 8;
+	struct conversation c = load(file);
+	struct mysql_stream *s = mysql_stream_new(), *ref = mysql_stream_new();
+	struct got *g = calloc(1, sizeof(*g)), *full = calloc(1, sizeof(*full));
+	size_t j = 0, whole = 0;
+
+	play(ref, &c, 0, c.n, true, WHOLE, full);
+	for (size_t i = 0; i < c.n; i++) {
+		const struct record *r = &c.r[i];
+		size_t len = i < 3 || r->len < cut ? r->len : cut;
+
+		whole += len == r->len && r->tag == 'S';
+		ck_assert_int_eq(mysql_stream_feed(s, dir_of(r->tag, true), r->data, len, r->len,
+						   1000 * (i + 1), collect, g),
+				 0);
+	}
+	for (size_t i = 0; i < g->n; i++) {
+		while (j < full->n && full->ex[j].start_ns != g->ex[i].start_ns)
+			j++;
+		ck_assert_msg(j < full->n, "cut %zu: exchange %zu has no counterpart", cut, i);
+		ck_assert_str_eq(g->ex[i].operation, full->ex[j].operation);
+		if (g->ex[i].collection[0]) /* a name the cut touches is left out */
+			ck_assert_str_eq(g->ex[i].collection, full->ex[j].collection);
+		ck_assert_uint_eq(g->ex[i].error_code, full->ex[j].error_code);
+		ck_assert_uint_eq(g->ex[i].end_ns, full->ex[j].end_ns);
+	}
+	/* Past the longest record nothing is cut: everything decodes. */
+	if (cut >= 150 && !strcmp(file, "cli_compress.rec"))
+		ck_assert_uint_eq(g->n, full->n);
+	mysql_stream_free(s);
+	mysql_stream_free(ref);
+	free(g);
+	free(full);
+	unload(&c);
+}
+END_TEST
+
+/* multi_session.sql: several statements per query, CALL among them, an error ending one. */
+static const struct want multi_want[] = {
+	{ "DROP", "m1", "app", 0 },
+	{ "DROP", "", "app", 0 },
+	{ "CREATE", "m1", "app", 0 },
+	{ "CREATE", "", "app", 0 }, /* the procedure: the ';' in its body end nothing */
+	{ "INSERT", "m1", "app", 0 },
+	{ "INSERT", "m1", "app", 0 },
+	{ "SELECT", "m1", "app", 0 },
+	{ "UPDATE", "m1", "app", 0 },
+	{ "CALL", "", "app", 0 }, /* its two result sets and its OK */
+	{ "DELETE", "m1", "app", 0 },
+	{ "CALL", "", "app", 0 },
+	{ "SELECT", "m1", "app", 0 },
+	{ "SELECT", "missing_m", "app", 1146 }, /* the DELETE after it never ran */
+	{ "SELECT", "", "app", 0 },
+	{ "USE", "", "information_schema", 0 },
+	{ "SELECT", "app.m1", "information_schema", 0 },
+};
+
+static void check_multi(const struct got *g, enum mysql_role role)
+{
+	expect(g, multi_want, sizeof(multi_want) / sizeof(multi_want[0]), role);
+	ck_assert_uint_eq(g->ex[6].rows, 1);
+	ck_assert_uint_eq(g->ex[8].results, 3);
+	ck_assert_uint_eq(g->ex[8].rows, 3);
+	ck_assert_uint_eq(g->ex[9].results, 1);
+	ck_assert_uint_eq(g->ex[9].affected_rows, 1);
+	ck_assert_uint_eq(g->ex[10].results, 3);
+	ck_assert_uint_eq(g->ex[10].rows, 2);
+	for (size_t i = 1; i < g->n; i++) {
+		ck_assert(!g->ex[i].multi_statement);
+		ck_assert_uint_le(g->ex[i - 1].end_ns, g->ex[i].start_ns);
+	}
+}
+
+START_TEST(multi_whole)
+{
+	run_conversation(_i < 2 ? "multi.rec" : "multi_compress.rec", WHOLE, _i % 2, check_multi);
+}
+END_TEST
+
+START_TEST(multi_bytewise)
+{
+	run_conversation(_i < 2 ? "multi.rec" : "multi_compress.rec", BYTEWISE, _i % 2,
+			 check_multi);
+}
+END_TEST
+
+START_TEST(multi_coalesced)
+{
+	run_conversation(_i < 2 ? "multi.rec" : "multi_compress.rec", COALESCED, _i % 2,
+			 check_multi);
 }
 END_TEST
 
@@ -827,7 +1034,15 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, sysbench_coalesced, 0, 2);
 	tcase_add_loop_test(tc, sysbench_bytewise, 0, 2);
 	tcase_add_loop_test(tc, tls, 0, 4);
-	tcase_add_loop_test(tc, compressed_recognised, 0, 2);
+	tcase_add_loop_test(tc, compressed_whole, 0, 2);
+	tcase_add_loop_test(tc, compressed_bytewise, 0, 2);
+	tcase_add_loop_test(tc, compressed_coalesced, 0, 2);
+	tcase_add_test(tc, compressed_inflated);
+	tcase_add_loop_test(tc, compressed_bounded, 0, 2);
+	tcase_add_loop_test(tc, compressed_uncaptured, 0, 90);
+	tcase_add_loop_test(tc, multi_whole, 0, 4);
+	tcase_add_loop_test(tc, multi_bytewise, 0, 4);
+	tcase_add_loop_test(tc, multi_coalesced, 0, 4);
 	tcase_add_loop_test(tc, compressed_without_handshake, 0, 2);
 	tcase_add_loop_test(tc, starts_mid_connection, 0, 2);
 	tcase_add_loop_test(tc, wrong_direction_guess, 0, 2);

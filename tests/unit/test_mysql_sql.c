@@ -146,6 +146,68 @@ START_TEST(multi_statements)
 }
 END_TEST
 
+/* Walks a multi-statement text statement by statement, as the decoder does. */
+static size_t walk(const char *sql, char ops[][MYSQL_OP_MAX], char tables[][MYSQL_NAME_MAX],
+		   size_t max)
+{
+	struct mysql_sql_summary s;
+	size_t n = 0, at = 0, len = strlen(sql);
+
+	while (n < max && mysql_sql_summarize(sql + at, len - at, false, &s) == 0) {
+		strcpy(ops[n], s.operation);
+		strcpy(tables[n], s.collection);
+		n++;
+		if (!s.multi)
+			break;
+		ck_assert_uint_gt(s.next, 0);
+		ck_assert_uint_le(s.next, len - at);
+		at += s.next;
+	}
+	return n;
+}
+
+START_TEST(statements_apart)
+{
+	static const struct {
+		const char *sql;
+		size_t n;
+		const char *ops[4], *tables[4];
+	} walks[] = {
+		{ "INSERT INTO a VALUES (';');  ;UPDATE `b` SET x = 1; SELECT * FROM c WHERE y = ';'",
+		  3,
+		  { "INSERT", "UPDATE", "SELECT" },
+		  { "a", "b", "c" } },
+		{ "(SELECT 1 FROM d); /* ; */ DELETE FROM e -- ;\n; CALL p()",
+		  3,
+		  { "SELECT", "DELETE", "CALL" },
+		  { "d", "e", "" } },
+		/* A stored program's body is one statement with the CREATE. */
+		{ "CREATE PROCEDURE p() BEGIN IF (SELECT 1) THEN SELECT 1; ELSE SELECT 2; END IF; "
+		  "WHILE 0 DO SELECT 3; END WHILE; SELECT IF(1, 2, 3); END; INSERT INTO f VALUES (1)",
+		  2,
+		  { "CREATE", "INSERT" },
+		  { "", "f" } },
+		{ "CREATE TABLE IF NOT EXISTS g (id INT); SELECT CASE WHEN 1 THEN 2 END FROM h; "
+		  "DROP TABLE g",
+		  3,
+		  { "CREATE", "SELECT", "DROP" },
+		  { "g", "h", "g" } },
+	};
+	char ops[8][MYSQL_OP_MAX], tables[8][MYSQL_NAME_MAX];
+
+	for (size_t i = 0; i < sizeof(walks) / sizeof(walks[0]); i++) {
+		size_t n = walk(walks[i].sql, ops, tables, 8);
+
+		ck_assert_msg(n == walks[i].n, "%s: %zu statements, want %zu", walks[i].sql, n,
+			      walks[i].n);
+		for (size_t j = 0; j < n; j++) {
+			ck_assert_str_eq(ops[j], walks[i].ops[j]);
+			ck_assert_str_eq(tables[j], walks[i].tables[j]);
+		}
+	}
+}
+END_TEST
+
 /* Truncated text: a name that touches the cut is not trusted; the operation still is. */
 START_TEST(truncated)
 {
@@ -156,6 +218,10 @@ START_TEST(truncated)
 	ck_assert_str_eq(s.collection, "");
 	ck_assert_int_eq(mysql_sql_summarize("SELECT a FROM `app`", 19, true, &s), 0);
 	ck_assert_str_eq(s.collection, ""); /* `app`.`orders` may follow */
+	ck_assert_int_eq(mysql_sql_summarize("INSERT INTO app.", 16, true, &s), 0);
+	ck_assert_str_eq(s.collection, ""); /* the table is past the cut */
+	ck_assert_int_eq(mysql_sql_summarize("INSERT INTO app. ", 17, false, &s), 0);
+	ck_assert_str_eq(s.collection, "app");
 	ck_assert_int_eq(mysql_sql_summarize("SELECT a FROM orders WHE", 24, true, &s), 0);
 	ck_assert_str_eq(s.collection, "orders");
 	ck_assert_int_eq(mysql_sql_summarize("SELECT a FROM orders WHE", 24, false, &s), 0);
@@ -232,6 +298,7 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, summaries, 0, sizeof(cases) / sizeof(cases[0]));
 	tcase_add_test(tc, use_database);
 	tcase_add_test(tc, multi_statements);
+	tcase_add_test(tc, statements_apart);
 	tcase_add_test(tc, truncated);
 	tcase_add_test(tc, not_statements);
 	tcase_add_test(tc, no_literals);

@@ -4,7 +4,8 @@
 There is no MongoDB server on the test machines, so the integration tests run
 this instead. It speaks the wire protocol (OP_MSG with its flag bits and
 document sequences, the legacy OP_QUERY/OP_REPLY handshake and exhaust
-cursors, OP_GET_MORE, OP_KILL_CURSORS, OP_COMPRESSED with noop and zlib) and
+cursors, OP_GET_MORE, OP_KILL_CURSORS, OP_COMPRESSED with noop, zlib and, where
+Debian's python3-snappy is installed, snappy) and
 keeps collections in memory with a unique _id, so that the replies carry what
 a real server's would: cursors that need getMore, duplicate-key writeErrors
 (11000), writeConcernError (100) for unsatisfiable write concerns, ok: 0 with
@@ -22,6 +23,11 @@ import struct
 import sys
 import time
 import zlib
+
+try:
+    import snappy  # python3-snappy: MongoDB's snappy is its raw (block) format
+except ImportError:
+    snappy = None
 
 import bson
 from bson.int64 import Int64
@@ -138,8 +144,11 @@ class Server:
     # ---- commands ------------------------------------------------------------------------
     def hello(self, cmd, conn):
         if "compression" in cmd and conn.compressor is None:
-            wanted = [c for c in cmd["compression"] if c in ("zlib", "noop")]
+            known = ("snappy", "zlib", "noop") if snappy else ("zlib", "noop")
+            wanted = [c for c in cmd["compression"] if c in known]
             conn.compressor = wanted[0] if wanted else ""
+            if conn.compressor:
+                print(f"connection {conn.id}: {conn.compressor}", flush=True)
         out = SON([("helloOk", True), ("ismaster", True), ("topologyVersion", self.topology),
                    ("maxBsonObjectSize", 16777216), ("maxMessageSizeBytes", 48000000),
                    ("maxWriteBatchSize", 100000), ("localTime", time.time_ns() // 10**6),
@@ -358,7 +367,12 @@ class Conn:
     def send(self, opcode, body, response_to, compress):
         rid = next(_ids)
         if compress and self.compressor:
-            comp_id, data = (2, zlib.compress(body)) if self.compressor == "zlib" else (0, body)
+            if self.compressor == "zlib":
+                comp_id, data = 2, zlib.compress(body)
+            elif self.compressor == "snappy":
+                comp_id, data = 1, snappy.compress(body)
+            else:
+                comp_id, data = 0, body
             body = struct.pack("<iiB", opcode, len(body), comp_id) + data
             opcode = OP_COMPRESSED
         self.writer.write(struct.pack("<iiii", 16 + len(body), rid, response_to, opcode) + body)
@@ -380,7 +394,12 @@ class Conn:
                 compressed = False
                 if opcode == OP_COMPRESSED:
                     opcode, size, comp = struct.unpack_from("<iiB", body)
-                    body = zlib.decompress(body[9:]) if comp == 2 else body[9:]
+                    if comp == 2:
+                        body = zlib.decompress(body[9:])
+                    elif comp == 1:
+                        body = snappy.decompress(body[9:])
+                    else:
+                        body = body[9:]
                     compressed = True
                 await self.handle(opcode, rid, body, compressed)
                 await self.writer.drain()
