@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 
 #include "prom_text.h"
 #include "sink.h"
+#include "writer.h"
 
 /* The service name of the daemon's own series (plugin_up, events_total, ...). */
 #define SELF_SERVICE "periscoped"
@@ -53,22 +53,6 @@ static const struct ps_cfg_key stdout_config_map[] = {
 	{ NULL },
 };
 
-/*
- * Writes what the loop thread formatted, so that a reader that does not keep
- * up holds up this thread and never the loop (the ring buffers drain there).
- */
-struct writer {
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	FILE *out;
-	char *pending; /* formatted, not yet handed to the thread */
-	size_t len, cap;
-	bool stop;
-	int error;	  /* -errno of a failed write, until the next flush reports it */
-	uint64_t dropped; /* bytes dropped since the last report */
-};
-
 struct stdout_sink {
 	FILE *out;
 	enum stdout_format format;
@@ -78,7 +62,7 @@ struct stdout_sink {
 	bool seen_flows;
 	uint64_t flows_closed; /* since the last flush */
 	uint64_t flows_failed;
-	struct writer *writer; /* NULL: write on the caller's thread (tests) */
+	struct ps_writer *writer; /* NULL: write on the caller's thread (tests) */
 };
 
 /* ---- small string builder -------------------------------------------------------------- */
@@ -854,119 +838,32 @@ out:
 
 /* ---- output: formatted on the loop, written by a thread ------------------------------------ */
 
-static void *writer_main(void *arg)
+/*
+ * What the writer thread does with formatted text: a reader that does not keep
+ * up holds up that thread and never the loop (the ring buffers drain there).
+ */
+static int write_stream(void *arg, const char *buf, size_t len)
 {
-	struct writer *w = arg;
+	FILE *out = arg;
+	int err = 0;
 
-	pthread_mutex_lock(&w->lock);
-	for (;;) {
-		char *buf;
-		size_t len;
-		int err = 0;
-
-		while (!w->len && !w->stop)
-			pthread_cond_wait(&w->cond, &w->lock);
-		if (!w->len)
-			break;
-		buf = w->pending;
-		len = w->len;
-		w->pending = NULL;
-		w->len = w->cap = 0;
-		pthread_mutex_unlock(&w->lock);
-
-		errno = 0;
-		if (fwrite(buf, 1, len, w->out) != len || fflush(w->out) != 0)
-			err = errno ? -errno : -EIO;
-		clearerr(w->out);
-		free(buf);
-
-		pthread_mutex_lock(&w->lock);
-		if (err)
-			w->error = err;
-	}
-	pthread_mutex_unlock(&w->lock);
-	return NULL;
-}
-
-static struct writer *writer_start(FILE *out)
-{
-	struct writer *w = calloc(1, sizeof(*w));
-
-	if (!w)
-		return NULL;
-	w->out = out;
-	pthread_mutex_init(&w->lock, NULL);
-	pthread_cond_init(&w->cond, NULL);
-	if (pthread_create(&w->thread, NULL, writer_main, w)) {
-		pthread_cond_destroy(&w->cond);
-		pthread_mutex_destroy(&w->lock);
-		free(w);
-		return NULL;
-	}
-	return w;
-}
-
-/* Writes what is pending, then ends the thread. */
-static void writer_stop(struct writer *w)
-{
-	if (!w)
-		return;
-	pthread_mutex_lock(&w->lock);
-	w->stop = true;
-	pthread_cond_signal(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-	pthread_join(w->thread, NULL);
-	pthread_cond_destroy(&w->cond);
-	pthread_mutex_destroy(&w->lock);
-	free(w->pending);
-	free(w);
-}
-
-/* Never waits for the reader: past PENDING_MAX, output is dropped and counted. */
-static void writer_submit(struct writer *w, const char *buf, size_t len)
-{
-	pthread_mutex_lock(&w->lock);
-	if (w->len + len > PENDING_MAX) {
-		w->dropped += len;
-	} else if (len) {
-		if (w->len + len > w->cap) {
-			size_t cap = w->cap ? w->cap : 4096;
-			char *grown;
-
-			while (cap < w->len + len)
-				cap *= 2;
-			grown = realloc(w->pending, cap);
-			if (!grown) {
-				w->dropped += len;
-				goto out;
-			}
-			w->pending = grown;
-			w->cap = cap;
-		}
-		memcpy(w->pending + w->len, buf, len);
-		w->len += len;
-		pthread_cond_signal(&w->cond);
-	}
-out:
-	pthread_mutex_unlock(&w->lock);
+	errno = 0;
+	if (fwrite(buf, 1, len, out) != len || fflush(out) != 0)
+		err = errno ? -errno : -EIO;
+	clearerr(out);
+	return err;
 }
 
 /* The write error since the last call (0 if none); says once what a slow reader cost. */
-static int writer_status(struct writer *w)
+static int writer_status(struct ps_writer *w)
 {
-	uint64_t dropped;
-	int err;
+	struct ps_writer_report r;
 
-	pthread_mutex_lock(&w->lock);
-	err = w->error;
-	dropped = w->dropped;
-	w->error = 0;
-	w->dropped = 0;
-	pthread_mutex_unlock(&w->lock);
-	if (dropped)
+	ps_writer_report(w, &r);
+	if (r.dropped)
 		ps_warn("sink", "stdout: not read fast enough; %" PRIu64 " bytes of output dropped",
-			dropped);
-	return err;
+			r.dropped);
+	return r.error;
 }
 
 /* Hands formatted text on: to the writer thread, or straight to the stream. */
@@ -975,7 +872,7 @@ static int emit(struct stdout_sink *st, const char *buf, size_t len)
 	int err = 0;
 
 	if (st->writer) {
-		writer_submit(st->writer, buf, len);
+		ps_writer_submit(st->writer, buf, len);
 		return 0;
 	}
 	errno = 0;
@@ -1088,7 +985,8 @@ static void *open_sink(const void *config, FILE *out, bool threaded)
 	st->format = format;
 	st->max_rows = cfg ? (size_t)cfg->max_rows : 20;
 	st->color = format == FORMAT_TABLE && isatty(fileno(out));
-	if (threaded && !(st->writer = writer_start(out))) {
+	if (threaded &&
+	    !(st->writer = ps_writer_start(PS_WRITER_APPEND, PENDING_MAX, write_stream, out))) {
 		free(st);
 		return NULL;
 	}
@@ -1116,7 +1014,7 @@ static void stdout_close(void *state)
 
 	if (!st)
 		return;
-	writer_stop(st->writer); /* what is pending still goes out */
+	ps_writer_stop(st->writer); /* what is pending still goes out */
 	fflush(st->out); /* the stream is not ours to close */
 	free(st);
 }
