@@ -758,7 +758,6 @@ static void register_build_info(void)
 
 static int setup_loop(struct daemon *d)
 {
-	const struct ps_daemon_settings *ds = &d->settings.daemon;
 	int rc = uv_loop_init(&d->loop);
 
 	if (rc)
@@ -773,10 +772,22 @@ static int setup_loop(struct daemon *d)
 	uv_signal_start(&d->sig_term, on_stop_signal, SIGTERM);
 	uv_signal_start(&d->sig_int, on_stop_signal, SIGINT);
 	uv_signal_start(&d->sig_hup, on_sighup, SIGHUP);
-	uv_timer_start(&d->flush_timer, on_flush_timer, ds->flush_interval_ms, ds->flush_interval_ms);
+	return 0;
+}
+
+/*
+ * The flush interval and --duration count from when the daemon is up, not
+ * from before the plugins loaded (seconds, for BPF programs): libuv's clock
+ * stood still since uv_loop_init, so it is brought up to date first.
+ */
+static void start_timers(struct daemon *d)
+{
+	uint64_t flush_ms = d->settings.daemon.flush_interval_ms;
+
+	uv_update_time(&d->loop);
+	uv_timer_start(&d->flush_timer, on_flush_timer, flush_ms, flush_ms);
 	if (d->opts.duration_s)
 		uv_timer_start(&d->stop_timer, on_duration_elapsed, d->opts.duration_s * 1000, 0);
-	return 0;
 }
 
 static void teardown(struct daemon *d, bool loop_inited)
@@ -868,6 +879,7 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 	ps_notify_drop_capabilities();
 	ps_notify_state("READY=1", d.registry);
 	d.last_flush_ns = now_ns(CLOCK_REALTIME);
+	start_timers(&d);
 
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	code = PS_EXIT_OK;
