@@ -667,7 +667,20 @@ static void swap_plugins(struct daemon *d, struct plugin_set *fresh, const ssize
 		if (old && fresh->v[i] == old)
 			d->plugins.v[at] = NULL;
 	}
-	/* What is left of the old set is replaced or disabled. */
+	/*
+	 * What is left of the old set is replaced or disabled. A disabled plugin
+	 * (or one whose file went) is not a failed one: its periscope_plugin_up
+	 * series goes, rather than staying 1 or turning 0 (which plugin-down
+	 * alerts would read as a failure).
+	 */
+	for (size_t i = 0; i < d->plugins.n; i++) {
+		struct ps_plugin *old = d->plugins.v[i];
+
+		if (old && !plugin_set_find(fresh, old->name, NULL)) {
+			ps_debug("core", "reload: %s: no longer configured, stopped", old->name);
+			ps_plugin_report_gone(old->name);
+		}
+	}
 	plugin_set_free(&d->plugins);
 	d->plugins = *fresh;
 }

@@ -208,6 +208,19 @@ check "... and starts once" [ "$(grep -c 'plugin tcpflow started' "$DAEMON_ERR")
 wait_for_snapshots 2
 last_snapshot <"$DAEMON_OUT" >"$work/snap"
 check "... with both plugins up" plugins_up "$work/snap"
+# A plugin a reload disables is not a failed one: its periscope_plugin_up series goes.
+cat >"$work/live.yaml" <<'YAML'
+daemon: { flush_interval: 500ms }
+plugins: { http: { enabled: false }, tcpflow: {} }
+sinks: { stdout: { format: prometheus } }
+YAML
+kill -HUP "$DAEMON_PID"
+check "a reload that disables http is applied" wait_for_log "running: tcpflow \(1 of 1 plugins up\)"
+wait_for_snapshots 2
+last_snapshot <"$DAEMON_OUT" >"$work/snap"
+check "... and http's periscope_plugin_up series is gone" \
+	bash -c "! grep -q 'periscope_plugin_up{.*plugin=\"http\"' '$work/snap'"
+check "... while tcpflow's stays 1" series_is "$work/snap" periscope_plugin_up 'plugin="tcpflow"' 1
 stop_daemon
 
 # --log-level debug is readable: periscope's own decisions, libbpf's chatter only at trace.
