@@ -710,7 +710,7 @@ END_TEST
 #define FLUSH_EVERY_MS 50
 #define SLOW_FLUSHES   30
 /* A flush that waited for a write would take up to SLOW_WRITE_MS. */
-#define FLUSH_MAX_MS 50
+#define FLUSH_MAX_MS 100
 
 struct slow_disk {
 	atomic_int in_write, overlaps, writes;
