@@ -79,21 +79,43 @@ struct protocol {
 	struct source sources[2];
 	size_t n_sources;
 	const char *status_label; /* SRC_EXCHANGES: the label that says error */
-	bool (*is_error)(const char *status);
+	const char *op_label;	  /* NULL, or the operation is_error also reads */
+	bool (*is_error)(const char *status, const char *op);
 	const char *latency_family;
 	const char *const *labels; /* what where and by may name */
-	/* NULL-terminated; a rate rule picks one with `metric` (protocols without sources) */
+	/*
+	 * NULL-terminated; a rate rule picks one with `metric`: required where the
+	 * protocol has no sources (resources), else optional (kafka: messages
+	 * instead of operations).
+	 */
 	const struct rate_metric *metrics;
+	const char *const *default_by; /* NULL: [service_name] */
 };
 
-static bool http_status_is_error(const char *status)
+static bool http_status_is_error(const char *status, const char *op)
 {
+	(void)op;
 	return atoi(status) >= 500;
 }
 
-static bool db_status_is_error(const char *status)
+static bool db_status_is_error(const char *status, const char *op)
 {
+	(void)op;
 	return *status && strcmp(status, "0") != 0;
+}
+
+/*
+ * error_type: the Kafka error name of the partition or request, empty when it
+ * succeeded. An ApiVersions request answered UNSUPPORTED_VERSION is the
+ * version handshake (KIP-511: the broker says which versions it has, the
+ * client asks again), which every librdkafka client goes through on each
+ * connection: not a failure.
+ */
+static bool kafka_status_is_error(const char *status, const char *op)
+{
+	if (op && strcmp(op, "apiversions") == 0 && strcmp(status, "UNSUPPORTED_VERSION") == 0)
+		return false;
+	return *status != '\0';
 }
 
 /* clang-format off */
@@ -114,6 +136,19 @@ static const struct rate_metric resources_metrics[] = {
 	{ "cpu_delay", "periscope_process_cpu_delay_seconds_total" },
 	{ "oom_kills", "periscope_process_oom_kills_total" },
 	{ NULL, NULL },
+};
+static const char *const kafka_labels[] = {
+	PS_L_SERVICE_NAME, PS_L_MESSAGING_SYSTEM, PS_L_MESSAGING_OPERATION, PS_L_MESSAGING_DESTINATION,
+	PS_L_ERROR_TYPE, PS_L_SERVER_ADDRESS, PS_L_SERVER_PORT, "messaging_consumer_group_name", NULL,
+};
+/* sent: records produced per second; consumed: records fetched per second */
+static const struct rate_metric kafka_metrics[] = {
+	{ "sent", PS_M_MESSAGING_SENT },
+	{ "consumed", PS_M_MESSAGING_CONSUMED },
+	{ NULL, NULL },
+};
+static const char *const kafka_default_by[] = {
+	PS_L_SERVICE_NAME, PS_L_MESSAGING_DESTINATION, NULL,
 };
 /* clang-format on */
 
@@ -150,6 +185,23 @@ static const struct protocol protocols[] = {
 		.name = "resources",
 		.metrics = resources_metrics,
 		.labels = resources_labels,
+	},
+	{
+		/*
+		 * Client operations, one observation per topic a request touches: an
+		 * operation failed when error_type names a Kafka error. rate counts
+		 * operations, or messages with metric sent / consumed.
+		 */
+		.name = "kafka",
+		.sources = { { PS_M_MESSAGING_CLIENT_DURATION, SRC_EXCHANGES } },
+		.n_sources = 1,
+		.status_label = PS_L_ERROR_TYPE,
+		.op_label = PS_L_MESSAGING_OPERATION,
+		.is_error = kafka_status_is_error,
+		.latency_family = PS_M_MESSAGING_CLIENT_DURATION,
+		.labels = kafka_labels,
+		.metrics = kafka_metrics,
+		.default_by = kafka_default_by,
 	},
 };
 
@@ -490,17 +542,18 @@ struct rule_config {
 	uint64_t window_ms, for_ms, repeat_ms;
 };
 
-static const char *const protocol_names[] = { "http", "db", "tcp", "resources", NULL };
+static const char *const protocol_names[] = { "http", "db", "tcp", "resources", "kafka", NULL };
 
 static const struct ps_cfg_key rule_keys[] = {
 	{ "name", PS_CFG_STRING, NULL, offsetof(struct rule_config, name), NULL,
 	  "unique rule name, [A-Za-z0-9_.-]+" },
 	{ "protocol", PS_CFG_STRING, NULL, offsetof(struct rule_config, protocol), protocol_names,
-	  "http, db, tcp or resources" },
+	  "http, db, tcp, resources or kafka" },
 	{ "where", PS_CFG_STRMAP, NULL, offsetof(struct rule_config, where), NULL,
 	  "label: exact value, every one must match" },
 	{ "by", PS_CFG_STRLIST, NULL, offsetof(struct rule_config, by), NULL,
-	  "labels that make a series group (default [service_name])" },
+	  "labels that make a series group (default [service_name]; kafka: "
+	  "[service_name, messaging_destination_name])" },
 	{ "error_ratio", PS_CFG_STRMAP, NULL, offsetof(struct rule_config, error_ratio), NULL,
 	  "above, resolve_below, min_requests" },
 	{ "latency", PS_CFG_STRMAP, NULL, offsetof(struct rule_config, latency), NULL,
@@ -549,7 +602,8 @@ static const struct ps_cfg_key rate_keys[] = {
 	COND_KEY(below, PS_CFG_STRING, NULL, "fires below this many requests per second"),
 	COND_KEY(resolve_below, PS_CFG_STRING, NULL, "with above: resolves at or below"),
 	COND_KEY(resolve_above, PS_CFG_STRING, NULL, "with below: resolves at or above"),
-	COND_KEY(metric, PS_CFG_STRING, NULL, "resources rules: cpu, cpu_delay or oom_kills"),
+	COND_KEY(metric, PS_CFG_STRING, NULL,
+		 "resources rules: cpu, cpu_delay or oom_kills; kafka rules: sent or consumed"),
 	{ NULL },
 };
 
@@ -721,31 +775,58 @@ static int fill_rate(const struct ps_cfg_node *n, const struct cond_config *cc, 
 	return rc;
 }
 
-/* Protocols with metrics take rate rules only, and the rule says which counter. */
+/* "cpu, cpu_delay or oom_kills": the metric names of p, for messages. */
+static void metric_names(const struct protocol *p, char *buf, size_t size)
+{
+	size_t used = 0, n = 0;
+
+	buf[0] = '\0';
+	while (p->metrics[n].name)
+		n++;
+	for (size_t i = 0; i < n && used < size; i++)
+		used += (size_t)snprintf(buf + used, size - used, "%s%s",
+					 i == 0 ? "" : i + 1 == n ? " or " : ", ",
+					 p->metrics[i].name);
+}
+
+/*
+ * metric names the counter a rate rule reads. Protocols without sources
+ * (resources) take rate rules only, and need it; others (kafka) may name one
+ * instead of counting operations.
+ */
 static int fill_metric(const struct ps_cfg_node *n, const struct protocol *p,
 		       const struct cond_config *cc, struct condition *c, struct ps_cfg_error *err)
 {
+	bool required = p->metrics && p->n_sources == 0;
+	char names[128];
+
 	if (!p->metrics) {
 		if (cc->metric)
 			return ps_cfg_errorf(err, ps_cfg_node_get(n, "metric"),
-					     "alerts: metric only goes with protocol resources");
+					     "alerts: metric only goes with protocols resources "
+					     "and kafka");
+		return 0;
+	}
+	metric_names(p, names, sizeof(names));
+	if (required && c->kind != COND_RATE)
+		return ps_cfg_errorf(err, n, "alerts: %s rules take a rate condition only",
+				     p->name);
+	if (!cc->metric) {
+		if (required)
+			return ps_cfg_errorf(err, n, "alerts: %s rate needs metric (%s)", p->name,
+					     names);
 		return 0;
 	}
 	if (c->kind != COND_RATE)
-		return ps_cfg_errorf(err, n, "alerts: %s rules take a rate condition only",
-				     p->name);
-	if (!cc->metric)
-		return ps_cfg_errorf(err, n,
-				     "alerts: %s rate needs metric (cpu, cpu_delay or oom_kills)",
-				     p->name);
+		return ps_cfg_errorf(err, ps_cfg_node_get(n, "metric"),
+				     "alerts: metric only goes with a rate condition");
 	for (const struct rate_metric *m = p->metrics; m->name; m++)
 		if (strcmp(m->name, cc->metric) == 0) {
 			c->family = m->family;
 			return 0;
 		}
 	return ps_cfg_errorf(err, ps_cfg_node_get(n, "metric"),
-			     "alerts: metric: expected cpu, cpu_delay or oom_kills, got '%s'",
-			     cc->metric);
+			     "alerts: metric: expected %s, got '%s'", names, cc->metric);
 }
 
 static int parse_condition(const struct ps_cfg_node *item, const struct protocol *p,
@@ -836,15 +917,22 @@ static int check_labels(const struct ps_cfg_node *item, const struct rule *r,
 	return 0;
 }
 
-static int default_by(struct ps_strlist *by)
+static int default_by(const struct protocol *p, struct ps_strlist *by)
 {
-	by->v = calloc(1, sizeof(*by->v));
-	if (!by->v || !(by->v[0] = strdup("service_name"))) {
-		free(by->v);
-		by->v = NULL;
+	static const char *const service_only[] = { "service_name", NULL };
+	const char *const *labels = p && p->default_by ? p->default_by : service_only;
+	size_t n = 0;
+
+	while (labels[n])
+		n++;
+	by->v = calloc(n, sizeof(*by->v));
+	if (!by->v)
 		return -ENOMEM;
+	for (by->n = 0; by->n < n; by->n++) {
+		by->v[by->n] = strdup(labels[by->n]);
+		if (!by->v[by->n])
+			return -ENOMEM; /* rule_free frees what was copied */
 	}
-	by->n = 1;
 	return 0;
 }
 
@@ -861,7 +949,7 @@ static int take_rule_config(struct rule_config *rc, struct rule *r)
 	r->window_ns = rc->window_ms * NSEC_PER_MSEC;
 	r->for_ns = rc->for_ms * NSEC_PER_MSEC;
 	r->repeat_ns = rc->repeat_ms * NSEC_PER_MSEC;
-	return r->by.n ? 0 : default_by(&r->by);
+	return r->by.n ? 0 : default_by(r->proto, &r->by);
 }
 
 static int check_rule_config(const struct ps_cfg_node *item, const struct rule_config *rc,
@@ -877,7 +965,8 @@ static int check_rule_config(const struct ps_cfg_node *item, const struct rule_c
 			rc->name);
 	if (!rc->protocol)
 		return ps_cfg_errorf(err, item,
-				     "alerts: %s: protocol is required (http, db, tcp, resources)",
+				     "alerts: %s: protocol is required (http, db, tcp, resources, "
+				     "kafka)",
 				     rc->name);
 	if (ps_cfg_node_get(item, "by") && rc->by.n == 0)
 		return ps_cfg_errorf(err, ps_cfg_node_get(item, "by"),
@@ -989,6 +1078,7 @@ struct family_view {
 	enum source_role role;
 	bool latency;
 	ssize_t status;	   /* label index, or -1 */
+	ssize_t op;	   /* label index of the protocol's op_label, or -1 */
 	ssize_t where[16]; /* label index per where entry */
 	ssize_t by[16];	   /* label index per by entry, -1: "" */
 };
@@ -1000,6 +1090,7 @@ static bool view_init(struct family_view *v, const struct rule *r, const struct 
 {
 	v->f = f;
 	v->status = r->proto->status_label ? label_index(f, r->proto->status_label) : -1;
+	v->op = r->proto->op_label ? label_index(f, r->proto->op_label) : -1;
 	if (r->where.n > VIEW_MAX_LABELS || r->by.n > VIEW_MAX_LABELS)
 		return false;
 	for (size_t i = 0; i < r->where.n; i++)
@@ -1087,7 +1178,8 @@ static void add_gains(const struct rule *r, const struct family_view *v, const s
 		double gain = count_gain(s->count, s->flushed_count);
 
 		g->inc[SAMPLE_REQUESTS] += gain;
-		if (v->status >= 0 && r->proto->is_error(s->values[v->status]))
+		if (v->status >= 0 &&
+		    r->proto->is_error(s->values[v->status], v->op >= 0 ? s->values[v->op] : NULL))
 			g->inc[SAMPLE_ERRORS] += gain;
 		break;
 	}

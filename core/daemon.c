@@ -678,7 +678,20 @@ static void swap_plugins(struct daemon *d, struct plugin_set *fresh, const ssize
 		if (old && fresh->v[i] == old)
 			d->plugins.v[at] = NULL;
 	}
-	/* What is left of the old set is replaced or disabled. */
+	/*
+	 * What is left of the old set is replaced or disabled. A disabled plugin
+	 * (or one whose file went) is not a failed one: its periscope_plugin_up
+	 * series goes, rather than staying 1 or turning 0 (which plugin-down
+	 * alerts would read as a failure).
+	 */
+	for (size_t i = 0; i < d->plugins.n; i++) {
+		struct ps_plugin *old = d->plugins.v[i];
+
+		if (old && !plugin_set_find(fresh, old->name, NULL)) {
+			ps_debug("core", "reload: %s: no longer configured, stopped", old->name);
+			ps_plugin_report_gone(old->name);
+		}
+	}
 	plugin_set_free(&d->plugins);
 	d->plugins = *fresh;
 }
@@ -769,7 +782,6 @@ static void register_build_info(void)
 
 static int setup_loop(struct daemon *d)
 {
-	const struct ps_daemon_settings *ds = &d->settings.daemon;
 	int rc = uv_loop_init(&d->loop);
 
 	if (rc)
@@ -784,10 +796,22 @@ static int setup_loop(struct daemon *d)
 	uv_signal_start(&d->sig_term, on_stop_signal, SIGTERM);
 	uv_signal_start(&d->sig_int, on_stop_signal, SIGINT);
 	uv_signal_start(&d->sig_hup, on_sighup, SIGHUP);
-	uv_timer_start(&d->flush_timer, on_flush_timer, ds->flush_interval_ms, ds->flush_interval_ms);
+	return 0;
+}
+
+/*
+ * The flush interval and --duration count from when the daemon is up, not
+ * from before the plugins loaded (seconds, for BPF programs): libuv's clock
+ * stood still since uv_loop_init, so it is brought up to date first.
+ */
+static void start_timers(struct daemon *d)
+{
+	uint64_t flush_ms = d->settings.daemon.flush_interval_ms;
+
+	uv_update_time(&d->loop);
+	uv_timer_start(&d->flush_timer, on_flush_timer, flush_ms, flush_ms);
 	if (d->opts.duration_s)
 		uv_timer_start(&d->stop_timer, on_duration_elapsed, d->opts.duration_s * 1000, 0);
-	return 0;
 }
 
 static void teardown(struct daemon *d, bool loop_inited)
@@ -881,6 +905,7 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 	ps_notify_drop_capabilities();
 	ps_notify_state("READY=1", d.registry);
 	d.last_flush_ns = now_ns(CLOCK_REALTIME);
+	start_timers(&d);
 
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	code = PS_EXIT_OK;

@@ -64,6 +64,23 @@ void ps_plugin_report_up(const char *name, bool up)
 	ps_metric_set(m, values, up ? 1 : 0);
 }
 
+/* A plugin no longer configured (a reload disabled it) is neither up nor failed: no series. */
+void ps_plugin_report_gone(const char *name)
+{
+	static const char *const labels[] = { "service_name", "plugin", NULL };
+	static const struct ps_metric_desc desc = {
+		.name = "periscope_plugin_up",
+		.help = "1 when the plugin is running, 0 when it failed",
+		.type = PS_METRIC_GAUGE,
+		.labels = labels,
+	};
+	const char *values[] = { "periscoped", name };
+	struct ps_metric *m = ps_metric_register(&desc);
+
+	if (m)
+		ps_metric_remove(m, values);
+}
+
 void ps_plugin_mark_down(struct ps_plugin *p, const char *fmt, ...)
 {
 	va_list ap;

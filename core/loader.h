@@ -89,5 +89,7 @@ void ps_plugin_mark_down(struct ps_plugin *p, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Sets periscope_plugin_up{plugin=name} (the loader calls this itself). */
 void ps_plugin_report_up(const char *name, bool up);
+/* Removes the periscope_plugin_up series of a plugin no longer configured. */
+void ps_plugin_report_gone(const char *name);
 
 #endif

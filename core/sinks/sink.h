@@ -59,5 +59,11 @@ void *ps_sink_stdout_open_stream(const void *config, FILE *out);
 void *ps_sink_stdout_open_threaded(const void *config, FILE *out);
 /* For tests: the textfile sink as on a filesystem without O_TMPFILE. */
 void ps_sink_textfile_force_named_temp(bool on);
+/* For tests: waits until the textfile sink's writer is idle; the last write's result. */
+int ps_sink_textfile_wait(void *state);
+#ifdef PS_TEST_HOOKS
+/* Only in test builds: hook(arg, true/false) on the writer thread around each write. */
+void ps_sink_textfile_set_test_hook(void (*hook)(void *arg, bool start), void *arg);
+#endif
 
 #endif

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 
 #include "prom_text.h"
 #include "sink.h"
+#include "writer.h"
 
 /* The service name of the daemon's own series (plugin_up, events_total, ...). */
 #define SELF_SERVICE "periscoped"
@@ -53,22 +53,6 @@ static const struct ps_cfg_key stdout_config_map[] = {
 	{ NULL },
 };
 
-/*
- * Writes what the loop thread formatted, so that a reader that does not keep
- * up holds up this thread and never the loop (the ring buffers drain there).
- */
-struct writer {
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	FILE *out;
-	char *pending; /* formatted, not yet handed to the thread */
-	size_t len, cap;
-	bool stop;
-	int error;	  /* -errno of a failed write, until the next flush reports it */
-	uint64_t dropped; /* bytes dropped since the last report */
-};
-
 struct stdout_sink {
 	FILE *out;
 	enum stdout_format format;
@@ -78,7 +62,7 @@ struct stdout_sink {
 	bool seen_flows;
 	uint64_t flows_closed; /* since the last flush */
 	uint64_t flows_failed;
-	struct writer *writer; /* NULL: write on the caller's thread (tests) */
+	struct ps_writer *writer; /* NULL: write on the caller's thread (tests) */
 };
 
 /* ---- small string builder -------------------------------------------------------------- */
@@ -412,9 +396,12 @@ static void format_delta(char *buf, size_t len, double delta, uint64_t interval_
 
 /* ---- table: rows -------------------------------------------------------------------------- */
 
+struct res_line;
+
 struct table_row {
-	const struct ps_family *family;
+	const struct ps_family *family; /* NULL: the service's resources line */
 	const struct ps_series *series;
+	const struct res_line *res;
 	const char *service;
 	size_t order; /* position in the registry, keeps the sort stable */
 	double activity;      /* what moved since the last flush: the busiest rows are shown */
@@ -568,6 +555,10 @@ static void format_row(struct table_row *row, uint64_t interval_ns)
 
 static const char *row_cell(const struct table_row *row, enum table_col col)
 {
+	if (!row->family) /* the resources line: its name, then the line in the labels column */
+		return col == COL_NAME			    ? "resources" :
+		       col == COL_LABELS && row->labels.buf ? row->labels.buf :
+							      "";
 	switch (col) {
 	case COL_NAME:
 		return row->family->name;
@@ -583,6 +574,171 @@ static const char *row_cell(const struct table_row *row, enum table_col col)
 		return row->p50;
 	default:
 		return row->p99;
+	}
+}
+
+/*
+ * ---- table: a service's resources on one line --------------------------------------------
+ *
+ * The resources plugin's counters and gauges fold into one line under the
+ * service's name, above its RED rows: "resources  cpu 1.20 (user 0.90) ...".
+ * Counters show their rate over the flush interval (CPU seconds per second is
+ * cores busy), or their growth when there is no interval yet. The line is the
+ * service's summary: it is always shown, and max_rows does not count it. The
+ * disk latency histogram stays a row of its own.
+ */
+enum res_field {
+	RES_CPU_USER,
+	RES_CPU_SYSTEM,
+	RES_DELAY,
+	RES_RSS,
+	RES_PROCS,
+	RES_DISK_READ,
+	RES_DISK_WRITE,
+	RES_NET_TX,
+	RES_NET_RX,
+	RES_OOM,
+	N_RES,
+};
+
+struct res_line {
+	const char *service;
+	double v[N_RES];
+	bool has[N_RES];
+	bool moved; /* a gauge, or a counter that grew: worth a line */
+};
+
+/* family, label (NULL: none) and its value, field */
+static const struct {
+	const char *family, *label, *value;
+	enum res_field field;
+} res_sources[] = {
+	{ "process_cpu_time_seconds_total", "cpu_mode", "user", RES_CPU_USER },
+	{ "process_cpu_time_seconds_total", "cpu_mode", "system", RES_CPU_SYSTEM },
+	{ "periscope_process_cpu_delay_seconds_total", NULL, NULL, RES_DELAY },
+	{ "process_memory_usage_bytes", NULL, NULL, RES_RSS },
+	{ "periscope_processes", NULL, NULL, RES_PROCS },
+	{ "process_disk_io_bytes_total", "disk_io_direction", "read", RES_DISK_READ },
+	{ "process_disk_io_bytes_total", "disk_io_direction", "write", RES_DISK_WRITE },
+	{ "process_network_io_bytes_total", "network_io_direction", "transmit", RES_NET_TX },
+	{ "process_network_io_bytes_total", "network_io_direction", "receive", RES_NET_RX },
+	{ "periscope_process_oom_kills_total", NULL, NULL, RES_OOM },
+};
+
+#define N_RES_SOURCES (sizeof(res_sources) / sizeof(res_sources[0]))
+
+static bool res_family(const struct ps_family *f)
+{
+	for (size_t i = 0; i < N_RES_SOURCES; i++)
+		if (strcmp(f->name, res_sources[i].family) == 0)
+			return true;
+	return false;
+}
+
+static int res_field_of(const struct ps_family *f, const struct ps_series *s)
+{
+	for (size_t i = 0; i < N_RES_SOURCES; i++) {
+		if (strcmp(f->name, res_sources[i].family) != 0)
+			continue;
+		if (!res_sources[i].label)
+			return (int)res_sources[i].field;
+		for (size_t l = 1; l < f->n_labels; l++)
+			if (strcmp(f->labels[l], res_sources[i].label) == 0 && s->values[l] &&
+			    strcmp(s->values[l], res_sources[i].value) == 0)
+				return (int)res_sources[i].field;
+	}
+	return -1;
+}
+
+static struct res_line *res_line_of(struct res_line *lines, size_t *n, const char *service)
+{
+	for (size_t i = *n; i-- > 0;)
+		if (strcmp(lines[i].service, service) == 0)
+			return &lines[i];
+	lines[*n].service = service;
+	return &lines[(*n)++];
+}
+
+/* Adds s to its service's line; false if s is not one of the line's series. */
+static bool res_collect(struct res_line *lines, size_t *n, const struct ps_family *f,
+			const struct ps_series *s)
+{
+	struct res_line *line;
+	int field;
+
+	if (f->type == PS_METRIC_HISTOGRAM || !res_family(f))
+		return false;
+	field = res_field_of(f, s);
+	if (field < 0)
+		return true; /* a label value we do not know: left out, not a row */
+	line = res_line_of(lines, n, series_service(f, s));
+	line->has[field] = true;
+	line->moved = line->moved || f->type == PS_METRIC_GAUGE || series_moved(f, s);
+	line->v[field] += f->type == PS_METRIC_GAUGE ? s->value : s->value - s->flushed_value;
+	return true;
+}
+
+static void res_append(struct sbuf *b, const char *text)
+{
+	if (b->len)
+		sbuf_puts(b, "  ");
+	sbuf_puts(b, text);
+}
+
+/* A counter's growth as a rate ("1.2MiB/s"), or the growth itself without an interval. */
+static void res_counter(char *buf, size_t len, double delta, uint64_t interval_ns, enum unit unit)
+{
+	if (interval_ns)
+		format_rate(buf, len, delta / ((double)interval_ns / 1e9), unit);
+	else
+		format_quantity(buf, len, delta, unit);
+}
+
+static void format_res_line(struct sbuf *b, const struct res_line *l, uint64_t interval_ns)
+{
+	double per = interval_ns ? (double)interval_ns / 1e9 : 0;
+	char text[2 * RATE_MAX + 32], q1[RATE_MAX], q2[RATE_MAX];
+
+	if (l->has[RES_CPU_USER] || l->has[RES_CPU_SYSTEM]) {
+		double cpu = l->v[RES_CPU_USER] + l->v[RES_CPU_SYSTEM];
+
+		/* CPU seconds per second: cores busy */
+		if (per)
+			snprintf(text, sizeof(text), "cpu %.2f (user %.2f)", cpu / per,
+				 l->v[RES_CPU_USER] / per);
+		else
+			snprintf(text, sizeof(text), "cpu %.3gs", cpu);
+		res_append(b, text);
+	}
+	if (l->has[RES_DELAY]) {
+		res_counter(q1, sizeof(q1), l->v[RES_DELAY], interval_ns, UNIT_SECONDS);
+		snprintf(text, sizeof(text), "cpu wait %s", q1);
+		res_append(b, text);
+	}
+	if (l->has[RES_RSS]) {
+		format_quantity(q1, sizeof(q1), l->v[RES_RSS], UNIT_BYTES);
+		snprintf(text, sizeof(text), "rss %s", q1);
+		res_append(b, text);
+	}
+	if (l->has[RES_PROCS]) {
+		snprintf(text, sizeof(text), "procs %.0f", l->v[RES_PROCS]);
+		res_append(b, text);
+	}
+	if (l->has[RES_DISK_READ] || l->has[RES_DISK_WRITE]) {
+		res_counter(q1, sizeof(q1), l->v[RES_DISK_READ], interval_ns, UNIT_BYTES);
+		res_counter(q2, sizeof(q2), l->v[RES_DISK_WRITE], interval_ns, UNIT_BYTES);
+		snprintf(text, sizeof(text), "disk r %s w %s", q1, q2);
+		res_append(b, text);
+	}
+	if (l->has[RES_NET_TX] || l->has[RES_NET_RX]) {
+		res_counter(q1, sizeof(q1), l->v[RES_NET_TX], interval_ns, UNIT_BYTES);
+		res_counter(q2, sizeof(q2), l->v[RES_NET_RX], interval_ns, UNIT_BYTES);
+		snprintf(text, sizeof(text), "net tx %s rx %s", q1, q2);
+		res_append(b, text);
+	}
+	if (l->v[RES_OOM] > 0) {
+		snprintf(text, sizeof(text), "oom kills +%.0f", l->v[RES_OOM]);
+		res_append(b, text);
 	}
 }
 
@@ -709,6 +865,8 @@ static void print_rows(FILE *out, struct stdout_sink *st, const struct table_row
 		for (int c = 0; c < N_COLS; c++) {
 			size_t w = display_width(row_cell(&rows[i], c));
 
+			if (!rows[i].family && c == COL_LABELS)
+				continue; /* a free-form line does not widen the columns */
 			if (c == COL_LABELS && w > TABLE_LABELS_MAX_WIDTH)
 				continue;
 			if (w > widths[c])
@@ -753,23 +911,31 @@ static double series_activity(const struct ps_family *f, const struct ps_series 
 
 /* Collects the rows worth showing: moved since the last flush, gauges, or the first flush. */
 static struct table_row *collect_rows(const struct stdout_sink *st, const struct ps_registry *r,
-				      size_t *n_rows, size_t *n_series)
+				      size_t *n_rows, size_t *n_series, struct res_line **res)
 {
 	struct table_row *rows;
-	size_t total = 0, n = 0;
+	size_t total = 0, n = 0, n_res = 0;
 
 	for (size_t i = 0; r && i < r->n_families; i++)
 		total += r->families[i]->n_series;
 	*n_series = total;
 	rows = calloc(total ? total : 1, sizeof(*rows));
-	if (!rows)
+	/* At most one resources line per series: each line takes at least one. */
+	*res = calloc(total ? total : 1, sizeof(**res));
+	if (!rows || !*res) {
+		free(rows);
+		free(*res);
+		*res = NULL;
 		return NULL;
+	}
 	for (size_t i = 0; r && i < r->n_families; i++) {
 		const struct ps_family *f = r->families[i];
 
 		for (size_t j = 0; j < f->n_series; j++) {
 			const struct ps_series *s = f->series[j];
 
+			if (res_collect(*res, &n_res, f, s))
+				continue;
 			if (st->flushed_once && f->type != PS_METRIC_GAUGE && !series_moved(f, s))
 				continue;
 			if (never_moved(f, s))
@@ -777,10 +943,19 @@ static struct table_row *collect_rows(const struct stdout_sink *st, const struct
 			rows[n].family = f;
 			rows[n].series = s;
 			rows[n].service = series_service(f, s);
-			rows[n].order = n;
+			rows[n].order = n + 1; /* after the service's resources line */
 			rows[n].activity = series_activity(f, s);
 			n++;
 		}
+	}
+	for (size_t i = 0; i < n_res; i++) {
+		if (st->flushed_once && !(*res)[i].moved)
+			continue;
+		rows[n].res = &(*res)[i];
+		rows[n].service = (*res)[i].service;
+		rows[n].order = 0;
+		rows[n].activity = INFINITY; /* first among the service's rows */
+		n++;
 	}
 	*n_rows = n;
 	return rows;
@@ -800,7 +975,8 @@ static size_t keep_busiest(struct table_row *rows, size_t n, size_t max_rows, si
 			service++;
 			in_service = 0;
 		}
-		if (max_rows && in_service++ >= max_rows) {
+		/* The resources line is the service's summary, not one of its rows. */
+		if (max_rows && rows[i].family && in_service++ >= max_rows) {
 			omitted[service]++;
 			continue;
 		}
@@ -814,10 +990,11 @@ static int table_write(struct stdout_sink *st, FILE *out, const struct ps_flush_
 {
 	size_t n_rows = 0, n_series = 0, n_kept;
 	size_t *omitted;
+	struct res_line *res = NULL;
 	struct table_row *rows;
 	int err = 0;
 
-	rows = collect_rows(st, ctx->registry, &n_rows, &n_series);
+	rows = collect_rows(st, ctx->registry, &n_rows, &n_series, &res);
 	if (!rows)
 		return -ENOMEM;
 	omitted = calloc(n_rows + 1, sizeof(*omitted));
@@ -829,7 +1006,10 @@ static int table_write(struct stdout_sink *st, FILE *out, const struct ps_flush_
 	qsort(rows, n_rows, sizeof(*rows), compare_activity);
 	n_kept = keep_busiest(rows, n_rows, st->max_rows, omitted);
 	for (size_t i = 0; i < n_kept; i++) {
-		format_row(&rows[i], ctx->interval_ns);
+		if (rows[i].res)
+			format_res_line(&rows[i].labels, rows[i].res, ctx->interval_ns);
+		else
+			format_row(&rows[i], ctx->interval_ns);
 		if (rows[i].labels.failed)
 			err = -ENOMEM;
 	}
@@ -848,125 +1028,39 @@ out:
 	for (size_t i = 0; i < n_rows; i++)
 		free(rows[i].labels.buf);
 	free(rows);
+	free(res);
 	free(omitted);
 	return err;
 }
 
 /* ---- output: formatted on the loop, written by a thread ------------------------------------ */
 
-static void *writer_main(void *arg)
+/*
+ * What the writer thread does with formatted text: a reader that does not keep
+ * up holds up that thread and never the loop (the ring buffers drain there).
+ */
+static int write_stream(void *arg, const char *buf, size_t len)
 {
-	struct writer *w = arg;
+	FILE *out = arg;
+	int err = 0;
 
-	pthread_mutex_lock(&w->lock);
-	for (;;) {
-		char *buf;
-		size_t len;
-		int err = 0;
-
-		while (!w->len && !w->stop)
-			pthread_cond_wait(&w->cond, &w->lock);
-		if (!w->len)
-			break;
-		buf = w->pending;
-		len = w->len;
-		w->pending = NULL;
-		w->len = w->cap = 0;
-		pthread_mutex_unlock(&w->lock);
-
-		errno = 0;
-		if (fwrite(buf, 1, len, w->out) != len || fflush(w->out) != 0)
-			err = errno ? -errno : -EIO;
-		clearerr(w->out);
-		free(buf);
-
-		pthread_mutex_lock(&w->lock);
-		if (err)
-			w->error = err;
-	}
-	pthread_mutex_unlock(&w->lock);
-	return NULL;
-}
-
-static struct writer *writer_start(FILE *out)
-{
-	struct writer *w = calloc(1, sizeof(*w));
-
-	if (!w)
-		return NULL;
-	w->out = out;
-	pthread_mutex_init(&w->lock, NULL);
-	pthread_cond_init(&w->cond, NULL);
-	if (pthread_create(&w->thread, NULL, writer_main, w)) {
-		pthread_cond_destroy(&w->cond);
-		pthread_mutex_destroy(&w->lock);
-		free(w);
-		return NULL;
-	}
-	return w;
-}
-
-/* Writes what is pending, then ends the thread. */
-static void writer_stop(struct writer *w)
-{
-	if (!w)
-		return;
-	pthread_mutex_lock(&w->lock);
-	w->stop = true;
-	pthread_cond_signal(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-	pthread_join(w->thread, NULL);
-	pthread_cond_destroy(&w->cond);
-	pthread_mutex_destroy(&w->lock);
-	free(w->pending);
-	free(w);
-}
-
-/* Never waits for the reader: past PENDING_MAX, output is dropped and counted. */
-static void writer_submit(struct writer *w, const char *buf, size_t len)
-{
-	pthread_mutex_lock(&w->lock);
-	if (w->len + len > PENDING_MAX) {
-		w->dropped += len;
-	} else if (len) {
-		if (w->len + len > w->cap) {
-			size_t cap = w->cap ? w->cap : 4096;
-			char *grown;
-
-			while (cap < w->len + len)
-				cap *= 2;
-			grown = realloc(w->pending, cap);
-			if (!grown) {
-				w->dropped += len;
-				goto out;
-			}
-			w->pending = grown;
-			w->cap = cap;
-		}
-		memcpy(w->pending + w->len, buf, len);
-		w->len += len;
-		pthread_cond_signal(&w->cond);
-	}
-out:
-	pthread_mutex_unlock(&w->lock);
+	errno = 0;
+	if (fwrite(buf, 1, len, out) != len || fflush(out) != 0)
+		err = errno ? -errno : -EIO;
+	clearerr(out);
+	return err;
 }
 
 /* The write error since the last call (0 if none); says once what a slow reader cost. */
-static int writer_status(struct writer *w)
+static int writer_status(struct ps_writer *w)
 {
-	uint64_t dropped;
-	int err;
+	struct ps_writer_report r;
 
-	pthread_mutex_lock(&w->lock);
-	err = w->error;
-	dropped = w->dropped;
-	w->error = 0;
-	w->dropped = 0;
-	pthread_mutex_unlock(&w->lock);
-	if (dropped)
+	ps_writer_report(w, &r);
+	if (r.dropped)
 		ps_warn("sink", "stdout: not read fast enough; %" PRIu64 " bytes of output dropped",
-			dropped);
-	return err;
+			r.dropped);
+	return r.error;
 }
 
 /* Hands formatted text on: to the writer thread, or straight to the stream. */
@@ -975,7 +1069,7 @@ static int emit(struct stdout_sink *st, const char *buf, size_t len)
 	int err = 0;
 
 	if (st->writer) {
-		writer_submit(st->writer, buf, len);
+		ps_writer_submit(st->writer, buf, len);
 		return 0;
 	}
 	errno = 0;
@@ -1111,7 +1205,8 @@ static void *open_sink(const void *config, FILE *out, bool threaded)
 	st->format = format;
 	st->max_rows = cfg ? (size_t)cfg->max_rows : 20;
 	st->color = format == FORMAT_TABLE && isatty(fileno(out));
-	if (threaded && !(st->writer = writer_start(out))) {
+	if (threaded &&
+	    !(st->writer = ps_writer_start(PS_WRITER_APPEND, PENDING_MAX, write_stream, out))) {
 		free(st);
 		return NULL;
 	}
@@ -1139,7 +1234,7 @@ static void stdout_close(void *state)
 
 	if (!st)
 		return;
-	writer_stop(st->writer); /* what is pending still goes out */
+	ps_writer_stop(st->writer); /* what is pending still goes out */
 	fflush(st->out); /* the stream is not ours to close */
 	free(st);
 }

@@ -14,14 +14,23 @@
  * O_TMPFILE get a named temporary file from the start. Either leftover is
  * removed when the sink opens again; node_exporter reads only *.prom, so it
  * never reads one.
+ *
+ * The loop thread only renders the snapshot into memory; the file system work
+ * (write, fsync, link, rename, fsync of the directory) runs on the sink's
+ * writer thread, so a slow or stuck disk never holds up a flush nor the ring
+ * buffers' draining. One write runs at a time; snapshots rendered while one is
+ * in progress are coalesced, the newest wins (writer.h, PS_WRITER_LATEST).
+ * Everything below "writing" runs on that thread, and only there after open.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,6 +42,7 @@
 
 #include "prom_text.h"
 #include "sink.h"
+#include "writer.h"
 
 #define SUBSYS		  "textfile"
 #define DEFAULT_DIRECTORY "/var/lib/prometheus/node-exporter" /* Debian's node_exporter */
@@ -88,6 +98,7 @@ struct textfile_sink {
 	bool swept;	   /* stale temporary files of a previous run removed */
 	int failing;	   /* the error last logged, 0 while writes succeed */
 	enum write_step failing_step;
+	struct ps_writer *writer;
 };
 
 /* Tests: behave as on a filesystem without O_TMPFILE. */
@@ -97,6 +108,29 @@ void ps_sink_textfile_force_named_temp(bool on)
 {
 	force_named_temp = on;
 }
+
+#ifdef PS_TEST_HOOKS
+/* Tests: called on the writer thread around each write (a slow disk, overlap checks). */
+static void (*test_hook)(void *arg, bool start);
+static void *test_hook_arg;
+
+void ps_sink_textfile_set_test_hook(void (*hook)(void *arg, bool start), void *arg)
+{
+	test_hook = hook;
+	test_hook_arg = arg;
+}
+
+static void run_test_hook(bool start)
+{
+	if (test_hook)
+		test_hook(test_hook_arg, start);
+}
+#else
+static void run_test_hook(bool start)
+{
+	(void)start;
+}
+#endif
 
 /* ---- names ------------------------------------------------------------------------------- */
 
@@ -269,18 +303,31 @@ static int link_unnamed(const struct textfile_sink *tf, int fd, int dirfd, char 
 	return -EEXIST;
 }
 
-static int write_synced(FILE *f, const struct ps_flush_ctx *ctx, enum write_step *step)
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int write_synced(int fd, const char *buf, size_t len, enum write_step *step)
 {
 	int err;
 
 	*step = STEP_WRITE;
-	err = ps_prom_write(f, ctx);
-	if (!err && fflush(f) != 0)
-		err = errno ? -errno : -EIO;
+	err = write_all(fd, buf, len);
 	if (err)
 		return err;
 	*step = STEP_SYNC;
-	return fsync(fileno(f)) ? -errno : 0;
+	return fsync(fd) ? -errno : 0;
 }
 
 static int sync_dir(int dirfd)
@@ -312,25 +359,18 @@ static int open_temp(const struct textfile_sink *tf, int dirfd, char *temp, size
 	return fd;
 }
 
-static int replace_file(const struct textfile_sink *tf, int dirfd, const struct ps_flush_ctx *ctx,
+static int replace_file(const struct textfile_sink *tf, int dirfd, const char *buf, size_t len,
 			enum write_step *step)
 {
 	char temp[NAME_MAX + 1];
 	bool named;
-	FILE *f;
 	int fd, err;
 
 	*step = STEP_CREATE;
 	fd = open_temp(tf, dirfd, temp, sizeof(temp), &named);
 	if (fd < 0)
 		return fd;
-	f = fdopen(fd, "w");
-	if (!f) {
-		err = -errno;
-		close(fd);
-		goto out;
-	}
-	err = write_synced(f, ctx, step);
+	err = write_synced(fd, buf, len, step);
 	if (!err && !named) {
 		*step = STEP_LINK;
 		err = link_unnamed(tf, fd, dirfd, temp, sizeof(temp));
@@ -341,39 +381,79 @@ static int replace_file(const struct textfile_sink *tf, int dirfd, const struct 
 		if (renameat(dirfd, temp, dirfd, tf->filename))
 			err = -errno;
 	}
-	/* Flushed and synced above: a close error here cannot lose data that matters. */
-	fclose(f);
+	/* Synced above: a close error here cannot lose data that matters. */
+	close(fd);
 	if (!err) {
 		*step = STEP_SYNC_DIR;
 		return sync_dir(dirfd);
 	}
-out:
 	if (named)
 		unlinkat(dirfd, temp, 0);
 	return err;
 }
 
-static int textfile_flush(void *state, const struct ps_flush_ctx *ctx)
+/* One rendered snapshot into the file, on the writer thread. */
+static int write_snapshot(void *arg, const char *buf, size_t len)
 {
-	struct textfile_sink *tf = state;
+	struct textfile_sink *tf = arg;
 	enum write_step step = STEP_OPEN_DIR;
 	int dirfd, err;
 
-	/* Opened each flush: the directory may appear, vanish or be replaced meanwhile. */
+	run_test_hook(true);
+	/* Opened each time: the directory may appear, vanish or be replaced meanwhile. */
 	dirfd = open(tf->directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0) {
 		err = -errno;
 	} else {
 		if (!tf->swept)
 			sweep_stale_temps(tf, dirfd);
-		err = replace_file(tf, dirfd, ctx, &step);
+		err = replace_file(tf, dirfd, buf, len, &step);
 		close(dirfd);
 	}
 	if (err)
 		note_failure(tf, step, err);
 	else
 		note_success(tf);
+	run_test_hook(false);
 	return err;
+}
+
+/*
+ * Renders the snapshot (the registry is the loop's) and hands it to the
+ * writer. Returns the result of the most recent write to finish: a failure
+ * surfaces at the flush after it, and keeps surfacing until a write succeeds.
+ */
+static int textfile_flush(void *state, const struct ps_flush_ctx *ctx)
+{
+	struct textfile_sink *tf = state;
+	struct ps_writer_report r;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&buf, &len);
+	int err;
+
+	if (!mem)
+		return -ENOMEM;
+	err = ps_prom_write(mem, ctx);
+	if (fclose(mem) != 0 && !err)
+		err = -ENOMEM;
+	if (err) {
+		free(buf);
+		return err;
+	}
+	ps_writer_submit_owned(tf->writer, buf, len);
+	ps_writer_report(tf->writer, &r);
+	if (r.replaced)
+		ps_debug(SUBSYS, "%s/%s: %" PRIu64 " snapshot%s superseded while a write was slow",
+			 tf->directory, tf->filename, r.replaced, r.replaced == 1 ? "" : "s");
+	return r.last;
+}
+
+int ps_sink_textfile_wait(void *state)
+{
+	struct textfile_sink *tf = state;
+
+	return ps_writer_wait_idle(tf->writer);
 }
 
 /* ---- the sink ------------------------------------------------------------------------------ */
@@ -384,6 +464,7 @@ static void textfile_close(void *state)
 
 	if (!tf)
 		return;
+	ps_writer_stop(tf->writer); /* the last snapshot handed over is still written */
 	free(tf->directory);
 	free(tf->filename);
 	free(tf->temp_prefix);
@@ -474,6 +555,14 @@ static void *textfile_open(const void *config)
 		return NULL;
 	}
 	probe_directory(tf);
+	tf->writer = ps_writer_start(PS_WRITER_LATEST, 0, write_snapshot, tf);
+	if (!tf->writer) {
+		int saved = errno;
+
+		textfile_close(tf);
+		errno = saved;
+		return NULL;
+	}
 	return tf;
 }
 

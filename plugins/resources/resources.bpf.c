@@ -3,7 +3,9 @@
  * per-CPU hash maps keyed by tgid, plus a task iterator user space runs each
  * flush for the threads still alive. No ring buffer: nothing goes out per event.
  *
- *   sched_process_free      a thread's final CPU time and run-queue delay into its tgid
+ *   sched_process_exit      a thread's CPU time, run-queue delay and socket bytes so far
+ *                           into its tgid
+ *   sched_process_free      what it used after its exit (the exit path's own CPU)
  *   sock_send/recv_length   socket bytes (TCP, UDP, Unix: every socket), in the calling
  *                           thread's task storage
  *   block_bio_queue         block I/O bytes, submitting task
@@ -141,20 +143,100 @@ static __always_inline __u64 run_delay_of(struct task_struct *t, struct res_task
 	return 0;
 }
 
+/* A thread's numbers now: CPU, run-queue delay, socket bytes. */
+static __always_inline void snap_of(struct task_struct *p, struct res_task_acct *a,
+				    struct res_exit_snap *s)
+{
+	s->runtime_ns = p->se.sum_exec_runtime;
+	s->utime_ns = p->utime;
+	s->stime_ns = p->stime;
+	s->run_delay_ns = run_delay_of(p, a);
+	s->tx_bytes = a ? a->tx_bytes : 0;
+	s->rx_bytes = a ? a->rx_bytes : 0;
+}
+
+static __always_inline __u64 minus(__u64 a, __u64 b)
+{
+	return a > b ? a - b : 0;
+}
+
+/* now minus what was counted at the thread's exit (a->snap when a->exited). */
+static __always_inline void snap_rest(struct res_exit_snap *now, const struct res_task_acct *a)
+{
+	if (!a || !a->exited)
+		return;
+	now->runtime_ns = minus(now->runtime_ns, a->snap.runtime_ns);
+	now->utime_ns = minus(now->utime_ns, a->snap.utime_ns);
+	now->stime_ns = minus(now->stime_ns, a->snap.stime_ns);
+	now->run_delay_ns = minus(now->run_delay_ns, a->snap.run_delay_ns);
+	now->tx_bytes = minus(now->tx_bytes, a->snap.tx_bytes);
+	now->rx_bytes = minus(now->rx_bytes, a->snap.rx_bytes);
+}
+
+static __always_inline void add_snap(struct res_counters *c, const struct res_exit_snap *s)
+{
+	c->exited_runtime_ns += s->runtime_ns;
+	c->exited_utime_ns += s->utime_ns;
+	c->exited_stime_ns += s->stime_ns;
+	c->exited_run_delay_ns += s->run_delay_ns;
+	c->net_tx_bytes += s->tx_bytes;
+	c->net_rx_bytes += s->rx_bytes;
+}
+
 /*
- * A thread's final numbers, when its task_struct is freed (an RCU grace period
- * after it was reaped), not at sched_process_exit: that tracepoint fires before
- * do_exit tears down the mm and files, CPU time that times() and getrusage()
- * do count (measured here: ~1.9 ms per short-lived python process, a 3.7%
- * shortfall). Until it is freed a thread is still visited by the task
- * iterator, and once it is unhashed it is not: it is counted once, by one or
+ * A thread's numbers so far, as it exits (in its own context, before do_exit
+ * tears down its mm and files). Kept in its task storage too, so that its
+ * free adds only what came after, and the iterator (which still visits it
+ * until it is reaped) reports only that. No storage to be had: nothing is
+ * counted here, the free counts it all, as a thread that never exited.
+ */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(res_exit, struct task_struct *p)
+{
+	struct res_task_acct *a;
+	struct res_counters *c;
+	struct signal_struct *sig;
+
+	if (p->flags & PF_KTHREAD)
+		return 0;
+	a = bpf_task_storage_get(&task_acct, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!a || a->exited)
+		return 0;
+	c = counters_of(p->tgid);
+	if (!c)
+		return 0;
+	snap_of(p, a, &a->snap);
+	a->exited = 1;
+	add_snap(c, &a->snap);
+	/*
+	 * signal->live went to 0 before this tracepoint for the group's last
+	 * thread; the leader's comm names the process (a thread's may be its own).
+	 */
+	sig = p->signal;
+	if (BPF_CORE_READ(sig, live.counter) == 0) {
+		struct task_struct *leader = p->group_leader;
+
+		c->group_exited = 1;
+		bpf_probe_read_kernel_str(c->comm, sizeof(c->comm), leader->comm);
+	}
+	return 0;
+}
+
+/*
+ * The rest of a thread's numbers, when its task_struct is freed (an RCU grace
+ * period after it was reaped, when nothing holds it any more): the CPU the
+ * exit path used after sched_process_exit, which times() and getrusage()
+ * count (measured here: ~1.9 ms per short-lived python process, a 3.7%
+ * shortfall without it). Until it is unhashed a thread is still visited by
+ * the task iterator, and once it is not, it is counted here: once, by one or
  * the other.
  */
 SEC("tp_btf/sched_process_free")
 int BPF_PROG(res_free, struct task_struct *p)
 {
-	struct res_task_acct *net;
+	struct res_task_acct *a;
 	struct res_counters *c;
+	struct res_exit_snap rest;
 	struct signal_struct *sig;
 
 	if (p->flags & PF_KTHREAD)
@@ -162,15 +244,10 @@ int BPF_PROG(res_free, struct task_struct *p)
 	c = counters_of(p->tgid);
 	if (!c)
 		return 0;
-	c->exited_runtime_ns += p->se.sum_exec_runtime;
-	c->exited_utime_ns += p->utime;
-	c->exited_stime_ns += p->stime;
-	net = bpf_task_storage_get(&task_acct, p, 0, 0);
-	c->exited_run_delay_ns += run_delay_of(p, net);
-	if (net) {
-		c->net_tx_bytes += net->tx_bytes;
-		c->net_rx_bytes += net->rx_bytes;
-	}
+	a = bpf_task_storage_get(&task_acct, p, 0, 0);
+	snap_of(p, a, &rest);
+	snap_rest(&rest, a);
+	add_snap(c, &rest);
 	/* The leader is reaped after every other thread: the process is over. */
 	sig = p->signal;
 	if (p == p->group_leader && BPF_CORE_READ(sig, live.counter) == 0) {
@@ -399,6 +476,7 @@ int res_tasks(struct bpf_iter__task *ctx)
 {
 	struct task_struct *t = ctx->task;
 	struct res_task r = {};
+	struct res_exit_snap now;
 	struct res_task_acct *net;
 	struct mm_struct *mm;
 	__s64 pages;
@@ -407,20 +485,21 @@ int res_tasks(struct bpf_iter__task *ctx)
 		return 0;
 	r.tgid = t->tgid;
 	r.tid = t->pid;
-	r.runtime_ns = t->se.sum_exec_runtime;
-	r.utime_ns = t->utime;
-	r.stime_ns = t->stime;
 	net = bpf_task_storage_get(&task_acct, t, 0, 0);
-	r.run_delay_ns = run_delay_of(t, net);
+	/* An exited thread's numbers up to its exit are in procs already. */
+	snap_of(t, net, &now);
+	snap_rest(&now, net);
+	r.runtime_ns = now.runtime_ns;
+	r.utime_ns = now.utime_ns;
+	r.stime_ns = now.stime_ns;
+	r.run_delay_ns = now.run_delay_ns;
+	r.net_tx_bytes = now.tx_bytes;
+	r.net_rx_bytes = now.rx_bytes;
 	mm = t->mm;
 	if (mm) {
 		pages = mm_rss_pages(mm);
 		r.rss_bytes = pages > 0 ? (__u64)pages * page_size : 0;
 		r.has_mm = 1;
-	}
-	if (net) {
-		r.net_tx_bytes = net->tx_bytes;
-		r.net_rx_bytes = net->rx_bytes;
 	}
 	__builtin_memcpy(r.comm, t->comm, sizeof(r.comm));
 	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));

@@ -15,7 +15,9 @@
  * growth to the service's counters, so a process's numbers are counted once
  * whether it is seen alive, dead, or both. A process is retired (its map
  * entries deleted) once its leader was freed, or when it was missing from
- * two scans in a row.
+ * the iterator for STALE_FLUSHES flushes (exited, its free late or lost: its
+ * numbers up to its exit are in, and a free that comes after all starts a
+ * new entry with the rest).
  */
 #include "config.h"
 
@@ -173,13 +175,15 @@ static int read_procs(struct resources *st)
 			return -ENOMEM;
 		d->tgid = key;
 		sum_u64s((uint64_t *)&d->c, st->percpu_buf, n_u64, vsz, st->ncpus);
-		/* The exit fields are written on the CPU where the last thread exited. */
+		/* The exit fields are written on the CPU where the last thread exited or was freed. */
 		for (int cpu = 0; cpu < st->ncpus; cpu++) {
 			const struct res_counters *c =
 				(const void *)((char *)st->percpu_buf + (size_t)cpu * vsz);
 
 			if (c->group_dead)
 				d->c.group_dead = 1;
+			if (c->group_exited)
+				d->c.group_exited = 1;
 			if (c->comm[0])
 				memcpy(d->c.comm, c->comm, RES_COMM_LEN);
 		}

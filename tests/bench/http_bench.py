@@ -17,6 +17,7 @@ from a second wrk run against the same daemon with it.
 import json, os, resource, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 PERISCOPED = os.environ["PERISCOPED"]
+BENCH_INSTANCE = "bench-http"
 PLUGIN_DIR = os.environ["PLUGIN_DIR"]
 FLOOR = os.environ.get("FLOOR")  # tests/bench/floor: the hooks alone, as a yardstick
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -174,12 +175,16 @@ def traced_round(port, work, plugin_dir, host_tax=False):
         f.write("daemon: { flush_interval: 1s }\nsinks: { stdout: { format: prometheus } }\n")
     out_path = os.path.join(work, "periscoped.out")
     with open(out_path, "w") as out, open(os.path.join(work, "periscoped.err"), "w") as err:
-        daemon = subprocess.Popen([PERISCOPED, "-c", conf, "--plugin-dir", plugin_dir],
+        # An instance of its own: the bench runs beside a default periscoped (one per
+        # instance name) without touching it.
+        daemon = subprocess.Popen([PERISCOPED, "-c", conf, "--plugin-dir", plugin_dir,
+                                   "--instance", BENCH_INSTANCE],
                                   stdout=out, stderr=err)
     deadline = time.time() + 30
     while "running:" not in open(os.path.join(work, "periscoped.err")).read():
         if time.time() > deadline or daemon.poll() is not None:
-            raise SystemExit("bench: periscoped did not start")
+            last = open(os.path.join(work, "periscoped.err")).read().strip().splitlines()[-1:]
+            raise SystemExit("bench: periscoped did not start" + (": " + last[0] if last else ""))
         time.sleep(0.05)
     cpu0 = cpu_ns(daemon.pid)
     requests, rps = wrk(port)

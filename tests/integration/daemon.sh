@@ -91,6 +91,29 @@ last_snapshot <"$work/out" >"$work/snap"
 check "broken plugin is down" series_is "$work/snap" periscope_plugin_up 'plugin="broken"' 0
 check "tcpflow is up beside it" series_is "$work/snap" periscope_plugin_up 'plugin="tcpflow"' 1
 
+# --duration and the flush interval count from when the daemon is up: every plugin loading
+# takes seconds here, which used to come out of --duration (it ended at the first loop turn).
+cat >"$work/all.yaml" <<'YAML'
+daemon: { flush_interval: 500ms }
+sinks: { stdout: { format: prometheus } }
+YAML
+"$PERISCOPED" -c "$work/all.yaml" --plugin-dir "$PLUGIN_DIR" --duration 2 \
+	--instance "$(test_instance)" >"$work/dur.out" 2>"$work/dur.err" &
+dur_pid=$!
+up_at='' elapsed_at=''
+while kill -0 $dur_pid 2>/dev/null; do
+	[ -n "$up_at" ] || ! grep -q "running:" "$work/dur.err" || up_at=$(date +%s%N)
+	[ -n "$elapsed_at" ] || ! grep -q "duration elapsed" "$work/dur.err" || elapsed_at=$(date +%s%N)
+	sleep 0.02
+done
+wait $dur_pid
+check "--duration exits 0 with every plugin" [ $? = 0 ]
+up_ms=$(( (${elapsed_at:-0} - ${up_at:-0}) / 1000000 ))
+echo "     up $(grep -o 'in [0-9]* ms' "$work/dur.err"), then --duration 2 elapsed after $up_ms ms"
+check "--duration 2 counts from when the daemon is up" test -n "$up_at" -a "$up_ms" -ge 1800
+check "... four flushes at 500ms in those 2 s, the final one included" \
+	[ "$(grep -c '^# periscope snapshot' "$work/dur.out")" -ge 4 ]
+
 # SIGHUP: a bad file is rejected and the running config stays; a good one takes effect.
 cp "$work/good.yaml" "$work/live.yaml"
 start_daemon -c "$work/live.yaml" --plugin-dir "$plugins"
@@ -185,6 +208,19 @@ check "... and starts once" [ "$(grep -c 'plugin tcpflow started' "$DAEMON_ERR")
 wait_for_snapshots 2
 last_snapshot <"$DAEMON_OUT" >"$work/snap"
 check "... with both plugins up" plugins_up "$work/snap"
+# A plugin a reload disables is not a failed one: its periscope_plugin_up series goes.
+cat >"$work/live.yaml" <<'YAML'
+daemon: { flush_interval: 500ms }
+plugins: { http: { enabled: false }, tcpflow: {} }
+sinks: { stdout: { format: prometheus } }
+YAML
+kill -HUP "$DAEMON_PID"
+check "a reload that disables http is applied" wait_for_log "running: tcpflow \(1 of 1 plugins up\)"
+wait_for_snapshots 2
+last_snapshot <"$DAEMON_OUT" >"$work/snap"
+check "... and http's periscope_plugin_up series is gone" \
+	bash -c "! grep -q 'periscope_plugin_up{.*plugin=\"http\"' '$work/snap'"
+check "... while tcpflow's stays 1" series_is "$work/snap" periscope_plugin_up 'plugin="tcpflow"' 1
 stop_daemon
 
 # --log-level debug is readable: periscope's own decisions, libbpf's chatter only at trace.

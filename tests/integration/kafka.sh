@@ -8,7 +8,10 @@
 #   kafka-python: a consumer without a group; confluent-kafka: a consumer in a group
 #   confluent-kafka: a consumer in a group that stops partway through a topic: its lag, as
 #     librdkafka itself reports it, then gone once it disconnects
-# and the broker's own view, and no payload anywhere in periscoped's output.
+# and the broker's own view, and no payload anywhere in periscoped's output. An alert rule of
+# protocol kafka (error_ratio, by service and topic) fires exactly once, into the syslog sink
+# (RFC 5424 over UDP to a listener here), for the one producer whose Produce requests were
+# refused, and for no other client or topic.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -53,6 +56,20 @@ cp "$PLUGIN_DIR/kafka.so" "$plugins/"
 
 PORT=$(free_port)
 BS=127.0.0.1:$PORT
+
+# The syslog sink's receiver: each datagram as one line of $work/syslog.log.
+"$PYTHON" -u -c 'import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+with open(sys.argv[1], "ab", buffering=0) as out:
+    while True:
+        out.write(s.recv(65536).replace(b"\n", b" ") + b"\n")' "$work/syslog.log" >"$work/syslog.port" &
+children+=($!)
+for _ in $(seq 50); do [ -s "$work/syslog.port" ] && break; sleep 0.1; done
+SYSLOG_PORT=$(cat "$work/syslog.port")
+[ -n "$SYSLOG_PORT" ] || fail "the syslog receiver did not start"
+ALERT=kafka-errors
 {
 	echo "daemon: { flush_interval: 1s }"
 	echo "capture: { hooks: $CAPTURE_HOOKS }"
@@ -62,7 +79,11 @@ BS=127.0.0.1:$PORT
 	for name in kbroker kcat kpysync rdbatch rderrors kpycons rdgroup rdlag; do
 		echo "  - { match: { exe: $bin/pstest-$name }, name: pstest-$name }"
 	done
-	echo "sinks: { stdout: { format: prometheus } }"
+	echo "sinks:"
+	echo "  stdout: { format: prometheus }"
+	echo "  syslog: { ident: pstest-kafka, remote: \"udp://127.0.0.1:$SYSLOG_PORT\" }"
+	echo "alerts:"
+	echo "  - { name: $ALERT, protocol: kafka, error_ratio: { above: 0.1 }, window: 1m, for: 2s, repeat: 0s }"
 } >"$work/periscope.yaml"
 start_daemon -c "$work/periscope.yaml" --plugin-dir "$plugins" || fail "periscoped did not start"
 expect_capture_hooks
@@ -191,6 +212,30 @@ got=$(series_value "$work/stalled.prom" periscope_kafka_consumer_lag_messages "$
 grep -q "^periscope_kafka_consumer_lag_messages{.*pstest-rdlag" "$SNAPSHOT" &&
 	{ echo "  the lag series outlived its consumer's connection" >>"$DIFF"; failures=$((failures + 1)); }
 
+# The alert: one FIRING notice, for the refused producer's topic only; its value is the
+# error ratio of that group's operations in the window (for: 2s, so that the producer is done).
+alert_group="service_name=pstest-rderrors messaging_destination_name=pstest-errors"
+firing=$(grep -c "alert=\"$ALERT\" state=\"firing\"" "$work/syslog.log" 2>/dev/null)
+mine=$(grep "alert=\"$ALERT\" state=\"firing\"" "$work/syslog.log" 2>/dev/null |
+	grep -c "protocol=\"kafka\" group=\"$alert_group\"")
+if [ "$firing" != 1 ] || [ "$mine" != 1 ]; then
+	echo "  alert $ALERT: $firing FIRING notices, $mine for $alert_group; want 1 and 1:" >>"$DIFF"
+	sed 's/^/    /' "$work/syslog.log" >>"$DIFF" 2>/dev/null
+	failures=$((failures + 1))
+fi
+# What the window held for that group: its failed and all its operations (the snapshot's).
+group_sel=("$(svc rderrors)" "$(dest pstest-errors)")
+all_ops=$(series_value "$SNAPSHOT" $DUR "${group_sel[@]}")
+ok_ops=$(series_value "$SNAPSHOT" $DUR "${group_sel[@]}" "$none")
+want_ratio=$(awk -v a="$all_ops" -v o="$ok_ops" 'BEGIN { printf "%.6f", a ? (a - o) / a : 0 }')
+got_ratio=$(grep "alert=\"$ALERT\" state=\"firing\"" "$work/syslog.log" 2>/dev/null |
+	sed -n 's/.* value="\([^"]*\)".*/\1/p' | head -n1)
+awk -v g="${got_ratio:-x}" -v w="$want_ratio" 'BEGIN { d = g - w; exit !(g != "x" && d < 1e-6 && d > -1e-6) }' || {
+	echo "  alert $ALERT: value '$got_ratio', not the group's error ratio $want_ratio ($((all_ops - ok_ops)) of $all_ops)" >>"$DIFF"
+	failures=$((failures + 1))
+}
+expect 1 periscope_alerts_firing "alert=\"$ALERT\""
+
 # No payload, no key: not in a label, not in a log line.
 if grep -q "pstest-secret" "$DAEMON_OUT" "$DAEMON_ERR"; then
 	echo "  a message payload or key reached periscoped's output" >>"$DIFF"
@@ -205,4 +250,4 @@ if [ "$failures" -gt 0 ]; then
 fi
 echo "ok: sent $SYNC sync + $BATCHED batched in $BATCH_REQUESTS requests + $KCAT (kcat) + $ERRORS refused and" \
 	"$AFTER_ERRORS retried; consumed $BATCHED + $SYNC (group) + $KCAT; lag $LAG while" \
-	"stalled, gone after ($CAPTURE_HOOKS)"
+	"stalled, gone after; alert $ALERT fired once, ratio $want_ratio ($CAPTURE_HOOKS)"

@@ -208,6 +208,7 @@ printf 'sinks: { prometheus_http: { listen: "127.0.0.1:%s" } }\n' "$port" >"$wor
 "$PERISCOPED" -c "$work/busy.yaml" --plugin-dir "$PLUGIN_DIR" --check-config >/dev/null 2>&1 ||
 	fail "--check-config must not bind: it failed while the port is in use"
 timeout 30 "$PERISCOPED" -c "$work/busy.yaml" --plugin-dir "$PLUGIN_DIR" --duration 5 \
+	--instance "$(test_instance)" \
 	>"$work/out" 2>"$work/err"
 rc=$?
 [ $rc = 1 ] || fail "a port in use: exit $rc, not 1"

@@ -2,7 +2,8 @@
 # resources against the kernel's own accounting. Each workload runs as a copy of python3 (or
 # dd) under its own name, so that it is its own service:
 #   burn      ~3 s of CPU                      == its os.times()                     within 2%
-#   kid       60 processes of ~40 ms of CPU    == parent's RUSAGE_CHILDREN delta      within 5%
+#   kid       60 processes of ~40 ms of CPU    == parent's RUSAGE_CHILDREN delta      within 1%
+#             (the issue asks 5%; one child lost is 1.7%, which 5% let through)
 #   pin       two CPU hogs on one CPU for 3 s  == sum of /proc/PID/schedstat waits    within 5%
 #   pit       the same, with run_delay_source: tracepoints (a second daemon)
 #   mem       touches 300 MiB                  == VmRSS while it runs                 within 2%
@@ -163,7 +164,7 @@ within "cpu, 3 s burner" "$(series_value "$SNAPSHOT" process_cpu_time_seconds_to
 	"$(json "$work/burn.json" cpu)" 2
 within "cpu, 60 short-lived processes" \
 	"$(series_value "$SNAPSHOT" process_cpu_time_seconds_total "$(svc kid)")" \
-	"$(json "$work/kid.json" cpu)" 5
+	"$(json "$work/kid.json" cpu)" 1
 pin_want=$(awk -v a="$(json "$work/pin1.json" run_delay_ns)" -v b="$(json "$work/pin2.json" run_delay_ns)" \
 	'BEGIN { printf "%.9f\n", (a + b) / 1e9 }')
 within "run-queue delay, two pinned hogs" \

@@ -273,7 +273,7 @@ START_TEST(test_parse_rejects)
 		{ "alerts:\n  - { name: a, rate: { above: 1 } }\n",
 		  "test.yaml:2:5: alerts: a: protocol is required" },
 		{ "alerts:\n  - { name: a, protocol: smtp, rate: { above: 1 } }\n",
-		  "test.yaml:2:26: protocol: expected one of http, db, tcp, resources, got 'smtp'" },
+		  "test.yaml:2:26: protocol: expected one of http, db, tcp, resources, kafka, got 'smtp'" },
 		{ "alerts:\n  - { name: a, protocol: tcp }\n",
 		  "test.yaml:2:5: alerts: a rule needs one condition" },
 		{ "alerts:\n  - { name: a, protocol: tcp, rate: { above: 1 },\n"
@@ -319,7 +319,15 @@ START_TEST(test_parse_rejects)
 		{ "alerts:\n  - { name: a, protocol: resources, rate: { metric: disk, above: 1 } }\n",
 		  "test.yaml:2:53: alerts: metric: expected cpu, cpu_delay or oom_kills, got 'disk'" },
 		{ "alerts:\n  - { name: a, protocol: http, rate: { metric: cpu, above: 1 } }\n",
-		  "test.yaml:2:48: alerts: metric only goes with protocol resources" },
+		  "test.yaml:2:48: alerts: metric only goes with protocols resources and kafka" },
+		{ "alerts:\n  - { name: a, protocol: kafka, rate: { metric: cpu, above: 1 } }\n",
+		  "test.yaml:2:49: alerts: metric: expected sent or consumed, got 'cpu'" },
+		{ "alerts:\n  - { name: a, protocol: kafka, where: { http_route: /x },"
+		  " rate: { above: 1 } }\n",
+		  "test.yaml:2:54: alerts: where: 'http_route' is not a label of kafka rules (known: "
+		  "service_name, messaging_system, messaging_operation_name, "
+		  "messaging_destination_name, error_type, server_address, server_port, "
+		  "messaging_consumer_group_name)" },
 		{ "alerts:\n  - { name: a, protocol: resources, error_ratio: { above: 0.1 } }\n",
 		  "test.yaml:2:50: alerts: resources rules take a rate condition only" },
 		{ "alerts:\n  - { name: a, protocol: http, by: [], rate: { above: 1 } }\n",
@@ -829,6 +837,112 @@ START_TEST(test_resources_rate)
 }
 END_TEST
 
+/*
+ * kafka: error_ratio and latency over the client operation histogram (an
+ * operation failed when error_type names a Kafka error), rate over operations
+ * or, with metric, over the messages sent or consumed; grouped by service and
+ * topic unless by says otherwise.
+ */
+static const char *const kafka_dur_labels[] = {
+	"service_name", "messaging_system", "messaging_operation_name",
+	"messaging_destination_name", "error_type", "server_address", "server_port", NULL,
+};
+static const char *const kafka_sent_labels[] = {
+	"service_name", "messaging_system", "messaging_destination_name", "error_type", NULL,
+};
+static const char *const kafka_consumed_labels[] = {
+	"service_name", "messaging_system", "messaging_destination_name",
+	"messaging_consumer_group_name", NULL,
+};
+
+static void kafka_ops(struct ps_metric *m, const char *op, const char *topic, const char *error,
+		      int n, double seconds)
+{
+	const char *v[] = { "shop", "kafka", op, topic, error, "127.0.0.1", "9092" };
+
+	for (int i = 0; i < n; i++)
+		ck_assert_int_eq(ps_metric_observe(m, v, seconds), 0);
+}
+
+START_TEST(test_kafka)
+{
+	struct ps_metric *dur, *sent, *consumed;
+
+	dur = reg_metric("messaging_client_operation_duration_seconds", PS_METRIC_HISTOGRAM,
+			 kafka_dur_labels);
+	sent = reg_metric("messaging_client_sent_messages_total", PS_METRIC_COUNTER,
+			  kafka_sent_labels);
+	consumed = reg_metric("messaging_client_consumed_messages_total", PS_METRIC_COUNTER,
+			      kafka_consumed_labels);
+	load("alerts:\n"
+	     "  - { name: k-err, protocol: kafka, error_ratio: { above: 0.15 }, window: 10s }\n"
+	     "  - { name: k-slow, protocol: kafka, where: { messaging_operation_name: send },"
+	     " latency: { quantile: 0.9, above: 100ms }, window: 10s }\n"
+	     "  - { name: k-ops, protocol: kafka, by: [service_name], rate: { above: 15 },"
+	     " window: 10s }\n"
+	     "  - { name: k-sent, protocol: kafka, rate: { metric: sent, above: 40 },"
+	     " window: 10s }\n"
+	     "  - { name: k-idle, protocol: kafka, rate: { metric: consumed, below: 1 },"
+	     " window: 10s }\n");
+	ck_assert_int_eq(ps_metric_add(consumed, (const char *[]){ "shop", "kafka", "orders", "g1" },
+				       5),
+			 0);
+	flush_at(0);
+	ck_assert_int_eq(n_seen, 0);
+
+	/*
+	 * 10 s. orders: 80 sends in 2 ms and 20 answered NOT_LEADER_OR_FOLLOWER in
+	 * 300 ms (error ratio 0.2, p90 of the sends in the slow ones); 500 records
+	 * sent (50/s); 100 consumed (10/s). audit: 60 good polls (ratio 0),
+	 * 2 records consumed (0.2/s).
+	 */
+	kafka_ops(dur, "send", "orders", "", 80, 0.002);
+	kafka_ops(dur, "send", "orders", "NOT_LEADER_OR_FOLLOWER", 20, 0.3);
+	kafka_ops(dur, "poll", "audit", "", 60, 0.002);
+	/*
+	 * librdkafka's version handshake on each connection, no topic: not an
+	 * error, or that group's ratio would be 0.5.
+	 */
+	kafka_ops(dur, "apiversions", "", "UNSUPPORTED_VERSION", 2, 0.001);
+	kafka_ops(dur, "apiversions", "", "", 2, 0.001);
+	ck_assert_int_eq(ps_metric_add(sent, (const char *[]){ "shop", "kafka", "orders", "" }, 480),
+			 0);
+	ck_assert_int_eq(ps_metric_add(sent, (const char *[]){ "shop", "kafka", "orders",
+							       "NOT_LEADER_OR_FOLLOWER" },
+				       20),
+			 0);
+	ck_assert_int_eq(ps_metric_add(consumed, (const char *[]){ "shop", "kafka", "orders", "g1" },
+				       100),
+			 0);
+	ck_assert_int_eq(ps_metric_add(consumed, (const char *[]){ "shop", "kafka", "audit", "" },
+				       2),
+			 0);
+	flush_at(10);
+	ck_assert_int_eq(n_seen, 5);
+	ck_assert_str_eq(seen[0].rule, "k-err");
+	ck_assert_str_eq(seen[0].protocol, "kafka");
+	ck_assert_str_eq(seen[0].group, "service_name=shop messaging_destination_name=orders");
+	ck_assert_double_eq_tol(seen[0].value, 0.2, 1e-12);
+	ck_assert_str_eq(seen[1].rule, "k-slow");
+	ck_assert_str_eq(seen[1].group, "service_name=shop messaging_destination_name=orders");
+	ck_assert_str_eq(seen[1].condition, "latency_p90");
+	ck_assert_double_le(fabs(seen[1].value - 0.3), 0.03);
+	ck_assert_str_eq(seen[2].rule, "k-ops"); /* 164 operations in 10 s, both topics */
+	ck_assert_str_eq(seen[2].group, "service_name=shop");
+	ck_assert_double_eq_tol(seen[2].value, 16.4, 1e-9);
+	ck_assert_str_eq(seen[3].rule, "k-sent");
+	ck_assert_str_eq(seen[3].group, "service_name=shop messaging_destination_name=orders");
+	ck_assert_double_eq_tol(seen[3].value, 50, 1e-9);
+	ck_assert_str_eq(seen[4].rule, "k-idle");
+	ck_assert_str_eq(seen[4].group, "service_name=shop messaging_destination_name=audit");
+	ck_assert_double_eq_tol(seen[4].value, 0.2, 1e-9);
+	ck_assert_str_eq(seen[4].comparison, "below");
+	for (int i = 0; i < n_seen; i++)
+		ck_assert_int_eq(seen[i].state, PS_ALERT_FIRING);
+	ck_assert_double_eq(gauge("k-err"), 1);
+}
+END_TEST
+
 /* ---- series groups ------------------------------------------------------------------------ */
 
 START_TEST(test_where_and_by)
@@ -1052,6 +1166,7 @@ static Suite *alerts_suite(void)
 	tcase_add_test(tc, test_latency_accuracy);
 	tcase_add_test(tc, test_rate);
 	tcase_add_test(tc, test_resources_rate);
+	tcase_add_test(tc, test_kafka);
 	tcase_add_test(tc, test_where_and_by);
 	tcase_add_test(tc, test_groups_appear_and_vanish);
 	tcase_add_test(tc, test_counter_reset);

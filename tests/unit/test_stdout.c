@@ -893,6 +893,115 @@ START_TEST(test_stdout_table_max_rows)
 }
 END_TEST
 
+/*
+ * The resources plugin's series fold into one line per service, above the
+ * service's RED rows, as rates over the interval; max_rows does not count it.
+ * A service whose counters did not move and that has no gauge gets no line
+ * after the first flush.
+ */
+START_TEST(test_stdout_table_resources)
+{
+	static const char *const cpu_labels[] = { "service_name", "cpu_mode", NULL };
+	static const char *const net_labels[] = { "service_name", "network_io_direction", NULL };
+	static const char *const disk_labels[] = { "service_name", "disk_io_direction", NULL };
+	static const char *const svc_labels[] = { "service_name", NULL };
+	const struct ps_metric_desc descs[] = {
+		{ .name = "process_cpu_time_seconds_total", .help = "c", .type = PS_METRIC_COUNTER,
+		  .labels = cpu_labels },
+		{ .name = "periscope_process_cpu_delay_seconds_total", .help = "d",
+		  .type = PS_METRIC_COUNTER, .labels = svc_labels },
+		{ .name = "process_memory_usage_bytes", .help = "m", .type = PS_METRIC_GAUGE,
+		  .labels = svc_labels },
+		{ .name = "periscope_processes", .help = "p", .type = PS_METRIC_GAUGE,
+		  .labels = svc_labels },
+		{ .name = "process_disk_io_bytes_total", .help = "io", .type = PS_METRIC_COUNTER,
+		  .labels = disk_labels },
+		{ .name = "process_network_io_bytes_total", .help = "n", .type = PS_METRIC_COUNTER,
+		  .labels = net_labels },
+		{ .name = "periscope_process_oom_kills_total", .help = "o",
+		  .type = PS_METRIC_COUNTER, .labels = svc_labels },
+		{ .name = "periscope_process_disk_io_duration_seconds", .help = "l",
+		  .type = PS_METRIC_HISTOGRAM, .labels = svc_labels, .buckets = http_bounds,
+		  .n_buckets = 3 },
+		{ .name = "http_server_request_duration_seconds", .help = "h",
+		  .type = PS_METRIC_HISTOGRAM, .labels = http_labels, .buckets = http_bounds,
+		  .n_buckets = 3 },
+	};
+	enum { CPU, DELAY, RSS, PROCS, DISK, NET, OOM, DISK_LAT, HTTP, N };
+	static const char *const web[] = { "web" }, *const cron[] = { "cron" };
+	struct ps_registry *reg = ps_registry_new(0);
+	struct ps_flush_ctx ctx = { .registry = reg,
+				    .now_unix_ns = NOW_NS,
+				    .interval_ns = INTERVAL_NS };
+	struct ps_metric *m[N];
+	char *buf = NULL, *text, line[512];
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	void *sink = open_sink_yaml("format: table\nmax_rows: 1\n", out, false);
+
+	ck_assert_ptr_nonnull(sink);
+	for (int i = 0; i < N; i++)
+		ck_assert_ptr_nonnull(m[i] = ps_registry_register(reg, &descs[i]));
+	/*
+	 * Over 15 s: 22.5 s user + 7.5 s system = 2 cores; 3 s waiting for a CPU =
+	 * 200ms/s; 15 MiB sent = 1 MiB/s; 30 MiB written = 2 MiB/s; one OOM kill.
+	 */
+	ck_assert_int_eq(ps_metric_add(m[CPU], (const char *[]){ "web", "user" }, 22.5), 0);
+	ck_assert_int_eq(ps_metric_add(m[CPU], (const char *[]){ "web", "system" }, 7.5), 0);
+	ck_assert_int_eq(ps_metric_add(m[DELAY], web, 3), 0);
+	ck_assert_int_eq(ps_metric_set(m[RSS], web, 300 * 1048576.0), 0);
+	ck_assert_int_eq(ps_metric_set(m[PROCS], web, 4), 0);
+	ck_assert_int_eq(ps_metric_add(m[DISK], (const char *[]){ "web", "write" }, 30 * 1048576.0),
+			 0);
+	ck_assert_int_eq(ps_metric_add(m[NET], (const char *[]){ "web", "transmit" },
+				       15 * 1048576.0),
+			 0);
+	ck_assert_int_eq(ps_metric_add(m[OOM], web, 1), 0);
+	ck_assert_int_eq(ps_metric_observe(m[DISK_LAT], web, 0.001), 0);
+	ck_assert_int_eq(ps_metric_observe(m[HTTP], (const char *[]){ "web", "GET", "200", "/",
+								       "http" },
+					   0.01),
+			 0);
+	ck_assert_int_eq(ps_metric_add(m[CPU], (const char *[]){ "cron", "user" }, 1.5), 0);
+
+	ck_assert_int_eq(ps_sink_stdout.flush(sink, &ctx), 0);
+	fflush(out);
+	text = strndup(buf, len);
+	assert_in(text, "\nweb\n  resources  ");
+	line_with(strstr(text, "\nweb\n"), "resources", line, sizeof(line));
+	assert_in(line, "cpu 2.00 (user 1.50)  cpu wait 200ms/s  rss 300MiB  procs 4  "
+			"disk r 0B/s w 2MiB/s  net tx 1MiB/s rx 0B/s  oom kills +1");
+	/* None of the line's series is a row of its own; the latency histogram is. */
+	assert_not_in(text, "process_cpu_time_seconds_total");
+	assert_not_in(text, "process_memory_usage_bytes");
+	assert_not_in(text, "periscope_processes");
+	/* max_rows 1: one of web's two rows, the line on top of it. */
+	assert_in(text, "  ... 1 more row (the 1 busiest are shown: max_rows)\n");
+	line_with(strstr(text, "\ncron\n"), "resources", line, sizeof(line));
+	assert_in(line, "cpu 0.10 (user 0.10)");
+	free(text);
+
+	/* Second flush: cron did not move and has no gauge; web keeps its line (gauges). */
+	ps_registry_mark_flushed(reg);
+	ctx.now_unix_ns += INTERVAL_NS;
+	rewind(out);
+	len = 0;
+	ck_assert_int_eq(ps_metric_add(m[CPU], (const char *[]){ "web", "user" }, 7.5), 0);
+	ck_assert_int_eq(ps_sink_stdout.flush(sink, &ctx), 0);
+	fflush(out);
+	text = strndup(buf, len);
+	assert_not_in(text, "cron");
+	line_with(strstr(text, "\nweb\n"), "resources", line, sizeof(line));
+	assert_in(line, "cpu 0.50 (user 0.50)  cpu wait 0s/s  rss 300MiB  procs 4");
+	assert_not_in(line, "oom");
+	free(text);
+	ps_sink_stdout.close(sink);
+	fclose(out);
+	free(buf);
+	ps_registry_free(reg);
+}
+END_TEST
+
 /* A reader that does not read holds up the writer thread, never the flush. */
 START_TEST(test_stdout_threaded_never_blocks)
 {
@@ -1003,6 +1112,7 @@ static Suite *stdout_suite(void)
 	tcase_add_test(tc, test_stdout_json_through_event_bus);
 	tcase_add_test(tc, test_stdout_table);
 	tcase_add_test(tc, test_stdout_table_units);
+	tcase_add_test(tc, test_stdout_table_resources);
 	tcase_add_test(tc, test_stdout_table_max_rows);
 	tcase_add_test(tc, test_stdout_threaded_never_blocks);
 	tcase_add_test(tc, test_stdout_config);

@@ -3,11 +3,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -157,9 +159,17 @@ static void *open_sink(const char *dir, const char *filename)
 	return open_sink_yaml(yaml);
 }
 
+/*
+ * A flush, then the wait for its write (done on the sink's writer thread):
+ * the result of that write.
+ */
 static int flush(void *sink, const struct ps_flush_ctx *ctx)
 {
-	return ps_sink_prometheus_textfile.flush(sink, ctx);
+	int rc = ps_sink_prometheus_textfile.flush(sink, ctx);
+
+	if (rc == -ENOMEM)
+		return rc; /* rendering failed: nothing was handed over */
+	return ps_sink_textfile_wait(sink);
 }
 
 static void close_sink(void *sink)
@@ -689,6 +699,101 @@ START_TEST(test_readers_never_see_a_partial_file)
 }
 END_TEST
 
+/*
+ * A slow disk: every write takes SLOW_WRITE_MS on the writer thread (the
+ * test-build hook sleeps there) while the loop flushes every FLUSH_EVERY_MS.
+ * The flushes keep their schedule (none waits for a write), the writes never
+ * overlap, the snapshots rendered meanwhile are coalesced, and the file ends
+ * up holding the newest one.
+ */
+#define SLOW_WRITE_MS  300
+#define FLUSH_EVERY_MS 50
+#define SLOW_FLUSHES   30
+/* A flush that waited for a write would take up to SLOW_WRITE_MS. */
+#define FLUSH_MAX_MS 100
+
+struct slow_disk {
+	atomic_int in_write, overlaps, writes;
+};
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void slow_disk_hook(void *arg, bool start)
+{
+	struct slow_disk *d = arg;
+
+	if (!start) {
+		atomic_fetch_sub(&d->in_write, 1);
+		atomic_fetch_add(&d->writes, 1);
+		return;
+	}
+	if (atomic_fetch_add(&d->in_write, 1) != 0)
+		atomic_fetch_add(&d->overlaps, 1);
+	usleep(SLOW_WRITE_MS * 1000);
+}
+
+START_TEST(test_slow_disk_does_not_hold_up_flushes)
+{
+	struct slow_disk disk = { 0 };
+	struct fixture fx;
+	uint64_t start, worst = 0;
+	char *newest;
+	void *sink;
+	int writes;
+
+	fixture_init(&fx);
+	ps_sink_textfile_set_test_hook(slow_disk_hook, &disk);
+	sink = open_sink(fx.dir, FILENAME);
+	ck_assert_ptr_nonnull(sink);
+	start = mono_ms();
+	for (int i = 0; i < SLOW_FLUSHES; i++) {
+		uint64_t t0, took, next = start + (uint64_t)(i + 1) * FLUSH_EVERY_MS;
+
+		/* Each snapshot differs from the one before. */
+		ck_assert_int_eq(ps_metric_add(fx.opened, outbound, 1), 0);
+		t0 = mono_ms();
+		ck_assert_int_eq(ps_sink_prometheus_textfile.flush(sink, &fx.ctx), 0);
+		took = mono_ms() - t0;
+		if (took > worst)
+			worst = took;
+		if (mono_ms() < next)
+			usleep((useconds_t)(next - mono_ms()) * 1000);
+	}
+	ck_assert_msg(worst < FLUSH_MAX_MS, "a flush took %" PRIu64 " ms beside a %d ms write",
+		      worst, SLOW_WRITE_MS);
+	/* The schedule held: 30 flushes in about 30 * 50 ms, not 30 * 300 ms. */
+	ck_assert_uint_lt(mono_ms() - start, SLOW_FLUSHES * FLUSH_EVERY_MS + SLOW_WRITE_MS);
+
+	ck_assert_int_eq(ps_sink_textfile_wait(sink), 0);
+	writes = atomic_load(&disk.writes);
+	ck_assert_int_eq(atomic_load(&disk.overlaps), 0);
+	/* About one write per SLOW_WRITE_MS, not one per flush: the rest were coalesced. */
+	ck_assert_int_ge(writes, 2);
+	ck_assert_int_le(writes, SLOW_FLUSHES * FLUSH_EVERY_MS / SLOW_WRITE_MS + 3);
+	newest = prom_text(&fx.ctx);
+	assert_file_is(fx.path, newest);
+	free(newest);
+	assert_listing(fx.dir, FILENAME);
+
+	/* A snapshot handed over right before close is still written. */
+	ck_assert_int_eq(ps_metric_add(fx.opened, outbound, 1), 0);
+	ck_assert_int_eq(ps_sink_prometheus_textfile.flush(sink, &fx.ctx), 0);
+	close_sink(sink);
+	newest = prom_text(&fx.ctx);
+	assert_file_is(fx.path, newest);
+	free(newest);
+	ck_assert_int_eq(atomic_load(&disk.overlaps), 0);
+	ps_sink_textfile_set_test_hook(NULL, NULL);
+	fixture_free(&fx);
+}
+END_TEST
+
 static Suite *textfile_suite(void)
 {
 	Suite *s = suite_create("textfile");
@@ -705,6 +810,7 @@ static Suite *textfile_suite(void)
 	tcase_add_test(tc, test_bad_config_rejected);
 	tcase_add_test(tc, test_defaults);
 	tcase_add_loop_test(tc, test_readers_never_see_a_partial_file, 0, 2);
+	tcase_add_test(tc, test_slow_disk_does_not_hold_up_flushes);
 	suite_add_tcase(s, tc);
 	return s;
 }
