@@ -106,15 +106,11 @@ static bool db_status_is_error(const char *status, const char *op)
 
 /*
  * error_type: the Kafka error name of the partition or request, empty when it
- * succeeded. An ApiVersions request answered UNSUPPORTED_VERSION is the
- * version handshake (KIP-511: the broker says which versions it has, the
- * client asks again), which every librdkafka client goes through on each
- * connection: not a failure.
+ * succeeded (the plugin does not count the version handshake's refusal).
  */
 static bool kafka_status_is_error(const char *status, const char *op)
 {
-	if (op && strcmp(op, "apiversions") == 0 && strcmp(status, "UNSUPPORTED_VERSION") == 0)
-		return false;
+	(void)op;
 	return *status != '\0';
 }
 

@@ -1396,8 +1396,18 @@ static void parse_api_versions_resp(struct kafka_stream *s, struct rd *r, int16_
 	int64_t n;
 
 	*top_error = rd_i16(r);
+	if (*top_error == 35 /* UNSUPPORTED_VERSION */) {
+		/*
+		 * The version handshake (KIP-511): a broker refuses a newer
+		 * ApiVersions with the versions it has (as v0, whatever was asked),
+		 * and the client asks again. Every librdkafka connection starts so:
+		 * not a failure, for the RED metrics, the spans or the alerts.
+		 */
+		*top_error = 0;
+		return;
+	}
 	if (*top_error)
-		return; /* UNSUPPORTED_VERSION comes as v0, whatever was asked */
+		return;
 	n = rd_array(r);
 	for (int64_t i = 0; i < n && !r->err; i++) {
 		int16_t key = rd_i16(r);
