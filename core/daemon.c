@@ -27,6 +27,7 @@
 #include "procinfo.h"
 #include "registry.h"
 #include "settings.h"
+#include "sinks/writer.h"
 
 #define DEFAULT_CONFIG PS_SYSCONF_DIR "/periscope.yaml"
 /* Where instance pid files live unless systemd's RuntimeDirectory= says otherwise. */
@@ -819,6 +820,7 @@ static void teardown(struct daemon *d, bool loop_inited)
 	plugin_set_free(&d->plugins);
 	static_labels = NULL;
 	close_sinks(d);
+	ps_writer_wait_released(); /* the final flush is on disk and out before we exit */
 	ps_event_reset();
 	if (loop_inited) {
 		uv_run(&d->loop, UV_RUN_NOWAIT);

@@ -1234,8 +1234,8 @@ static void stdout_close(void *state)
 
 	if (!st)
 		return;
-	ps_writer_stop(st->writer); /* what is pending still goes out */
-	fflush(st->out); /* the stream is not ours to close */
+	/* What is pending still goes out, without the loop waiting for a slow reader. */
+	ps_writer_release(st->writer, NULL, NULL);
 	free(st);
 }
 

@@ -458,17 +458,27 @@ int ps_sink_textfile_wait(void *state)
 
 /* ---- the sink ------------------------------------------------------------------------------ */
 
-static void textfile_close(void *state)
+static void textfile_free(void *state)
 {
 	struct textfile_sink *tf = state;
 
-	if (!tf)
-		return;
-	ps_writer_stop(tf->writer); /* the last snapshot handed over is still written */
 	free(tf->directory);
 	free(tf->filename);
 	free(tf->temp_prefix);
 	free(tf);
+}
+
+/*
+ * The last snapshot handed over is still written, on the writer thread, which
+ * then frees the sink: a reload does not wait for a slow disk, and the daemon
+ * waits for it only at exit (ps_writer_wait_released).
+ */
+static void textfile_close(void *state)
+{
+	struct textfile_sink *tf = state;
+
+	if (tf)
+		ps_writer_release(tf->writer, textfile_free, tf);
 }
 
 /*

@@ -24,12 +24,42 @@ struct ps_writer {
 	bool has_pending; /* LATEST: an empty snapshot is still a snapshot to write */
 	bool writing;
 	bool stop;
+	bool released; /* nobody joins: the thread frees itself (ps_writer_release) */
+	void (*done)(void *);
+	void *done_arg;
 	struct ps_writer_report rep;
 };
+
+/* Released writers still finishing their last writes (ps_writer_wait_released). */
+static pthread_mutex_t released_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t released_gone = PTHREAD_COND_INITIALIZER;
+static unsigned released_running;
+
+static void writer_free(struct ps_writer *w)
+{
+	pthread_cond_destroy(&w->idle);
+	pthread_cond_destroy(&w->work);
+	pthread_mutex_destroy(&w->lock);
+	free(w->pending);
+	free(w);
+}
+
+/* The end of a released writer's thread: its owner's clean-up, then its own. */
+static void writer_retire(struct ps_writer *w)
+{
+	if (w->done)
+		w->done(w->done_arg);
+	writer_free(w);
+	pthread_mutex_lock(&released_lock);
+	released_running--;
+	pthread_cond_broadcast(&released_gone);
+	pthread_mutex_unlock(&released_lock);
+}
 
 static void *writer_main(void *arg)
 {
 	struct ps_writer *w = arg;
+	bool released;
 
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
@@ -60,7 +90,10 @@ static void *writer_main(void *arg)
 			w->rep.error = err;
 		pthread_cond_broadcast(&w->idle);
 	}
+	released = w->released;
 	pthread_mutex_unlock(&w->lock);
+	if (released)
+		writer_retire(w);
 	return NULL;
 }
 
@@ -196,9 +229,33 @@ void ps_writer_stop(struct ps_writer *w)
 	pthread_cond_signal(&w->work);
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->thread, NULL);
-	pthread_cond_destroy(&w->idle);
-	pthread_cond_destroy(&w->work);
-	pthread_mutex_destroy(&w->lock);
-	free(w->pending);
-	free(w);
+	writer_free(w);
+}
+
+void ps_writer_release(struct ps_writer *w, void (*done)(void *), void *done_arg)
+{
+	if (!w) {
+		if (done)
+			done(done_arg);
+		return;
+	}
+	pthread_mutex_lock(&released_lock);
+	released_running++;
+	pthread_mutex_unlock(&released_lock);
+	pthread_mutex_lock(&w->lock);
+	w->done = done;
+	w->done_arg = done_arg;
+	w->released = true;
+	w->stop = true;
+	pthread_cond_signal(&w->work);
+	pthread_detach(w->thread);
+	pthread_mutex_unlock(&w->lock);
+}
+
+void ps_writer_wait_released(void)
+{
+	pthread_mutex_lock(&released_lock);
+	while (released_running)
+		pthread_cond_wait(&released_gone, &released_lock);
+	pthread_mutex_unlock(&released_lock);
 }

@@ -49,5 +49,13 @@ void ps_writer_report(struct ps_writer *w, struct ps_writer_report *r);
 int ps_writer_wait_idle(struct ps_writer *w);
 /* Writes what is pending, then ends the thread and frees w. NULL is fine. */
 void ps_writer_stop(struct ps_writer *w);
+/*
+ * The same without waiting: the thread writes what is pending, calls
+ * done(done_arg) (the owner's clean-up of what fn uses), frees w and ends. A
+ * reload that replaces a sink thus never waits for a slow disk or reader.
+ */
+void ps_writer_release(struct ps_writer *w, void (*done)(void *), void *done_arg);
+/* Blocks until every released writer has finished: the daemon's exit, after the final flush. */
+void ps_writer_wait_released(void);
 
 #endif
