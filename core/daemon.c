@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -760,6 +761,7 @@ static int setup_loop(struct daemon *d)
 {
 	const struct ps_daemon_settings *ds = &d->settings.daemon;
 	int rc = uv_loop_init(&d->loop);
+	sigset_t held;
 
 	if (rc)
 		return rc;
@@ -773,6 +775,12 @@ static int setup_loop(struct daemon *d)
 	uv_signal_start(&d->sig_term, on_stop_signal, SIGTERM);
 	uv_signal_start(&d->sig_int, on_stop_signal, SIGINT);
 	uv_signal_start(&d->sig_hup, on_sighup, SIGHUP);
+	/* Held since main() (or by whoever started us): from now on the loop takes them. */
+	sigemptyset(&held);
+	sigaddset(&held, SIGTERM);
+	sigaddset(&held, SIGINT);
+	sigaddset(&held, SIGHUP);
+	sigprocmask(SIG_UNBLOCK, &held, NULL);
 	uv_timer_start(&d->flush_timer, on_flush_timer, ds->flush_interval_ms, ds->flush_interval_ms);
 	if (d->opts.duration_s)
 		uv_timer_start(&d->stop_timer, on_duration_elapsed, d->opts.duration_s * 1000, 0);
