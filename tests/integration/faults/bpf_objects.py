@@ -1,0 +1,81 @@
+#!/usr/bin/python3
+"""BPF programs, maps and links of the host, for faults.sh's leak checks (bpftool + /proc).
+
+  bpf_objects.py mark           the highest prog, map and link ids now, as "P M L"
+  bpf_objects.py leaked P M L   objects created after the mark that nothing holds any more:
+                                no process has an fd on them, no held link or program uses
+                                them. Prints them and exits 1 if there are any. Ids are never
+                                reused, so other tests' objects (held by their processes)
+                                never count; freeing is deferred (RCU), so it looks again for
+                                up to 3 s before it reports.
+"""
+import glob
+import json
+import subprocess
+import sys
+import time
+
+
+def show(kind):
+    out = subprocess.run(["bpftool", "-j", kind, "show"], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out or "[]")
+
+
+def fd_refs():
+    """prog_id, map_id and link_id of every BPF fd any process holds."""
+    refs = {"prog": set(), "map": set(), "link": set()}
+    for path in glob.glob("/proc/[0-9]*/fdinfo/*"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    kind = key.strip()[:-3] if key.strip().endswith("_id") else None
+                    if kind in refs:
+                        refs[kind].add(int(value))
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return refs
+
+
+def snapshot():
+    return {kind: show(kind) for kind in ("prog", "map", "link")}
+
+
+def unheld(objs, marks):
+    refs = fd_refs()
+    held_links = [l for l in objs["link"] if l["id"] in refs["link"]]
+    held_progs = refs["prog"] | {l.get("prog_id") for l in held_links}
+    held_maps = set(refs["map"])
+    for p in objs["prog"]:
+        if p["id"] in held_progs:
+            held_maps.update(p.get("map_ids", []))
+    found = []
+    for kind, held in (("prog", held_progs), ("map", held_maps), ("link", refs["link"])):
+        for o in objs[kind]:
+            if o["id"] > marks[kind] and o["id"] not in held:
+                found.append("%s %d %s" % (kind, o["id"], o.get("name", o.get("type", ""))))
+    return found
+
+
+def main():
+    if sys.argv[1:2] == ["mark"]:
+        objs = snapshot()
+        print(" ".join(str(max([o["id"] for o in objs[k]], default=0))
+                       for k in ("prog", "map", "link")))
+        return 0
+    if sys.argv[1:2] == ["leaked"] and len(sys.argv) == 5:
+        marks = dict(zip(("prog", "map", "link"), (int(a) for a in sys.argv[2:5])))
+        for _ in range(30):
+            found = unheld(snapshot(), marks)
+            if not found:
+                return 0
+            time.sleep(0.1)
+        print("\n".join(found))
+        return 1
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
