@@ -648,7 +648,11 @@ static void start_tls(void)
 		return;
 	}
 	n = capture_tls_scan_all(cap.tls);
-	ps_info(SUBSYS, "TLS: %d libssl file%s found", n, n == 1 ? "" : "s");
+	if (n)
+		ps_info(SUBSYS, "TLS: %d libssl file%s found", n, n == 1 ? "" : "s");
+	else
+		ps_info(SUBSYS, "TLS capture is off: no libssl found; plaintext capture goes on, "
+				"and TLS capture starts when a process maps a libssl");
 }
 
 /* The kernel learns of r (loading the capture first if it is the first). 0 or -errno. */
