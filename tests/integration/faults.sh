@@ -271,6 +271,132 @@ fault_textfile() {
 	check "textfile directory on a full tmpfs"
 }
 
+# ---- an HTTP workload with exact counts --------------------------------------------------
+
+# http_setup: a python http.server (pstest-fhttp) and a client (pstest-fcli) under services
+# rules; HTTP_RULES is their services section.
+HTTP_REQUESTS=25
+http_setup() {
+	[ -n "${HTTP_PORT:-}" ] && return 0
+	mkdir -p "$work/bin" "$work/www"
+	cp "$(readlink -f "$PYTHON")" "$work/bin/pstest-fhttp"
+	cp "$(readlink -f "$PYTHON")" "$work/bin/pstest-fcli"
+	echo hello >"$work/www/index.html"
+	HTTP_PORT=$(free_port)
+	(cd "$work/www" && exec "$work/bin/pstest-fhttp" -m http.server "$HTTP_PORT" --bind 127.0.0.1) \
+		>/dev/null 2>&1 &
+	children+=($!)
+	wait_port "$HTTP_PORT" || fail "the web server did not start"
+	HTTP_RULES="services:
+  - { match: { exe: $work/bin/pstest-fhttp }, name: pstest-fhttp }
+  - { match: { exe: $work/bin/pstest-fcli }, name: pstest-fcli }"
+}
+
+# http_load N: N GETs of /index.html, a connection each; all must answer 200.
+http_load() {
+	"$work/bin/pstest-fcli" -c '
+import sys, urllib.request
+for _ in range(int(sys.argv[1])):
+    with urllib.request.urlopen("http://127.0.0.1:%s/index.html" % sys.argv[2], timeout=10) as r:
+        assert r.status == 200 and r.read() == b"hello\n"
+' "$1" "$HTTP_PORT" || fail "the HTTP client failed"
+}
+
+# expect_http N: N requests in $SNAPSHOT, server view and client view.
+expect_http() {
+	expect "$1" http_server_request_duration_seconds_count 'service_name="pstest-fhttp"' \
+		'http_response_status_code="200"'
+	expect "$1" http_client_request_duration_seconds_count 'service_name="pstest-fcli"' \
+		"server_port=\"$HTTP_PORT\"" 'http_response_status_code="200"'
+}
+
+# ---- a plugin whose attach fails ------------------------------------------------------------
+
+fault_attach() {
+	local probe=$top_builddir/tests/integration/faults/.libs/badprobe.so mark
+	[ -f "$probe" ] || fail "badprobe.so is not built ($probe)"
+	http_setup
+	mkdir -m 0755 -p "$work/plugins"
+	cp "$PLUGIN_DIR/http.so" "$probe" "$work/plugins/"
+	cat >"$work/attach.yaml" <<YAML
+daemon: { flush_interval: 1s }
+plugins:
+  http: {}
+  badprobe: { binary: $work/no-such-binary, function: pstest_nothing }
+$HTTP_RULES
+sinks: { stdout: { format: prometheus } }
+YAML
+	mark=$("${objects[@]}" mark)
+	start_daemon -c "$work/attach.yaml" --plugin-dir "$work/plugins" || fail "periscoped did not start"
+	grep -q "badprobe: cannot attach a uprobe to pstest_nothing in $work/no-such-binary: No such file or directory" \
+		"$DAEMON_ERR" || fail "the attach failure's reason is not in the log"
+	grep -q "plugin badprobe down: start failed: No such file or directory" "$DAEMON_ERR" ||
+		fail "badprobe is not marked down with its reason"
+	grep -q "running: http (1 of 2 plugins up)" "$DAEMON_ERR" ||
+		fail "not running with http alone: $(grep 'running:' "$DAEMON_ERR")"
+	http_load $HTTP_REQUESTS
+	final_snapshot "$work/attach.prom"
+	SNAPSHOT=$work/attach.prom
+	expect 0 periscope_plugin_up 'plugin="badprobe"'
+	expect 1 periscope_plugin_up 'plugin="http"'
+	grep -q '^periscope_plugin_up{[^}]*plugin="badprobe"} 0$' "$work/attach.prom" ||
+		{ echo "  periscope_plugin_up{plugin=\"badprobe\"}: absent, not 0" >>"$DIFF"; failures=$((failures + 1)); }
+	expect_http $HTTP_REQUESTS
+	no_leaks "$mark" "a plugin whose attach failed"
+	check "a plugin whose attach fails is down with its reason; http beside it counts exactly"
+}
+
+# ---- no libssl ----------------------------------------------------------------------------
+
+# Every libssl file where periscoped looks is whited out by an overlay, in a mount namespace
+# of periscoped's own; the client and server outside are plaintext anyway.
+fault_nolibssl() {
+	local dirs d i=0 mounts=""
+	http_setup
+	dirs=$(for f in /usr/lib/libssl* /usr/lib/*/libssl* /usr/lib64/libssl* /usr/local/lib/libssl* \
+		/usr/local/lib64/libssl*; do [ -e "$f" ] || [ -L "$f" ] && dirname "$f"; done | sort -u)
+	for d in $dirs; do
+		i=$((i + 1))
+		mounts+="mkdir -p \$ovl/u$i \$ovl/w$i"
+		for f in "$d"/libssl*; do mounts+=" && mknod \$ovl/u$i/${f##*/} c 0 0"; done
+		mounts+=" && mount -t overlay pstest-nossl -o lowerdir=$d,upperdir=\$ovl/u$i,workdir=\$ovl/w$i $d && "
+	done
+	cat >"$work/nossl.sh" <<SH
+set -e
+ovl=$work/ovl
+mkdir -p \$ovl
+mount -t tmpfs pstest-nossl \$ovl
+$mounts true
+! ls /usr/lib/libssl* /usr/lib/*/libssl* /usr/lib64/libssl* /usr/local/lib/libssl* /usr/local/lib64/libssl* 2>/dev/null
+exec "\$@"
+SH
+	cat >"$work/nossl.yaml" <<YAML
+daemon: { flush_interval: 1s }
+plugins: { http: {} }
+$HTTP_RULES
+sinks: { stdout: { format: prometheus } }
+YAML
+	PERISCOPED_REAL=$PERISCOPED
+	PERISCOPED="$work/nossl-periscoped"
+	printf '#!/bin/sh\nexec unshare -m --propagation private sh %s %s "$@"\n' "$work/nossl.sh" \
+		"$PERISCOPED_REAL" >"$PERISCOPED"
+	chmod 755 "$PERISCOPED"
+	start_daemon -c "$work/nossl.yaml" --plugin-dir "$PLUGIN_DIR" ||
+		{ PERISCOPED=$PERISCOPED_REAL; fail "periscoped did not start without libssl"; }
+	PERISCOPED=$PERISCOPED_REAL
+	grep -q "TLS: no libssl in the library directories: TLS capture is off" "$DAEMON_ERR" ||
+		fail "no log line says TLS capture is off: $(grep 'TLS' "$DAEMON_ERR" | head -3)"
+	# (Other processes on the host may map one of their own: "mapped by pid", through their root.)
+	! grep -E "TLS: OpenSSL uprobes on /" "$DAEMON_ERR" | grep -v "mapped by pid" ||
+		fail "a libssl was found in a library directory that has none"
+	http_load $HTTP_REQUESTS
+	final_snapshot "$work/nossl.prom"
+	SNAPSHOT=$work/nossl.prom
+	expect 1 periscope_plugin_up 'plugin="http"'
+	expect_http $HTTP_REQUESTS
+	check "no libssl: http counts plaintext exactly, the log says TLS capture is off"
+}
+
 for f in $FAULTS; do
 	echo "---- $f"
 	"fault_$f"
