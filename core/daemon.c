@@ -854,6 +854,7 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 	if (ps_bpf_setup(&d.loop, d.settings.daemon.drain_interval_ms))
 		goto out_loop;
 	ps_capture_set_hooks(d.settings.capture_hooks);
+	ps_capture_set_ring_size(d.settings.capture_ring_size);
 	rc = open_plugins(d.plugin_dir, &d.settings, &d.plugins);
 	if (rc) {
 		code = rc == -EINVAL ? PS_EXIT_CONFIG : PS_EXIT_FAILURE;

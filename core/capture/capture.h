@@ -24,6 +24,8 @@ enum ps_capture_hooks {
 int ps_capture_hooks_parse(const char *s, enum ps_capture_hooks *out);
 /* Takes effect when the capture next loads (the first registration). */
 void ps_capture_set_hooks(enum ps_capture_hooks hooks);
+/* Bytes of the capture's ring buffer (capture.ring_size) when it next loads; 0: built-in. */
+void ps_capture_set_ring_size(uint64_t bytes);
 
 /* Each flush: connections that went quiet, TLS looks that are due, gap counters. */
 void ps_capture_collect(void);
