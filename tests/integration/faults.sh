@@ -397,6 +397,58 @@ YAML
 	check "no libssl: http counts plaintext exactly, the log says TLS capture is off"
 }
 
+# ---- the capture's ring buffer overrun on purpose ---------------------------------------------
+
+fault_overrun() {
+	local d1 d2 k before_s before_c after_s after_c snaps
+	require_tools "apt-get install apache2-utils" ab
+	http_setup
+	cp "$(command -v ab)" "$work/bin/pstest-fab"
+	cat >"$work/overrun.yaml" <<YAML
+daemon: { flush_interval: 1s }
+capture: { ring_size: 64KiB }
+plugins: { http: {} }
+$HTTP_RULES
+  - { match: { exe: $work/bin/pstest-fab }, name: pstest-fab }
+sinks: { stdout: { format: prometheus } }
+YAML
+	start_daemon -c "$work/overrun.yaml" --plugin-dir "$PLUGIN_DIR" || fail "periscoped did not start"
+
+	# Heavy: 50 clients at once, far more per drain interval than 64 KiB holds.
+	"$work/bin/pstest-fab" -q -n 1500 -c 50 "http://127.0.0.1:$HTTP_PORT/index.html" >"$work/ab.out" 2>&1 ||
+		fail "ab failed: $(tail -3 "$work/ab.out")"
+	kill -0 "$DAEMON_PID" || fail "periscoped died under the burst"
+	wait_for_snapshots 1 || fail "no flush after the burst"
+	last_snapshot <"$DAEMON_OUT" >"$work/burst.prom"
+	d1=$(series_value "$work/burst.prom" periscope_events_dropped_total 'plugin="capture"')
+	k=$("${objects[@]}" drops "$DAEMON_PID" ps_sc_sock_send) || fail "cannot read the capture's drop counter"
+	wait_for_snapshots 1 || fail "no flush after the burst"
+	last_snapshot <"$DAEMON_OUT" >"$work/burst2.prom"
+	d2=$(series_value "$work/burst2.prom" periscope_events_dropped_total 'plugin="capture"')
+	echo "  burst of 1500 requests through a 64 KiB ring: $d1 events dropped at a flush, the kernel's count $k a moment later, $d2 at the next flush"
+	[ "$d1" -gt 0 ] 2>/dev/null || fail "nothing was dropped: the ring buffer was not overrun"
+	# Every drop the kernel counted is reported, and nothing more: between two flushes.
+	[ "$d1" -le "$k" ] && [ "$k" -le "$d2" ] ||
+		fail "drops reported ($d1, then $d2) do not bracket the kernel's count ($k)"
+	grep -q "capture: [0-9]* events dropped (ring buffer full)" "$DAEMON_ERR" ||
+		fail "the drops are not in the log"
+
+	# Light: one request at a time, each counted exactly again.
+	before_s=$(series_value "$work/burst2.prom" http_server_request_duration_seconds_count 'service_name="pstest-fhttp"')
+	before_c=$(series_value "$work/burst2.prom" http_client_request_duration_seconds_count 'service_name="pstest-fcli"')
+	http_load $HTTP_REQUESTS
+	final_snapshot "$work/light.prom"
+	after_s=$(series_value "$work/light.prom" http_server_request_duration_seconds_count 'service_name="pstest-fhttp"')
+	after_c=$(series_value "$work/light.prom" http_client_request_duration_seconds_count 'service_name="pstest-fcli"')
+	SNAPSHOT=$work/light.prom
+	expect 1 periscope_plugin_up 'plugin="http"'
+	[ $((after_s - before_s)) = $HTTP_REQUESTS ] ||
+		{ echo "  after the burst, server view: $((after_s - before_s)) of $HTTP_REQUESTS requests" >>"$DIFF"; failures=$((failures + 1)); }
+	[ $((after_c - before_c)) = $HTTP_REQUESTS ] ||
+		{ echo "  after the burst, client view: $((after_c - before_c)) of $HTTP_REQUESTS requests" >>"$DIFF"; failures=$((failures + 1)); }
+	check "ring buffer overrun: drops counted as the kernel counts them, exact again once the load is light"
+}
+
 for f in $FAULTS; do
 	echo "---- $f"
 	"fault_$f"

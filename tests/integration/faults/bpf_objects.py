@@ -8,6 +8,8 @@
                                 reused, so other tests' objects (held by their processes)
                                 never count; freeing is deferred (RCU), so it looks again for
                                 up to 3 s before it reports.
+  bpf_objects.py drops PID PROG the kernel's drop counter (ps_drops, summed over CPUs) of the
+                                BPF object whose program PROG process PID holds
 """
 import glob
 import json
@@ -58,7 +60,36 @@ def unheld(objs, marks):
     return found
 
 
+def drops(pid, prog_name):
+    """Sum of the ps_drops map next to program prog_name, which pid holds."""
+    refs = set()
+    for path in glob.glob("/proc/%d/fdinfo/*" % pid):
+        try:
+            with open(path) as f:
+                refs.update(int(l.split(":")[1]) for l in f if l.startswith("prog_id:"))
+        except OSError:
+            continue
+    maps = {m["id"]: m for m in show("map")}
+    for p in show("prog"):
+        if p["id"] in refs and p.get("name") == prog_name:
+            for mid in p.get("map_ids", []):
+                if maps.get(mid, {}).get("name") == "ps_drops":
+                    out = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(mid)],
+                                         capture_output=True, text=True, check=True).stdout
+                    return sum(v["value"] for e in json.loads(out)
+                               for v in e["formatted"]["values"])
+    return None
+
+
 def main():
+    if sys.argv[1:2] == ["drops"] and len(sys.argv) == 4:
+        n = drops(int(sys.argv[2]), sys.argv[3])
+        if n is None:
+            print("no ps_drops map beside %s in pid %s" % (sys.argv[3], sys.argv[2]),
+                  file=sys.stderr)
+            return 1
+        print(n)
+        return 0
     if sys.argv[1:2] == ["mark"]:
         objs = snapshot()
         print(" ".join(str(max([o["id"] for o in objs[k]], default=0))
