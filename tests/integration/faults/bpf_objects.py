@@ -8,6 +8,8 @@
                                 reused, so other tests' objects (held by their processes)
                                 never count; freeing is deferred (RCU), so it looks again for
                                 up to 3 s before it reports.
+  bpf_objects.py entries PID    entries of each hash map PID holds (directly or through its
+                                programs), as "name:id count" lines
   bpf_objects.py drops PID PROG the kernel's drop counter (ps_drops, summed over CPUs) of the
                                 BPF object whose program PROG process PID holds
 """
@@ -81,7 +83,42 @@ def drops(pid, prog_name):
     return None
 
 
+HASHES = ("hash", "lru_hash", "percpu_hash", "lru_percpu_hash")
+
+
+def entries(pid):
+    """{"name:id": entries} of the hash maps pid holds, directly or through its programs."""
+    progs, mapids = set(), set()
+    for path in glob.glob("/proc/%d/fdinfo/*" % pid):
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith("prog_id:"):
+                        progs.add(int(line.split(":")[1]))
+                    elif line.startswith("map_id:"):
+                        mapids.add(int(line.split(":")[1]))
+        except OSError:
+            continue
+    for p in show("prog"):
+        if p["id"] in progs:
+            mapids.update(p.get("map_ids", []))
+    counts = {}
+    for m in show("map"):
+        if m["id"] in mapids and m["type"] in HASHES:
+            out = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(m["id"])],
+                                 capture_output=True, text=True).stdout
+            try:
+                counts["%s:%d" % (m.get("name", "?"), m["id"])] = len(json.loads(out or "[]"))
+            except ValueError:
+                continue
+    return counts
+
+
 def main():
+    if sys.argv[1:2] == ["entries"] and len(sys.argv) == 3:
+        for name, n in sorted(entries(int(sys.argv[2])).items()):
+            print(name, n)
+        return 0
     if sys.argv[1:2] == ["drops"] and len(sys.argv) == 4:
         n = drops(int(sys.argv[2]), sys.argv[3])
         if n is None:
