@@ -400,8 +400,11 @@ END_TEST
 
 START_TEST(test_bad_abi_refused)
 {
-	assert_refused(install("bad_abi", "bad_abi.so", 0755), EPROTO,
-		       "ABI version 999, this periscoped speaks 2: rebuild it");
+	char reason[96];
+
+	snprintf(reason, sizeof(reason), "ABI version 999, this periscoped speaks %u: rebuild it",
+		 PS_PLUGIN_ABI_VERSION);
+	assert_refused(install("bad_abi", "bad_abi.so", 0755), EPROTO, reason);
 }
 END_TEST
 
