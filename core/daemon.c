@@ -481,6 +481,34 @@ static void collect_plugins(struct daemon *d)
 	ps_bpf_collect_drops();
 }
 
+/*
+ * The core's own tables, so that growth shows (and a leak test can see them
+ * return to their baseline): registered each time, as the registry may change.
+ */
+static void report_tables(void)
+{
+	static const char *const labels[] = { "service_name", NULL };
+	const char *values[] = { "periscoped" };
+	struct ps_metric *m;
+
+	m = ps_metric_register(&(struct ps_metric_desc){
+		.name = "periscope_proc_cache_entries",
+		.help = "Processes in the core's process-name cache",
+		.type = PS_METRIC_GAUGE,
+		.labels = labels,
+	});
+	if (m)
+		ps_metric_set(m, values, (double)ps_proc_cache_entries());
+	m = ps_metric_register(&(struct ps_metric_desc){
+		.name = "periscope_capture_connections",
+		.help = "Connections the core capture follows in user space",
+		.type = PS_METRIC_GAUGE,
+		.labels = labels,
+	});
+	if (m)
+		ps_metric_set(m, values, (double)ps_capture_connections());
+}
+
 static void flush(struct daemon *d, bool final)
 {
 	uint64_t now = now_ns(CLOCK_REALTIME);
@@ -493,6 +521,7 @@ static void flush(struct daemon *d, bool final)
 	};
 
 	collect_plugins(d);
+	report_tables();
 	ps_alerts_evaluate(d->settings.alerts, d->registry, now);
 	for (size_t i = 0; i < d->n_sinks; i++) {
 		struct sink_instance *sink = &d->sinks[i];

@@ -108,6 +108,11 @@ void ps_capture_set_hooks(enum ps_capture_hooks hooks)
 	cap.hooks = hooks;
 }
 
+size_t ps_capture_connections(void)
+{
+	return cap.n_conns;
+}
+
 void ps_capture_set_ring_size(uint64_t bytes)
 {
 	cap.ring_size = bytes;

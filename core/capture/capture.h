@@ -37,6 +37,8 @@ void ps_capture_plugin_release(struct ps_plugin *p);
  * events come from ps_capture_feed (what the ring buffer would hold).
  */
 void ps_capture_set_offline(bool offline);
+/* Connections the capture follows in user space now (periscope_capture_connections). */
+size_t ps_capture_connections(void);
 int ps_capture_feed(const void *event, size_t size);
 
 #endif
