@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Churn (issue 16): traced processes SIGKILLed with a request in flight (clients and servers),
 # then 10,000 short-lived processes making an HTTP request each. Afterwards, within a few
-# flushes, every hash map periscoped holds in the kernel is back to its baseline (other
-# traffic on the host allowed for: no map may keep CHURN_SLACK entries more), the server
-# (nginx) counted each of the 10,000 requests exactly, and the daemon's RSS did not grow past
+# flushes, every hash map periscoped holds in the kernel, and the core's process cache and
+# capture connection table (periscope_proc_cache_entries, periscope_capture_connections), are
+# back to their baseline (other traffic on the host allowed for: none may keep CHURN_SLACK
+# entries more), the server (nginx) counted each of the 10,000 requests exactly, and the daemon's RSS did not grow past
 # RSS_SLACK_KB.
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -106,8 +107,15 @@ YAML
 start_daemon -c "$work/periscope.yaml" --plugin-dir "$PLUGIN_DIR" || fail "periscoped did not start"
 
 rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$DAEMON_PID/status"; }
+# The core's user-space tables, from its own gauges in the last snapshot.
+tables() {
+	last_snapshot <"$DAEMON_OUT" >"$work/tables.prom"
+	echo "proc_cache $(series_value "$work/tables.prom" periscope_proc_cache_entries)"
+	echo "capture_conns $(series_value "$work/tables.prom" periscope_capture_connections)"
+}
 wait_for_snapshots 2 || fail "no flush"
 "${objects[@]}" entries "$DAEMON_PID" >"$work/base.txt"
+tables >>"$work/base.txt"
 rss0=$(rss)
 
 # ---- killed mid-request: clients, then servers ------------------------------------------------
@@ -142,6 +150,8 @@ start=$SECONDS
 "$work/bin/pstest-chfork" "$work/fork.py" "$PROCS" "$PORT" || fail "some of the $PROCS processes failed"
 echo "$PROCS processes, a request each, in $((SECONDS - start)) s"
 "${objects[@]}" entries "$DAEMON_PID" >"$work/peak.txt"
+wait_for_snapshots 1 || fail "no flush"
+tables >>"$work/peak.txt"
 rss1=$(rss)
 
 # A couple of flushes later: back to the baseline.
@@ -149,16 +159,17 @@ sleep 1
 for _ in $(seq 15); do
 	wait_for_snapshots 1 || fail "no flush"
 	"${objects[@]}" entries "$DAEMON_PID" >"$work/after.txt"
+	tables >>"$work/after.txt"
 	grown=$(awk -v slack="$CHURN_SLACK" 'NR == FNR { base[$1] = $2; next }
 		($1 in base) && $2 - base[$1] >= slack { print $1, base[$1], "->", $2 }' \
 		"$work/base.txt" "$work/after.txt")
 	[ -z "$grown" ] && break
 done
 rss2=$(rss)
-echo "in-kernel hash maps (baseline, right after the churn, settled):"
+echo "in-kernel hash maps and user-space tables (baseline, right after the churn, settled):"
 join "$work/base.txt" <(join "$work/peak.txt" "$work/after.txt") | sed 's/^/  /'
 echo "daemon RSS: ${rss0} kB before, ${rss1} kB right after, ${rss2} kB settled"
-[ -z "$grown" ] || fail "in-kernel maps did not return to their baseline: $grown"
+[ -z "$grown" ] || fail "maps or tables did not return to their baseline: $grown"
 [ $((rss2 - rss0)) -le "$RSS_SLACK_KB" ] || fail "RSS grew by $((rss2 - rss0)) kB"
 
 final_snapshot "$work/final.prom"
