@@ -292,14 +292,16 @@ http_setup() {
   - { match: { exe: $work/bin/pstest-fcli }, name: pstest-fcli }"
 }
 
-# http_load N: N GETs of /index.html, a connection each; all must answer 200.
+# http_load N [GAP]: N GETs of /index.html, a connection each, GAP seconds apart; all must
+# answer 200.
 http_load() {
 	"$work/bin/pstest-fcli" -c '
-import sys, urllib.request
+import sys, time, urllib.request
 for _ in range(int(sys.argv[1])):
     with urllib.request.urlopen("http://127.0.0.1:%s/index.html" % sys.argv[2], timeout=10) as r:
         assert r.status == 200 and r.read() == b"hello\n"
-' "$1" "$HTTP_PORT" || fail "the HTTP client failed"
+    time.sleep(float(sys.argv[3]))
+' "$1" "$HTTP_PORT" "${2:-0}" || fail "the HTTP client failed"
 }
 
 # expect_http N: N requests in $SNAPSHOT, server view and client view.
@@ -404,15 +406,18 @@ fault_overrun() {
 	require_tools "apt-get install apache2-utils" ab
 	http_setup
 	cp "$(command -v ab)" "$work/bin/pstest-fab"
+	# http alone, on our port only: the rest of the host's traffic stays out of the ring.
+	mkdir -m 0755 -p "$work/plugins-http"
+	cp "$PLUGIN_DIR/http.so" "$work/plugins-http/"
 	cat >"$work/overrun.yaml" <<YAML
 daemon: { flush_interval: 1s }
 capture: { ring_size: 64KiB }
-plugins: { http: {} }
+plugins: { http: { ports: [$HTTP_PORT], tls: off, capture_bytes: 64 } }
 $HTTP_RULES
   - { match: { exe: $work/bin/pstest-fab }, name: pstest-fab }
 sinks: { stdout: { format: prometheus } }
 YAML
-	start_daemon -c "$work/overrun.yaml" --plugin-dir "$PLUGIN_DIR" || fail "periscoped did not start"
+	start_daemon -c "$work/overrun.yaml" --plugin-dir "$work/plugins-http" || fail "periscoped did not start"
 
 	# Heavy: 50 clients at once, far more per drain interval than 64 KiB holds.
 	"$work/bin/pstest-fab" -q -n 1500 -c 50 "http://127.0.0.1:$HTTP_PORT/index.html" >"$work/ab.out" 2>&1 ||
@@ -433,10 +438,10 @@ YAML
 	grep -q "capture: [0-9]* events dropped (ring buffer full)" "$DAEMON_ERR" ||
 		fail "the drops are not in the log"
 
-	# Light: one request at a time, each counted exactly again.
+	# Light: one request at a time, 50 ms apart, each counted exactly again.
 	before_s=$(series_value "$work/burst2.prom" http_server_request_duration_seconds_count 'service_name="pstest-fhttp"')
 	before_c=$(series_value "$work/burst2.prom" http_client_request_duration_seconds_count 'service_name="pstest-fcli"')
-	http_load $HTTP_REQUESTS
+	http_load $HTTP_REQUESTS 0.05
 	final_snapshot "$work/light.prom"
 	after_s=$(series_value "$work/light.prom" http_server_request_duration_seconds_count 'service_name="pstest-fhttp"')
 	after_c=$(series_value "$work/light.prom" http_client_request_duration_seconds_count 'service_name="pstest-fcli"')
