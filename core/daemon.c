@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -492,6 +493,34 @@ static void collect_plugins(struct daemon *d)
 	ps_bpf_collect_drops();
 }
 
+/*
+ * The core's own tables, so that growth shows (and a leak test can see them
+ * return to their baseline): registered each time, as the registry may change.
+ */
+static void report_tables(void)
+{
+	static const char *const labels[] = { "service_name", NULL };
+	const char *values[] = { "periscoped" };
+	struct ps_metric *m;
+
+	m = ps_metric_register(&(struct ps_metric_desc){
+		.name = "periscope_proc_cache_entries",
+		.help = "Processes in the core's process-name cache",
+		.type = PS_METRIC_GAUGE,
+		.labels = labels,
+	});
+	if (m)
+		ps_metric_set(m, values, (double)ps_proc_cache_entries());
+	m = ps_metric_register(&(struct ps_metric_desc){
+		.name = "periscope_capture_connections",
+		.help = "Connections the core capture follows in user space",
+		.type = PS_METRIC_GAUGE,
+		.labels = labels,
+	});
+	if (m)
+		ps_metric_set(m, values, (double)ps_capture_connections());
+}
+
 static void flush(struct daemon *d, bool final)
 {
 	uint64_t now = now_ns(CLOCK_REALTIME);
@@ -504,6 +533,7 @@ static void flush(struct daemon *d, bool final)
 	};
 
 	collect_plugins(d);
+	report_tables();
 	ps_alerts_evaluate(d->settings.alerts, d->registry, now);
 	for (size_t i = 0; i < d->n_sinks; i++) {
 		struct sink_instance *sink = &d->sinks[i];
@@ -784,6 +814,7 @@ static void register_build_info(void)
 static int setup_loop(struct daemon *d)
 {
 	int rc = uv_loop_init(&d->loop);
+	sigset_t held;
 
 	if (rc)
 		return rc;
@@ -797,6 +828,12 @@ static int setup_loop(struct daemon *d)
 	uv_signal_start(&d->sig_term, on_stop_signal, SIGTERM);
 	uv_signal_start(&d->sig_int, on_stop_signal, SIGINT);
 	uv_signal_start(&d->sig_hup, on_sighup, SIGHUP);
+	/* Held since main() (or by whoever started us): from now on the loop takes them. */
+	sigemptyset(&held);
+	sigaddset(&held, SIGTERM);
+	sigaddset(&held, SIGINT);
+	sigaddset(&held, SIGHUP);
+	sigprocmask(SIG_UNBLOCK, &held, NULL);
 	return 0;
 }
 
@@ -885,6 +922,7 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 	if (ps_bpf_setup(&d.loop, d.settings.daemon.drain_interval_ms))
 		goto out_loop;
 	ps_capture_set_hooks(d.settings.capture_hooks);
+	ps_capture_set_ring_size(d.settings.capture_ring_size);
 	rc = open_plugins(d.plugin_dir, &d.settings, &d.plugins);
 	if (rc) {
 		code = rc == -EINVAL ? PS_EXIT_CONFIG : PS_EXIT_FAILURE;

@@ -52,6 +52,22 @@ static int parse_seconds(const char *s, uint64_t *out)
 
 enum { OPT_PLUGIN_DIR = 256, OPT_CHECK, OPT_LIST, OPT_DURATION, OPT_LOG_LEVEL, OPT_INSTANCE };
 
+/*
+ * SIGTERM, SIGINT and SIGHUP wait (pending) until the loop's handlers are
+ * installed: one that came during start-up would otherwise kill the daemon
+ * midway, without its final flush, or be lost. setup_loop unblocks them.
+ */
+static void hold_stop_signals(int how)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(how, &set, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -71,6 +87,7 @@ int main(int argc, char **argv)
 	enum ps_log_level level;
 	int c;
 
+	hold_stop_signals(SIG_BLOCK);
 	while ((c = getopt_long(argc, argv, "c:Vh", options, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -136,9 +153,9 @@ int main(int argc, char **argv)
 	}
 	/* A closed stdout must fail the flush (-EPIPE), not kill the daemon. */
 	signal(SIGPIPE, SIG_IGN);
-	if (check)
-		return ps_daemon_check_config(&opts);
-	if (list)
-		return ps_daemon_list_plugins(&opts);
+	if (check || list) {
+		hold_stop_signals(SIG_UNBLOCK);
+		return check ? ps_daemon_check_config(&opts) : ps_daemon_list_plugins(&opts);
+	}
 	return ps_daemon_run(&opts);
 }

@@ -373,6 +373,11 @@ static char *name_from_facts(const struct proc_facts *f, const char *comm_hint,
 	return strdup(comm_hint && comm_hint[0] ? comm_hint : NAME_UNKNOWN);
 }
 
+size_t ps_proc_cache_entries(void)
+{
+	return cache_entries;
+}
+
 /* ---- the cache ----------------------------------------------------------------------------- */
 
 static size_t bucket_of(uint32_t tgid, size_t size)

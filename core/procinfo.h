@@ -19,6 +19,8 @@ struct ps_service_rule {
 int ps_proc_set_rules(const struct ps_service_rule *rules, size_t n);
 /* Evicts cached processes that exited (called each flush). */
 void ps_proc_sweep(void);
+/* Processes the name cache holds now (periscope_proc_cache_entries). */
+size_t ps_proc_cache_entries(void);
 /* Frees the cache and the rules. */
 void ps_proc_cleanup(void);
 

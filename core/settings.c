@@ -1,5 +1,6 @@
 /* Reads and validates the core's part of the configuration tree. */
 #include <errno.h>
+#include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
@@ -223,9 +224,10 @@ static int load_daemon(struct ps_settings *s, struct ps_cfg_error *err)
 	return 0;
 }
 
-/* capture: { hooks: auto | socket | syscalls } */
+/* capture: { hooks: auto | socket | syscalls, ring_size: SIZE } */
 struct capture_config {
 	char *hooks;
+	uint64_t ring_size;
 };
 
 static const char *const hooks_choices[] = { "auto", "socket", "syscalls", NULL };
@@ -233,6 +235,14 @@ static const char *const hooks_choices[] = { "auto", "socket", "syscalls", NULL 
 static const struct ps_cfg_key capture_keys[] = {
 	{ "hooks", PS_CFG_STRING, "auto", offsetof(struct capture_config, hooks), hooks_choices,
 	  "auto: socket tracepoints where the kernel has them (6.3+), else syscall tracepoints" },
+	{ .name = "ring_size",
+	  .type = PS_CFG_SIZE,
+	  .def = "2MiB",
+	  .offset = offsetof(struct capture_config, ring_size),
+	  .help = "the capture's ring buffer: a power of two; events past a full one are dropped "
+		  "and counted",
+	  .min = "4KiB",
+	  .max = "1GiB" },
 	{ NULL },
 };
 
@@ -248,6 +258,14 @@ static int load_capture(struct ps_settings *s, struct ps_cfg_error *err)
 			      &c, err);
 	if (!rc)
 		rc = ps_capture_hooks_parse(c.hooks, &s->capture_hooks);
+	/* The kernel takes ring buffers of a power-of-two number of pages only. */
+	if (!rc && (c.ring_size & (c.ring_size - 1)))
+		rc = ps_cfg_errorf(err, ps_cfg_node_get(n, "ring_size"),
+				   "capture.ring_size: must be a power of two (4KiB, 64KiB, 2MiB...), "
+				   "not %" PRIu64 " bytes",
+				   c.ring_size);
+	if (!rc)
+		s->capture_ring_size = c.ring_size;
 	ps_cfg_map_free(capture_keys, &c);
 	return rc;
 }

@@ -44,6 +44,7 @@ struct ps_settings {
 	size_t n_sinks;
 	struct ps_alert_rules *alerts;     /* NULL: no rules */
 	enum ps_capture_hooks capture_hooks; /* capture.hooks */
+	uint64_t capture_ring_size;	     /* capture.ring_size: bytes, a power of two */
 };
 
 /* The configuration used when no file exists. */

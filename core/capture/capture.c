@@ -64,6 +64,7 @@ struct conn {
 
 static struct {
 	enum ps_capture_hooks hooks;
+	uint64_t ring_size; /* bytes of ps_sc_events; 0: as built */
 	bool offline; /* no kernel: replays and tests feed the events */
 	struct capture_bpf *skel;
 	bool socket_path;
@@ -105,6 +106,16 @@ int ps_capture_hooks_parse(const char *s, enum ps_capture_hooks *out)
 void ps_capture_set_hooks(enum ps_capture_hooks hooks)
 {
 	cap.hooks = hooks;
+}
+
+size_t ps_capture_connections(void)
+{
+	return cap.n_conns;
+}
+
+void ps_capture_set_ring_size(uint64_t bytes)
+{
+	cap.ring_size = bytes;
 }
 
 void ps_capture_set_offline(bool offline)
@@ -495,6 +506,12 @@ static int load_path(bool socket_path)
 	if (!cap.skel)
 		return -errno;
 	cap.skel->rodata->ps_self_tgid = ps_bpf_self_tgid();
+	if (cap.ring_size &&
+	    (err = bpf_map__set_max_entries(cap.skel->maps.ps_sc_events, (__u32)cap.ring_size))) {
+		capture_bpf__destroy(cap.skel);
+		cap.skel = NULL;
+		return err;
+	}
 	bpf_object__for_each_program(prog, cap.skel->obj)
 	{
 		const char *name = bpf_program__name(prog);
@@ -648,7 +665,11 @@ static void start_tls(void)
 		return;
 	}
 	n = capture_tls_scan_all(cap.tls);
-	ps_info(SUBSYS, "TLS: %d libssl file%s found", n, n == 1 ? "" : "s");
+	if (n)
+		ps_info(SUBSYS, "TLS: %d libssl file%s found", n, n == 1 ? "" : "s");
+	else
+		ps_info(SUBSYS, "TLS capture is off: no libssl found; plaintext capture goes on, "
+				"and TLS capture starts when a process maps a libssl");
 }
 
 /* The kernel learns of r (loading the capture first if it is the first). 0 or -errno. */

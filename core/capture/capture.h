@@ -24,6 +24,8 @@ enum ps_capture_hooks {
 int ps_capture_hooks_parse(const char *s, enum ps_capture_hooks *out);
 /* Takes effect when the capture next loads (the first registration). */
 void ps_capture_set_hooks(enum ps_capture_hooks hooks);
+/* Bytes of the capture's ring buffer (capture.ring_size) when it next loads; 0: built-in. */
+void ps_capture_set_ring_size(uint64_t bytes);
 
 /* Each flush: connections that went quiet, TLS looks that are due, gap counters. */
 void ps_capture_collect(void);
@@ -35,6 +37,8 @@ void ps_capture_plugin_release(struct ps_plugin *p);
  * events come from ps_capture_feed (what the ring buffer would hold).
  */
 void ps_capture_set_offline(bool offline);
+/* Connections the capture follows in user space now (periscope_capture_connections). */
+size_t ps_capture_connections(void);
 int ps_capture_feed(const void *event, size_t size);
 
 #endif

@@ -202,6 +202,8 @@ static bool is_libssl(const char *path)
 
 static void scan_lib_dirs(struct capture_tls *t)
 {
+	size_t found = 0;
+
 	for (size_t i = 0; i < sizeof(lib_globs) / sizeof(lib_globs[0]); i++) {
 		glob_t g;
 
@@ -211,11 +213,17 @@ static void scan_lib_dirs(struct capture_tls *t)
 			char real[PATH_MAX];
 
 			/* libssl.so -> libssl.so.3: the log names the file */
-			if (realpath(g.gl_pathv[j], real))
+			if (realpath(g.gl_pathv[j], real)) {
 				attach_lib(t, real, real, 0);
+				found++;
+			}
 		}
 		globfree(&g);
 	}
+	/* Not an error (a host without OpenSSL), but what an operator asks first. */
+	if (!found)
+		ps_info(SUBSYS, "TLS: no libssl in the library directories: TLS capture is off "
+				"for processes that do not map one of their own");
 }
 
 /* The path of a /proc/PID/maps line that maps a file, or NULL. Cuts the newline. */

@@ -279,3 +279,29 @@ end_of_test() {
 	done
 	rm -rf "$work" "${DAEMON_OUT:-}" "${DAEMON_ERR:-}"
 }
+
+# expect_tcp_invariant [FILE]: in FILE ($SNAPSHOT by default), for every direction and peer
+# (peer_address, peer_port; summed over services), opened = closed + active -- whatever the
+# traffic, so that it holds beside other tests' connections too. A label set that breaks it
+# is appended to $DIFF and counted in $failures (see expect).
+expect_tcp_invariant() {
+	local file=${1:-$SNAPSHOT} bad
+	bad=$(awk '
+		/^periscope_tcp_connections_(opened_total|closed_total|active)\{/ {
+			k = $1
+			sub(/^[^{]*\{/, "", k); sub(/\}$/, "", k)
+			gsub(/(^|,)service_name="([^"\\]|\\.)*"/, "", k); sub(/^,/, "", k)
+			if ($1 ~ /^periscope_tcp_connections_opened_total/) o[k] += $NF
+			else if ($1 ~ /^periscope_tcp_connections_closed_total/) c[k] += $NF
+			else a[k] += $NF
+			seen[k] = 1
+		}
+		END {
+			for (k in seen)
+				if (o[k] != c[k] + a[k])
+					printf "  opened = closed + active broken for {%s}: %d != %d + %d\n", k, o[k], c[k], a[k]
+		}' "$file")
+	[ -z "$bad" ] && return 0
+	printf '%s\n' "$bad" >>"$DIFF"
+	failures=$((failures + $(printf '%s\n' "$bad" | wc -l)))
+}

@@ -132,6 +132,58 @@ PE=$(sed -n 's/.*"edge_port": \([0-9]*\).*/\1/p' "$work/edge.out")
 [ -n "$PE" ] || fail "cannot read the edge port from: $(cat "$work/edge.out")"
 echo "edge cases done: live port $PL, edge port $PE"
 
+# Issue 16's scenario: sequential connections where the server replies and closes first and
+# the client reads to EOF, then closes (the client's socket goes CLOSE_WAIT -> LAST_ACK).
+cat >"$work/server_first.py" <<'PY'
+import json, os, socket, sys, threading
+
+sys.path.insert(0, os.environ["TCP_LOAD_DIR"])
+from tcp_load import recv_exactly
+
+def run(family, addr, count, send, reply, errors):
+    l = socket.socket(family)
+    l.bind((addr, 0))
+    l.listen(64)
+    def serve():
+        try:
+            for _ in range(count):
+                s, _ = l.accept()
+                recv_exactly(s, send); s.sendall(b"r" * reply); s.close()
+        except Exception as e:
+            errors.append("server: %r" % e)
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    for _ in range(count):
+        c = socket.create_connection((addr, l.getsockname()[1]), timeout=10)
+        c.sendall(b"s" * send)
+        recv_exactly(c, reply)
+        if c.recv(16):
+            raise RuntimeError("data where EOF was expected")
+        c.close()
+    t.join(10)
+    if t.is_alive():
+        errors.append("server thread did not finish")
+    port = l.getsockname()[1]
+    l.close()
+    return port
+
+errors = []
+count4, count6, send, reply = (int(a) for a in sys.argv[1:5])
+p4 = run(socket.AF_INET, "127.0.0.1", count4, send, reply, errors)
+p6 = run(socket.AF_INET6, "::1", count6, send, reply, errors)
+if errors:
+    print("\n".join(errors), file=sys.stderr)
+    sys.exit(1)
+print(json.dumps({"v4_port": p4, "v6_port": p6}))
+PY
+SF4=60 SF6=40 SFA=321 SFB=654
+sf=$(PYTHONDONTWRITEBYTECODE=1 TCP_LOAD_DIR="$top_srcdir/tests/integration" \
+	"$PYTHON" "$work/server_first.py" $SF4 $SF6 $SFA $SFB) || fail "server_first.py failed"
+read -r SP4 SP6 < <(printf '%s' "$sf" | "$PYTHON" -c \
+	'import json, sys; d = json.load(sys.stdin); print(d["v4_port"], d["v6_port"])')
+[ -n "${SP6:-}" ] || fail "cannot read the ports from: $sf"
+echo "server closes first: IPv4 port $SP4, IPv6 port $SP6"
+
 # One flush after the load, then the final one on SIGTERM.
 snap=$work/snapshot.prom
 final_snapshot "$snap"
@@ -149,7 +201,11 @@ expect 1 periscope_tcp_connections_active "${live_out[@]}"
 expect 1 periscope_tcp_connections_active "${live_in[@]}"
 expect 0 periscope_tcp_connections_closed_total "${live_out[@]}"
 
+# opened = closed + active, per direction and peer, at a flush mid-run and at the end.
+expect_tcp_invariant
+
 SNAPSHOT=$snap
+expect_tcp_invariant
 
 tcp_load_labels "$P4" "$P6" "$PC"
 expect_tcp_load
@@ -174,6 +230,30 @@ expect $((101 + 303 + 505 + 707)) periscope_tcp_sent_bytes_total "${edge_out[@]}
 expect $((202 + 404 + 606)) periscope_tcp_received_bytes_total "${edge_out[@]}"
 expect $((101 + 303 + 505)) periscope_tcp_received_bytes_total "${edge_in[@]}"
 expect $((202 + 404 + 606)) periscope_tcp_sent_bytes_total "${edge_in[@]}"
+
+# Server closes first: each connection opened and closed once, none left active, bytes exact.
+sf4_out=('direction="outbound"' 'peer_address="127.0.0.1"' "peer_port=\"$SP4\"")
+sf6_out=('direction="outbound"' 'peer_address="::1"' "peer_port=\"$SP6\"")
+sf4_in=('direction="inbound"' 'peer_address=""' "peer_port=\"$SP4\"")
+sf6_in=('direction="inbound"' 'peer_address=""' "peer_port=\"$SP6\"")
+for m in opened closed; do
+	expect $SF4 "periscope_tcp_connections_${m}_total" "${sf4_out[@]}"
+	expect $SF4 "periscope_tcp_connections_${m}_total" "${sf4_in[@]}"
+	expect $SF6 "periscope_tcp_connections_${m}_total" "${sf6_out[@]}"
+	expect $SF6 "periscope_tcp_connections_${m}_total" "${sf6_in[@]}"
+done
+expect 0 periscope_tcp_connections_active "${sf4_out[@]}"
+expect 0 periscope_tcp_connections_active "${sf4_in[@]}"
+expect 0 periscope_tcp_connections_active "${sf6_out[@]}"
+expect 0 periscope_tcp_connections_active "${sf6_in[@]}"
+expect $((SF4 * SFA)) periscope_tcp_sent_bytes_total "${sf4_out[@]}"
+expect $((SF4 * SFB)) periscope_tcp_received_bytes_total "${sf4_out[@]}"
+expect $((SF4 * SFB)) periscope_tcp_sent_bytes_total "${sf4_in[@]}"
+expect $((SF4 * SFA)) periscope_tcp_received_bytes_total "${sf4_in[@]}"
+expect $((SF6 * SFA)) periscope_tcp_sent_bytes_total "${sf6_out[@]}"
+expect $((SF6 * SFB)) periscope_tcp_received_bytes_total "${sf6_out[@]}"
+expect $((SF6 * SFB)) periscope_tcp_sent_bytes_total "${sf6_in[@]}"
+expect $((SF6 * SFA)) periscope_tcp_received_bytes_total "${sf6_in[@]}"
 
 for h in periscope_tcp_rtt_seconds_count periscope_tcp_connection_duration_seconds_count; do
 	expect $N $h "${v4_out[@]}"
