@@ -9,7 +9,7 @@ top=$PWD
 build=$top/build
 
 BUILD_PACKAGES=(build-essential autoconf automake libtool pkg-config clang llvm bpftool
-	libbpf-dev libelf-dev zlib1g-dev libsnappy-dev libuv1-dev libyaml-dev check)
+	libbpf-dev libelf-dev zlib1g-dev libsnappy-dev libuv1-dev libyaml-dev libcurl4-openssl-dev check)
 # What the tests drive: real servers, real clients, the real validators.
 TEST_PACKAGES=(python3 curl iproute2 procps prometheus prometheus-node-exporter rsyslog nginx
 	apache2-utils wrk openssl libclang-rt-14-dev valgrind util-linux

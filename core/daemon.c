@@ -919,6 +919,7 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 	if (setup_loop(&d))
 		goto out;
 	ps_sink_prometheus_http_set_loop(&d.loop);
+	ps_sink_otlp_set_loop(&d.loop);
 	if (ps_bpf_setup(&d.loop, d.settings.daemon.drain_interval_ms))
 		goto out_loop;
 	ps_capture_set_hooks(d.settings.capture_hooks);

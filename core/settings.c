@@ -58,6 +58,7 @@ static const struct ps_sink_type *const sink_types[] = {
 	&ps_sink_prometheus_textfile,
 	&ps_sink_syslog,
 	&ps_sink_prometheus_http,
+	&ps_sink_otlp,
 	NULL,
 };
 

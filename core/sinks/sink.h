@@ -45,6 +45,7 @@ extern const struct ps_sink_type ps_sink_stdout;
 extern const struct ps_sink_type ps_sink_prometheus_textfile;
 extern const struct ps_sink_type ps_sink_syslog;
 extern const struct ps_sink_type ps_sink_prometheus_http;
+extern const struct ps_sink_type ps_sink_otlp;
 
 /*
  * The loop the prometheus_http sink listens on; until it is set (as in
@@ -52,6 +53,8 @@ extern const struct ps_sink_type ps_sink_prometheus_http;
  */
 struct uv_loop_s;
 void ps_sink_prometheus_http_set_loop(struct uv_loop_s *loop);
+/* The loop the otlp sink sends on; until it is set opening it only checks its settings. */
+void ps_sink_otlp_set_loop(struct uv_loop_s *loop);
 
 /* For tests: the stdout sink writing to another stream, on the caller's thread. */
 void *ps_sink_stdout_open_stream(const void *config, FILE *out);
