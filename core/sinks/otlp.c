@@ -784,9 +784,9 @@ static void request_done(struct otlp_sink *s, struct request *r, CURLcode rc)
 		count_failed(s, failure_reason(rc, status));
 		count_dropped(s, DROP_REJECTED, r->spans);
 		/* Privacy: the answer may quote the spans; only the status is logged. */
-		ps_warn(SUBSYS, "%s: %s%ld; %" PRIu32 " spans dropped", s->origin,
-			rc == CURLE_OK ? "HTTP " : "request failed: curl error ",
-			rc == CURLE_OK ? status : (long)rc, r->spans);
+		note_failure(s, rc, status,
+			     "the requests it refuses are dropped (periscope_export_dropped_total"
+			     "{reason=\"rejected\"})");
 		s->failures = 0;
 		request_end(r);
 		break;

@@ -12,7 +12,8 @@
 # 2. A collector that accepts connections and never answers (and is named, not numbered:
 #    the threaded resolver): requests time out, the flushes keep their schedule, and the
 #    daemon exits within the `timeout` of its last attempt.
-# 3. Shutdown: spans published by the final flush reach the receiver before the exit.
+# 3. Reload and shutdown: spans published by the flush of a reload (the sink is closed and
+#    reopened) and by the final flush reach the receiver.
 # 4. Bad settings are configuration errors with file:line:column (exit 78).
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -209,11 +210,19 @@ sinks:
 YAML
 start_daemon -c "$work/p3.yaml" --plugin-dir "$plugins" || fail "periscoped did not start"
 [ "$(state spans)" = 0 ] || fail "spans before any flush"
+# A reload flushes (21 spans) and closes the sink: the closed sink still delivers them.
+kill -HUP "$DAEMON_PID"
+wait_for_log "running:" 20 || fail "no reload"
+deadline=$((SECONDS + 15))
+until [ "$(state spans)" = 21 ]; do
+	[ $SECONDS -lt $deadline ] || fail "the reload's 21 spans: the receiver got $(state spans)"
+	sleep 0.1
+done
 stop_daemon
 [ "$DAEMON_STATUS" = 0 ] || fail "periscoped exited with $DAEMON_STATUS"
-[ "$(state spans)" = 21 ] || fail "the final flush's 21 spans: the receiver got $(state spans)"
-[ "$(state requests)" -ge 1 ] && [ "$(state invalid)" = 0 ] || fail "receiver: $(state problems)"
-echo "ok: the final flush's 21 spans reached the receiver before the exit"
+[ "$(state spans)" = 42 ] || fail "the reload's and the final flush's 42 spans: the receiver got $(state spans)"
+[ "$(state duplicates)" = 0 ] && [ "$(state invalid)" = 0 ] || fail "receiver: $(state problems)"
+echo "ok: the spans of a reload's flush and of the final flush (21 each) reached the receiver"
 stop_receiver
 
 # ---- 4. configuration errors ---------------------------------------------------------------
