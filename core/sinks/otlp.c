@@ -410,6 +410,7 @@ struct request {
 	uint64_t first_attempt_ms;
 	char response[RESPONSE_MAX];
 	size_t response_len;
+	char retry_after[64]; /* the answer's Retry-After value, "" without one */
 };
 
 enum drop_reason {
@@ -587,6 +588,23 @@ static size_t on_response(char *data, size_t size, size_t n, void *userp)
 	return len; /* the rest is read and ignored */
 }
 
+/* Keeps Retry-After; the header API (curl_easy_header) is younger than the curls we build on. */
+static size_t on_header(char *data, size_t size, size_t n, void *userp)
+{
+	static const char name[] = "Retry-After:";
+	struct request *r = userp;
+	size_t len = size * n, vlen;
+
+	if (len > sizeof(name) - 1 && !strncasecmp(data, name, sizeof(name) - 1)) {
+		vlen = len - (sizeof(name) - 1);
+		if (vlen >= sizeof(r->retry_after))
+			vlen = sizeof(r->retry_after) - 1;
+		memcpy(r->retry_after, data + sizeof(name) - 1, vlen);
+		r->retry_after[vlen] = '\0';
+	}
+	return len;
+}
+
 static int request_start(struct request *r)
 {
 	struct otlp_sink *s = r->sink;
@@ -596,9 +614,18 @@ static int request_start(struct request *r)
 		return -ENOMEM;
 	r->easy = e;
 	r->response_len = 0;
+	r->retry_after[0] = '\0';
 	curl_easy_setopt(e, CURLOPT_URL, s->endpoint);
+#if LIBCURL_VERSION_NUM >= 0x075500
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075700
+	/* A transfer ended during a name lookup leaves the resolver thread behind, unjoined. */
+	curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
+#endif
 	curl_easy_setopt(e, CURLOPT_POST, 1L);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
@@ -607,6 +634,8 @@ static int request_start(struct request *r)
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)s->timeout_ms);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_response);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
 	if (curl_multi_add_handle(s->multi, e) != CURLM_OK) {
 		curl_easy_cleanup(e);
@@ -754,14 +783,11 @@ static void note_success(struct otlp_sink *s)
 		s->outage_dropped);
 }
 
-/* Retry-After of the answer, in ms; 0 and false without one. */
-static bool retry_after(CURL *e, uint64_t *ms)
+/* Retry-After of the answer, in ms; false without one (or one that does not parse). */
+static bool retry_after(const struct request *r, uint64_t *ms)
 {
-	struct curl_header *h;
-
-	if (curl_easy_header(e, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK)
-		return false;
-	return ps_otlp_retry_after_ms(h->value, time(NULL), RETRY_AFTER_CAP_MS, ms) == 0;
+	return r->retry_after[0] &&
+	       ps_otlp_retry_after_ms(r->retry_after, time(NULL), RETRY_AFTER_CAP_MS, ms) == 0;
 }
 
 static void request_done(struct otlp_sink *s, struct request *r, CURLcode rc)
@@ -799,7 +825,7 @@ static void request_done(struct otlp_sink *s, struct request *r, CURLcode rc)
 			break;
 		}
 		s->failures++;
-		if (!retry_after(r->easy, &wait_ms))
+		if (!retry_after(r, &wait_ms))
 			wait_ms = ps_otlp_backoff_ms(s->failures, BACKOFF_INITIAL_MS, BACKOFF_MAX_MS,
 						     next_rand(s));
 		curl_easy_cleanup(r->easy);
@@ -979,8 +1005,8 @@ static void abandon(struct otlp_sink *s, enum drop_reason reason)
 	count_dropped(s, reason, spans);
 	update_queue_gauge(s);
 	if (spans)
-		ps_warn(SUBSYS, "%s: %" PRIu64 " spans could not be sent before the exit "
-			"deadline: dropped", s->origin, spans);
+		ps_warn(SUBSYS, "%s: %" PRIu64 " spans could not be sent in the last attempt: "
+			"dropped", s->origin, spans);
 }
 
 /* Ends the sink's handles; the sink is freed when they are closed and close() was called. */
@@ -1028,7 +1054,7 @@ static void last_attempt(struct otlp_sink *s)
 		final_done(s);
 		return;
 	}
-	ps_info(SUBSYS, "%s: sending the %" PRIu64 " queued bytes before exit (at most %" PRIu64
+	ps_info(SUBSYS, "%s: last attempt for the %" PRIu64 " queued bytes (at most %" PRIu64
 		" ms)", s->origin, (uint64_t)(s->queue.pending_bytes + s->queue.held_bytes),
 		s->timeout_ms);
 	/* Referenced, unlike the other handles: the loop runs until this attempt ends. */

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """A small OTLP/HTTP JSON trace receiver for the otlp sink's test.
 
-    receiver.py PORT STATE_FILE
+    receiver.py PORT STATE_FILE [HEADER=VALUE]
 
 POST /v1/traces: gunzips (Content-Encoding: gzip), checks the OTLP JSON
 structure strictly (resourceSpans -> scopeSpans -> spans; traceId 32 and
 spanId 16 lowercase hex characters; startTimeUnixNano and endTimeUnixNano
-strings of digits; a service.name resource attribute) and counts the spans.
+strings of digits; a service.name resource attribute), the Content-Type, the
+User-Agent and HEADER (when given), and counts the spans.
 A request that breaks the structure is answered 400 and counted as invalid.
 Span ids seen twice are counted as duplicates: the sink must never deliver a
 span twice (a retry after an answer that did arrive would).
@@ -40,6 +41,8 @@ HEX32 = re.compile(r"^[0-9a-f]{32}$")
 HEX16 = re.compile(r"^[0-9a-f]{16}$")
 DIGITS = re.compile(r"^[0-9]+$")
 GRACE = 0.3  # a request already on its way when a 503 went out is not early
+# receiver.py PORT STATE [NAME=VALUE]: a header every trace request must carry.
+EXPECT_HEADER = sys.argv[3].split("=", 1) if len(sys.argv) > 3 and sys.argv[3] else None
 
 lock = threading.Lock()
 stopping = False
@@ -174,6 +177,10 @@ class Handler(BaseHTTPRequestHandler):
                                    [("Retry-After", str(fail_retry_after))])
             if self.headers.get("Content-Type") != "application/json":
                 state["problems"].append("Content-Type " + str(self.headers.get("Content-Type")))
+            if not str(self.headers.get("User-Agent")).startswith("periscope/"):
+                state["problems"].append("User-Agent " + str(self.headers.get("User-Agent")))
+            if EXPECT_HEADER and self.headers.get(EXPECT_HEADER[0]) != EXPECT_HEADER[1]:
+                state["problems"].append("no %s header with the configured value" % EXPECT_HEADER[0])
             try:
                 if self.headers.get("Content-Encoding") == "gzip":
                     raw = gzip.decompress(raw)
