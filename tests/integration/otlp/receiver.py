@@ -16,6 +16,9 @@ Control, on the same port:
   POST /control/fail?count=K&retry_after=S  the next K trace requests get 503 with
                                             Retry-After: S (not counted as received)
   POST /control/reject?count=K              the next K get 400 (their spans counted as rejected)
+  POST /control/partial?count=K&rejected=R  the next K get 200 with an OTLP partial success that
+                                            rejects R of their spans (counted as rejected, the
+                                            others as received)
   POST /control/stop                        answers, then stops: no request is counted
                                             after this one returns
   GET  /control/state                       the state below, as JSON
@@ -56,6 +59,7 @@ seen = set()
 fail_left = 0
 fail_retry_after = 0
 reject_left = 0
+partial_left = partial_rejected = 0
 quiet_from = quiet_until = 0.0
 last_503 = None
 
@@ -133,7 +137,7 @@ class Handler(BaseHTTPRequestHandler):
         self.answer(200, body)
 
     def do_POST(self):
-        global stopping, fail_left, fail_retry_after, reject_left
+        global stopping, fail_left, fail_retry_after, reject_left, partial_left, partial_rejected
         url = urlparse(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         raw = self.read_body()
@@ -144,6 +148,9 @@ class Handler(BaseHTTPRequestHandler):
                     fail_retry_after = int(query.get("retry_after", "1"))
                 elif url.path == "/control/reject":
                     reject_left = int(query.get("count", "1"))
+                elif url.path == "/control/partial":
+                    partial_left = int(query.get("count", "1"))
+                    partial_rejected = int(query.get("rejected", "1"))
                 elif url.path == "/control/stop":
                     stopping = True
                     save()
@@ -158,7 +165,7 @@ class Handler(BaseHTTPRequestHandler):
         self.trace_request(raw)
 
     def trace_request(self, raw):
-        global fail_left, reject_left, quiet_from, quiet_until, last_503
+        global fail_left, reject_left, partial_left, quiet_from, quiet_until, last_503
         with lock:
             now = time.monotonic()
             if stopping:
@@ -196,6 +203,15 @@ class Handler(BaseHTTPRequestHandler):
                 state["rejected_spans"] += len(ids)
                 save()
                 return self.answer(400, b'{"message":"rejected on purpose"}')
+            answer = b"{}"
+            if partial_left > 0 and len(ids) > partial_rejected:
+                partial_left -= 1
+                # The last R spans of the request are the ones refused.
+                ids, refused = ids[:-partial_rejected], ids[-partial_rejected:]
+                state["rejected_spans"] += len(refused)
+                state["partial_successes"] = state.get("partial_successes", 0) + 1
+                answer = json.dumps({"partialSuccess": {"rejectedSpans": str(len(refused)),
+                                     "errorMessage": "refused on purpose"}}).encode()
             for i in ids:
                 if i in seen:
                     state["duplicates"] += 1
@@ -207,7 +223,7 @@ class Handler(BaseHTTPRequestHandler):
                 state["gaps_after_503"].append(round(now - last_503, 3))
                 last_503 = None
             save()
-            self.answer(200, b"{}")
+            self.answer(200, answer)
 
 
 def main():
