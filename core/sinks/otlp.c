@@ -77,8 +77,8 @@ int ps_otlp_queue_push(struct ps_otlp_queue *q, const char *json, size_t len, ui
 	return 0;
 }
 
-char *ps_otlp_queue_take(struct ps_otlp_queue *q, size_t max_raw, size_t *body_len,
-			 uint32_t *spans, size_t *raw)
+char *ps_otlp_queue_take(struct ps_otlp_queue *q, size_t max_raw, size_t *body_len, uint32_t *spans,
+			 size_t *raw)
 {
 	size_t n = 0, bytes = 0, len, off;
 	uint32_t count = 0;
@@ -149,7 +149,8 @@ int ps_otlp_retry_after_ms(const char *value, time_t now, uint64_t cap_ms, uint6
 {
 	/* IMF-fixdate, then the obsolete RFC 850 and asctime forms RFC 9110 still accepts. */
 	static const char *const formats[] = { "%a, %d %b %Y %H:%M:%S GMT",
-					       "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y" };
+					       "%A, %d-%b-%y %H:%M:%S GMT",
+					       "%a %b %e %H:%M:%S %Y" };
 	const char *end = value ? value + strlen(value) : NULL;
 	uint64_t secs = 0;
 
@@ -157,8 +158,8 @@ int ps_otlp_retry_after_ms(const char *value, time_t now, uint64_t cap_ms, uint6
 		return -EINVAL;
 	while (*value == ' ' || *value == '\t')
 		value++;
-	while (end > value && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' ||
-			       end[-1] == '\n'))
+	while (end > value &&
+	       (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
 		end--;
 	if (end == value)
 		return -EINVAL;
@@ -309,9 +310,13 @@ static const struct ps_cfg_key otlp_config_map[] = {
 };
 
 /* Headers the sink writes itself; a configured one would contradict the body. */
-static const char *const reserved_headers[] = { "content-type", "content-encoding",
-						"content-length", "transfer-encoding", "host",
-						"expect", NULL };
+static const char *const reserved_headers[] = { "content-type",
+						"content-encoding",
+						"content-length",
+						"transfer-encoding",
+						"host",
+						"expect",
+						NULL };
 
 static bool is_token(const char *s)
 {
@@ -374,16 +379,16 @@ static int otlp_check(const void *config, const struct ps_cfg_node *section,
 		const struct ps_cfg_node *at = headers ? ps_cfg_node_get(headers, name) : section;
 
 		if (!is_token(name))
-			return ps_cfg_errorf(err, at, "sinks.otlp.headers: '%s' is not a header name",
-					     name);
+			return ps_cfg_errorf(err, at,
+					     "sinks.otlp.headers: '%s' is not a header name", name);
 		for (const char *const *r = reserved_headers; *r; r++)
 			if (!strcasecmp(name, *r))
-				return ps_cfg_errorf(err, at,
-						     "sinks.otlp.headers: %s is set by the sink", name);
+				return ps_cfg_errorf(
+					err, at, "sinks.otlp.headers: %s is set by the sink", name);
 		/* The value is not quoted back: it may be a secret. */
 		if (strpbrk(value, "\r\n"))
-			return ps_cfg_errorf(err, at,
-					     "sinks.otlp.headers.%s: a value may not span lines", name);
+			return ps_cfg_errorf(
+				err, at, "sinks.otlp.headers.%s: a value may not span lines", name);
 	}
 	return 0;
 }
@@ -446,15 +451,15 @@ struct otlp_sink {
 	struct request *flying; /* in curl's hands */
 	unsigned in_flight;
 	uint64_t hold_until_ms; /* no request starts before: backoff or Retry-After */
-	unsigned failures;      /* consecutive */
+	unsigned failures;	/* consecutive */
 	uint32_t rand;
-	bool flush_wanted;      /* a flush asked for everything pending to go */
-	bool final;             /* the last attempt runs: the final flush or a reload's close */
-	bool exiting;           /* the final flush came */
-	bool closed;            /* close() was called: free once the last attempt ends */
+	bool flush_wanted; /* a flush asked for everything pending to go */
+	bool final;	   /* the last attempt runs: the final flush or a reload's close */
+	bool exiting;	   /* the final flush came */
+	bool closed;	   /* close() was called: free once the last attempt ends */
 	bool torn_down;
-	bool failing;           /* logged once per outage */
-	bool dropping;          /* queue_full logged once per episode */
+	bool failing;  /* logged once per outage */
+	bool dropping; /* queue_full logged once per episode */
 	int open_handles;
 	uint64_t outage_dropped;
 
@@ -729,7 +734,8 @@ static void pump(struct otlp_sink *s)
 		if (!r)
 			break;
 		if (request_start(r)) {
-			ps_warn(SUBSYS, "cannot start a request: out of memory; retrying at the next flush");
+			ps_warn(SUBSYS,
+				"cannot start a request: out of memory; retrying at the next flush");
 			retry_later(s, r);
 			break;
 		}
@@ -826,8 +832,8 @@ static void request_done(struct otlp_sink *s, struct request *r, CURLcode rc)
 		}
 		s->failures++;
 		if (!retry_after(r, &wait_ms))
-			wait_ms = ps_otlp_backoff_ms(s->failures, BACKOFF_INITIAL_MS, BACKOFF_MAX_MS,
-						     next_rand(s));
+			wait_ms = ps_otlp_backoff_ms(s->failures, BACKOFF_INITIAL_MS,
+						     BACKOFF_MAX_MS, next_rand(s));
 		curl_easy_cleanup(r->easy);
 		r->easy = NULL;
 		note_failure(s, rc, status, "retrying with backoff; spans queue meanwhile");
@@ -1005,8 +1011,10 @@ static void abandon(struct otlp_sink *s, enum drop_reason reason)
 	count_dropped(s, reason, spans);
 	update_queue_gauge(s);
 	if (spans)
-		ps_warn(SUBSYS, "%s: %" PRIu64 " spans could not be sent in the last attempt: "
-			"dropped", s->origin, spans);
+		ps_warn(SUBSYS,
+			"%s: %" PRIu64 " spans could not be sent in the last attempt: "
+			"dropped",
+			s->origin, spans);
 }
 
 /* Ends the sink's handles; the sink is freed when they are closed and close() was called. */
@@ -1054,9 +1062,9 @@ static void last_attempt(struct otlp_sink *s)
 		final_done(s);
 		return;
 	}
-	ps_info(SUBSYS, "%s: last attempt for the %" PRIu64 " queued bytes (at most %" PRIu64
-		" ms)", s->origin, (uint64_t)(s->queue.pending_bytes + s->queue.held_bytes),
-		s->timeout_ms);
+	ps_info(SUBSYS,
+		"%s: last attempt for the %" PRIu64 " queued bytes (at most %" PRIu64 " ms)",
+		s->origin, (uint64_t)(s->queue.pending_bytes + s->queue.held_bytes), s->timeout_ms);
 	/* Referenced, unlike the other handles: the loop runs until this attempt ends. */
 	uv_timer_start(&s->final_timer, on_final_timer, s->timeout_ms, 0);
 	uv_ref((uv_handle_t *)&s->final_timer);
@@ -1069,8 +1077,8 @@ static struct curl_slist *build_headers(const struct otlp_config *cfg, bool gzip
 	char *line;
 
 	/* "Expect:" off: a collector need not answer 100-continue, and waiting on it costs a second. */
-	const char *fixed[] = { "Content-Type: application/json", "Expect:",
-				gzip ? "Content-Encoding: gzip" : NULL };
+	const char *fixed[] = { "Content-Type: application/json",
+				"Expect:", gzip ? "Content-Encoding: gzip" : NULL };
 
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]) && fixed[i]; i++) {
 		next = curl_slist_append(list, fixed[i]);
@@ -1149,8 +1157,8 @@ static void *otlp_open(const void *config)
 	s->retries_tail = &s->retries;
 	s->rand = (uint32_t)(mono_ms() ^ ((uint64_t)getpid() << 16)) | 1;
 	ps_otlp_queue_init(&s->queue, cfg->max_queue);
-	s->request_max_raw = cfg->max_queue / 4 < REQUEST_MAX_RAW ? cfg->max_queue / 4 :
-								     REQUEST_MAX_RAW;
+	s->request_max_raw =
+		cfg->max_queue / 4 < REQUEST_MAX_RAW ? cfg->max_queue / 4 : REQUEST_MAX_RAW;
 	s->headers = build_headers(cfg, s->gzip);
 	if (!s->endpoint || !s->headers)
 		goto fail;
@@ -1165,7 +1173,7 @@ static void *otlp_open(const void *config)
 	v = curl_version_info(CURLVERSION_NOW);
 	if (!(v->features & CURL_VERSION_ASYNCHDNS))
 		ps_warn(SUBSYS, "this libcurl resolves names synchronously: use an IP address in "
-			"the endpoint, or name lookups may stall the daemon");
+				"the endpoint, or name lookups may stall the daemon");
 	s->multi = curl_multi_init();
 	if (!s->multi)
 		goto fail;
@@ -1223,8 +1231,8 @@ static void otlp_event(void *state, const struct ps_event *ev)
 	if (rc) {
 		count_dropped(s, DROP_QUEUE_FULL, b->span_count);
 		if (!s->dropping)
-			ps_warn(SUBSYS, "%s: %s: dropping spans until it has room again",
-				s->origin, rc == -ENOSPC ? "queue full" : "out of memory");
+			ps_warn(SUBSYS, "%s: %s: dropping spans until it has room again", s->origin,
+				rc == -ENOSPC ? "queue full" : "out of memory");
 		s->dropping = true;
 		return;
 	}

@@ -39,8 +39,8 @@ int ps_otlp_queue_push(struct ps_otlp_queue *q, const char *json, size_t len, ui
  * queue bytes the request now holds (give them back with release). NULL when
  * nothing is pending (errno 0) or out of memory (errno ENOMEM, nothing moved).
  */
-char *ps_otlp_queue_take(struct ps_otlp_queue *q, size_t max_raw, size_t *body_len,
-			 uint32_t *spans, size_t *raw);
+char *ps_otlp_queue_take(struct ps_otlp_queue *q, size_t max_raw, size_t *body_len, uint32_t *spans,
+			 size_t *raw);
 /* A request ended (sent or dropped): its bytes leave the queue. */
 void ps_otlp_queue_release(struct ps_otlp_queue *q, size_t raw);
 /* Frees what is pending; returns the spans it held. */

@@ -127,8 +127,8 @@ START_TEST(test_retry_after_seconds)
 	ck_assert_uint_eq(ms, CAP);
 	ck_assert_int_eq(after("99999999999999999999999999", 0, &ms), 0);
 	ck_assert_uint_eq(ms, CAP);
-	for (const char *const *bad = (const char *const[]){ "", " ", "-1", "1.5", "3s", "0x10",
-							      "soon", NULL };
+	for (const char *const *bad =
+		     (const char *const[]){ "", " ", "-1", "1.5", "3s", "0x10", "soon", NULL };
 	     *bad; bad++)
 		ck_assert_msg(after(*bad, 0, &ms) == -EINVAL && ms == 12345, "'%s' accepted", *bad);
 	ck_assert_int_eq(ps_otlp_retry_after_ms(NULL, 0, CAP, &ms), -EINVAL);
@@ -218,7 +218,8 @@ START_TEST(test_partial_success)
 	ck_assert_uint_eq(rejected(""), 0);
 	ck_assert_uint_eq(rejected("{\"partialSuccess\":{}}"), 0);
 	ck_assert_uint_eq(rejected("{\"partialSuccess\":{\"rejectedSpans\":\"3\","
-				   "\"errorMessage\":\"too old\"}}"), 3);
+				   "\"errorMessage\":\"too old\"}}"),
+			  3);
 	ck_assert_uint_eq(rejected("{\"partialSuccess\": {\"rejectedSpans\": 17}}"), 17);
 	/* Bounded by len: a number cut by the end of the buffer is what is there. */
 	ck_assert_uint_eq(ps_otlp_rejected_spans("{\"rejectedSpans\":\"123\"}", 20), 12);
@@ -293,7 +294,8 @@ START_TEST(test_settings)
 	assert_rejected("endpoint: ftp://collector/v1/traces\n",
 			"t.yaml:1:11: sinks.otlp.endpoint: expected an http:// or https:// URL");
 	assert_rejected("endpoint: collector:4318\n", "t.yaml:1:11:");
-	assert_rejected("endpoint: http:///v1/traces\n", "t.yaml:1:11: sinks.otlp.endpoint: not a URL");
+	assert_rejected("endpoint: http:///v1/traces\n",
+			"t.yaml:1:11: sinks.otlp.endpoint: not a URL");
 	assert_rejected("endpoint: http://c/v1/traces\ncompression: zstd\n", "t.yaml:2:");
 	assert_rejected("endpoint: http://c/v1/traces\ntimeout: 0s\n", "t.yaml:2:");
 	assert_rejected("endpoint: http://c/v1/traces\nmax_queue: 100\n", "t.yaml:2:");

@@ -57,7 +57,8 @@ static char *batch_json(struct probe *pr, uint64_t n, size_t *len)
 		uint64_t id = ++pr->next_id;
 
 		fprintf(f,
-			"%s{\"traceId\":\"5eed%012" PRIx64 "%016" PRIx64 "\",\"spanId\":\"%016" PRIx64
+			"%s{\"traceId\":\"5eed%012" PRIx64 "%016" PRIx64
+			"\",\"spanId\":\"%016" PRIx64
 			"\",\"name\":\"GET /probe/{id}\",\"kind\":2,\"startTimeUnixNano\":\"%" PRIu64
 			"\",\"endTimeUnixNano\":\"%" PRIu64 "\",\"attributes\":[{\"key\":"
 			"\"probe.pad\",\"value\":{\"stringValue\":\"%s\"}}],\"status\":{}}",
@@ -90,10 +91,11 @@ static int probe_collect(struct ps_plugin *p)
 		json = batch_json(pr, n, &len);
 		if (!json)
 			return -ENOMEM;
-		batch = (struct ps_span_batch){ .resource_spans_json = json, .len = len,
+		batch = (struct ps_span_batch){ .resource_spans_json = json,
+						.len = len,
 						.span_count = (uint32_t)n };
-		ps_event_emit(&(struct ps_event){ .type = PS_EVENT_SPANS, .plugin = "spanprobe",
-						  .spans = &batch });
+		ps_event_emit(&(struct ps_event){
+			.type = PS_EVENT_SPANS, .plugin = "spanprobe", .spans = &batch });
 		ps_metric_add(pr->emitted, values, (double)n);
 		free(json);
 	}
@@ -124,11 +126,11 @@ static int probe_start(struct ps_plugin *p)
 	static const char *const labels[] = { "service_name", NULL };
 	struct probe *pr = ps_plugin_data(p);
 
-	pr->emitted = ps_metric_register(&(struct ps_metric_desc){
-		.name = "periscope_spanprobe_spans_total",
-		.help = "spans spanprobe published",
-		.type = PS_METRIC_COUNTER,
-		.labels = labels });
+	pr->emitted = ps_metric_register(
+		&(struct ps_metric_desc){ .name = "periscope_spanprobe_spans_total",
+					  .help = "spans spanprobe published",
+					  .type = PS_METRIC_COUNTER,
+					  .labels = labels });
 	return pr->emitted ? 0 : -errno;
 }
 
@@ -146,14 +148,26 @@ static void probe_destroy(struct ps_plugin *p)
 }
 
 static const struct ps_cfg_key probe_config_map[] = {
-	{ .name = "spans_per_batch", .type = PS_CFG_UINT, .def = "10",
-	  .offset = offsetof(struct probe_config, spans_per_batch), .min = "1", .max = "10000" },
-	{ .name = "batches_per_flush", .type = PS_CFG_UINT, .def = "1",
-	  .offset = offsetof(struct probe_config, batches_per_flush), .max = "1000" },
-	{ .name = "total", .type = PS_CFG_UINT, .def = "0",
+	{ .name = "spans_per_batch",
+	  .type = PS_CFG_UINT,
+	  .def = "10",
+	  .offset = offsetof(struct probe_config, spans_per_batch),
+	  .min = "1",
+	  .max = "10000" },
+	{ .name = "batches_per_flush",
+	  .type = PS_CFG_UINT,
+	  .def = "1",
+	  .offset = offsetof(struct probe_config, batches_per_flush),
+	  .max = "1000" },
+	{ .name = "total",
+	  .type = PS_CFG_UINT,
+	  .def = "0",
 	  .offset = offsetof(struct probe_config, total) },
-	{ .name = "pad", .type = PS_CFG_SIZE, .def = "0",
-	  .offset = offsetof(struct probe_config, pad), .max = "64KiB" },
+	{ .name = "pad",
+	  .type = PS_CFG_SIZE,
+	  .def = "0",
+	  .offset = offsetof(struct probe_config, pad),
+	  .max = "64KiB" },
 	{ .name = NULL },
 };
 
