@@ -1174,6 +1174,10 @@ static void *otlp_open(const void *config)
 	if (!(v->features & CURL_VERSION_ASYNCHDNS))
 		ps_warn(SUBSYS, "this libcurl resolves names synchronously: use an IP address in "
 				"the endpoint, or name lookups may stall the daemon");
+	else if (v->version_num < 0x075700)
+		ps_warn(SUBSYS, "libcurl %s waits for a name lookup that outlasts the timeout "
+				"(7.87 does not): with a slow name server, use an IP address",
+			v->version);
 	s->multi = curl_multi_init();
 	if (!s->multi)
 		goto fail;

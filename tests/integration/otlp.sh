@@ -219,6 +219,50 @@ grep -q "otlp: .*spans could not be sent in the last attempt: dropped" "$DAEMON_
 	fail "the spans left at exit were not reported"
 echo "ok: silent collector: $timeouts timeouts, $exhausted spans dropped after max_retry_time, $flushes flushes in 4 s (at most $gap ms apart), exit in $took ms"
 
+# ---- 2b. a name server that never answers ------------------------------------------------
+# The daemon runs in a mount namespace of its own whose /etc/resolv.conf names a server on
+# 127.0.0.2 that reads queries and never answers: a lookup takes 10 s. curl's threaded
+# resolver keeps it off the loop, and a transfer that times out leaves it unjoined.
+
+"$PYTHON" -c 'import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.2", 53))
+end = time.time() + 60
+while time.time() < end: s.recv(512)' &
+children+=($!)
+printf 'nameserver 127.0.0.2\noptions timeout:10 attempts:1\n' >"$work/resolv.conf"
+real_periscoped=$PERISCOPED
+cat >"$work/in-ns" <<SH
+#!/bin/sh
+exec unshare -m sh -c 'mount --bind "$work/resolv.conf" /etc/resolv.conf && exec "\$0" "\$@"' \
+	"$real_periscoped" "\$@"
+SH
+chmod 755 "$work/in-ns"
+cat >"$work/p2b.yaml" <<YAML
+daemon: { flush_interval: 200ms }
+plugins:
+  spanprobe: { spans_per_batch: 5 }
+sinks:
+  stdout: { format: prometheus }
+  otlp: { endpoint: "http://collector.pstest-otlp.invalid:4318/v1/traces", timeout: 1s }
+YAML
+PERISCOPED=$work/in-ns
+start_daemon -c "$work/p2b.yaml" --plugin-dir "$plugins" || fail "periscoped did not start in its namespace"
+PERISCOPED=$real_periscoped
+from=$(now_ms)
+sleep 4
+gap=$(max_flush_gap_ms "$from")
+flushes=$(flushes_since "$from")
+timeouts=$(snapshot_value periscope_export_requests_failed_total 'reason="timeout"')
+stop_at=$(now_ms)
+stop_daemon
+took=$(($(now_ms) - stop_at))
+[ "$DAEMON_STATUS" = 0 ] || fail "periscoped exited with $DAEMON_STATUS"
+[ "$flushes" -ge 12 ] ||
+	fail "with a silent name server, $flushes flushes in 4 s (flush_interval 200ms: 20), up to $gap ms apart"
+[ "$timeouts" != 0 ] || fail "no lookup timed out against a silent name server"
+[ "$took" -lt 5000 ] || fail "the exit took $took ms with timeout: 1s and a lookup hanging"
+echo "ok: silent name server: $timeouts timeouts, $flushes flushes in 4 s (at most $gap ms apart), exit in $took ms"
+
 # ---- 3. the last attempt at exit -----------------------------------------------------------
 
 rm -f "$work/state.json"
