@@ -453,10 +453,11 @@ struct otlp_sink {
 	uint64_t hold_until_ms; /* no request starts before: backoff or Retry-After */
 	unsigned failures;	/* consecutive */
 	uint32_t rand;
-	bool flush_wanted; /* a flush asked for everything pending to go */
-	bool final;	   /* the last attempt runs: the final flush or a reload's close */
-	bool exiting;	   /* the final flush came */
-	bool closed;	   /* close() was called: free once the last attempt ends */
+	bool flush_wanted;	   /* a flush asked for everything pending to go (as does final) */
+	bool final;		   /* the last attempt runs: the final flush or a reload's close */
+	bool exiting;		   /* the final flush came */
+	uint64_t last_deadline_ms; /* when the last attempt ends, from its start; 0: not begun */
+	bool closed;		   /* close() was called: free once the last attempt ends */
 	bool torn_down;
 	bool failing;  /* logged once per outage */
 	bool dropping; /* queue_full logged once per episode */
@@ -729,7 +730,7 @@ static void pump(struct otlp_sink *s)
 		struct request *r = next_retry(s);
 
 		if (!r && s->queue.head &&
-		    (s->flush_wanted || s->queue.pending_bytes >= s->request_max_raw))
+		    (s->flush_wanted || s->final || s->queue.pending_bytes >= s->request_max_raw))
 			r = request_new(s);
 		if (!r)
 			break;
@@ -1051,22 +1052,30 @@ static void on_final_timer(uv_timer_t *t)
 	final_done(t->data);
 }
 
-/* One last bounded attempt: everything queued goes now, for at most `timeout`. */
+/*
+ * One last bounded attempt: everything queued goes now, for at most `timeout`
+ * from the first call. Spans that come later (plugins publish what they held
+ * when they stop, after the final flush) call it again, within what is left.
+ */
 static void last_attempt(struct otlp_sink *s)
 {
+	uint64_t now = mono_ms();
+
 	if (s->torn_down || s->final)
 		return;
+	if (!s->last_deadline_ms)
+		s->last_deadline_ms = now + s->timeout_ms;
 	s->final = true;
-	s->flush_wanted = true;
-	if (idle(s)) {
+	if (idle(s) || now >= s->last_deadline_ms) {
 		final_done(s);
 		return;
 	}
 	ps_info(SUBSYS,
 		"%s: last attempt for the %" PRIu64 " queued bytes (at most %" PRIu64 " ms)",
-		s->origin, (uint64_t)(s->queue.pending_bytes + s->queue.held_bytes), s->timeout_ms);
+		s->origin, (uint64_t)(s->queue.pending_bytes + s->queue.held_bytes),
+		s->last_deadline_ms - now);
 	/* Referenced, unlike the other handles: the loop runs until this attempt ends. */
-	uv_timer_start(&s->final_timer, on_final_timer, s->timeout_ms, 0);
+	uv_timer_start(&s->final_timer, on_final_timer, s->last_deadline_ms - now, 0);
 	uv_ref((uv_handle_t *)&s->final_timer);
 	pump(s);
 }
@@ -1175,8 +1184,9 @@ static void *otlp_open(const void *config)
 		ps_warn(SUBSYS, "this libcurl resolves names synchronously: use an IP address in "
 				"the endpoint, or name lookups may stall the daemon");
 	else if (v->version_num < 0x075700)
-		ps_warn(SUBSYS, "libcurl %s waits for a name lookup that outlasts the timeout "
-				"(7.87 does not): with a slow name server, use an IP address",
+		ps_warn(SUBSYS,
+			"libcurl %s waits for a name lookup that outlasts the timeout "
+			"(7.87 does not): with a slow name server, use an IP address",
 			v->version);
 	s->multi = curl_multi_init();
 	if (!s->multi)
@@ -1242,7 +1252,9 @@ static void otlp_event(void *state, const struct ps_event *ev)
 	}
 	s->dropping = false;
 	update_queue_gauge(s);
-	if (s->queue.pending_bytes >= s->request_max_raw)
+	if (s->exiting && !s->final)
+		last_attempt(s); /* published after the final flush: still within its bound */
+	else if (s->final || s->queue.pending_bytes >= s->request_max_raw)
 		pump(s);
 }
 

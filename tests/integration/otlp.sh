@@ -17,6 +17,7 @@
 # 3. Reload and shutdown: spans published by the flush of a reload (the sink is closed and
 #    reopened) and by the final flush reach the receiver.
 # 4. Bad settings are configuration errors with file:line:column (exit 78).
+# 5. tracectx's real spans of N HTTP requests reach the receiver, as many as on stdout.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -310,3 +311,63 @@ check_config "bad.yaml:1:28: sinks.otlp.endpoint: not a URL with a host" 'sinks:
 "$PERISCOPED" --check-config -c "$work/p1.yaml" --plugin-dir "$plugins" >"$work/out" 2>&1 ||
 	fail "a valid otlp section was rejected: $(cat "$work/out")"
 echo "ok: bad endpoints, keys and headers are configuration errors with file:line:column"
+
+# ---- 5. tracectx's own spans: the same at the receiver as on stdout --------------------------
+# curl (pstest-otlp-cli) -> a python3 http.server (pstest-otlp-web), N requests, the http
+# plugin on that port only: tracectx makes a client and a server span of each, and what it
+# publishes when it stops (after the final flush) still gets the sink's last attempt.
+
+for so in tracectx.so http.so; do
+	[ -f "$PLUGIN_DIR/$so" ] || { echo "skipped 5: no $so"; exit 0; }
+done
+N=20
+plugins5=$work/plugins5
+mkdir -m 0755 "$plugins5"
+cp "$PLUGIN_DIR/tracectx.so" "$PLUGIN_DIR/http.so" "$plugins5/"
+mkdir -p "$work/bin" "$work/www"
+cp "$(readlink -f "$PYTHON")" "$work/bin/pstest-otlp-web"
+cp "$(command -v curl)" "$work/bin/pstest-otlp-cli"
+echo hello >"$work/www/index.html"
+WEB=$(free_port)
+(cd "$work/www" && exec "$work/bin/pstest-otlp-web" -m http.server "$WEB" --bind 127.0.0.1) \
+	>/dev/null 2>&1 &
+children+=($!)
+wait_port "$WEB" || fail "the web server did not start"
+cat >"$work/p5.yaml" <<YAML
+daemon: { flush_interval: 500ms }
+capture: { hooks: $CAPTURE_HOOKS }
+plugins:
+  http: { ports: [$WEB] }
+  tracectx: {}
+services:
+  - { match: { exe: $work/bin/pstest-otlp-web }, name: pstest-otlp-web }
+  - { match: { exe: $work/bin/pstest-otlp-cli }, name: pstest-otlp-cli }
+sinks:
+  stdout: { format: json }
+  otlp: { endpoint: "http://127.0.0.1:$PORT/v1/traces" }
+YAML
+rm -f "$work/state.json"
+start_receiver
+start_daemon -c "$work/p5.yaml" --plugin-dir "$plugins5" || fail "periscoped did not start"
+for _ in $(seq $N); do
+	"$work/bin/pstest-otlp-cli" -sf -o /dev/null "http://127.0.0.1:$WEB/index.html" || fail "curl failed"
+done
+sleep 1
+stop_daemon
+[ "$DAEMON_STATUS" = 0 ] || fail "periscoped exited with $DAEMON_STATUS"
+on_stdout=$("$PYTHON" -c 'import json, sys
+n = 0
+for line in open(sys.argv[1]):
+    if line.startswith("{\"resourceSpans\""):
+        for rs in json.loads(line)["resourceSpans"]:
+            for ss in rs["scopeSpans"]:
+                n += len(ss["spans"])
+print(n)' "$DAEMON_OUT")
+[ "$(state invalid)" = 0 ] && [ "$(state duplicates)" = 0 ] || fail "receiver: $(state problems)"
+[ "$(state spans)" = "$on_stdout" ] ||
+	fail "tracectx's spans: $on_stdout on stdout, $(state spans) at the receiver"
+[ "$on_stdout" = $((2 * N)) ] || fail "tracectx's spans: $on_stdout, want $((2 * N)) ($N requests, client and server)"
+grep -q "could not be sent" "$DAEMON_ERR" && fail "spans were left at exit"
+echo "ok: tracectx's $on_stdout spans of $N requests: the same at the receiver as on stdout"
+stop_receiver
+
