@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
+#include "curl_dl.h" /* libcurl, opened when an otlp sink is configured */
 #include <uv.h>
 #include <zlib.h>
 
@@ -370,6 +370,9 @@ static int otlp_check(const void *config, const struct ps_cfg_node *section,
 	if (strncasecmp(cfg->endpoint, "http://", 7) && strncasecmp(cfg->endpoint, "https://", 8))
 		return ps_cfg_errorf(err, ps_cfg_node_get(section, "endpoint"),
 				     "sinks.otlp.endpoint: expected an http:// or https:// URL");
+	if (ps_curl_open())
+		return ps_cfg_errorf(err, section,
+				     "sinks.otlp: needs libcurl (libcurl.so.4): install libcurl4");
 	if (endpoint_origin(cfg->endpoint, origin, sizeof(origin)))
 		return ps_cfg_errorf(err, ps_cfg_node_get(section, "endpoint"),
 				     "sinks.otlp.endpoint: not a URL with a host (e.g. "
@@ -1146,6 +1149,10 @@ static void *otlp_open(const void *config)
 
 	if (!cfg || !cfg->endpoint) {
 		errno = EINVAL;
+		return NULL;
+	}
+	if (ps_curl_open()) {
+		errno = ENOENT;
 		return NULL;
 	}
 	/* Once, on the loop thread, before any other thread could use curl. */
