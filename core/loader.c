@@ -318,35 +318,30 @@ static int check_descriptor(const char *path, const char *stem, const struct ps_
 
 /*
  * dlopen() of the descriptor's /proc/self/fd entry: the checked inode itself, whatever
- * the path names by now. The dynamic linker knows an object by the name it was opened
- * with, and returns an object already loaded under the same name without opening
- * anything: a plugin loaded as /proc/self/fd/5 (its descriptor long closed) would come
- * back for the next plugin whose descriptor is 5 too. So a name in use is never asked
- * for: the descriptor moves to a higher number until its name is free.
+ * the path names by now. The dynamic linker returns an object already loaded under the
+ * same name without opening anything, and names an object also by every name it was
+ * found under: a plugin loaded as /proc/self/fd/5 (its descriptor long closed) would
+ * come back for the next plugin whose descriptor is 5 too. So each load spells the
+ * entry in a way no load before it did: the count of loads, bit by bit, as "./" (1) or
+ * "/" (0) after "fd/" (neither is a prefix of the other: distinct counts, distinct
+ * strings). An object already loaded from the same file (device and inode) is still
+ * found, as a reload needs.
  */
-static void *open_shared_object(int *fd)
+static void *open_shared_object(int fd)
 {
-	char proc_path[64];
-	void *loaded;
-	int moved;
+	static unsigned long long loads;
+	char name[32 + 2 * 64 + 16];
+	size_t off;
 
-	for (int tries = 0; tries < 64; tries++) {
-		snprintf(proc_path, sizeof(proc_path), "/proc/self/fd/%d", *fd);
-		loaded = dlopen(proc_path, RTLD_LAZY | RTLD_NOLOAD);
-		if (!loaded)
-			return dlopen(proc_path, RTLD_NOW | RTLD_LOCAL);
-		dlclose(loaded);
-		moved = fcntl(*fd, F_DUPFD_CLOEXEC, *fd + 1);
-		if (moved < 0)
-			break;
-		close(*fd);
-		*fd = moved;
-	}
-	return NULL;
+	off = (size_t)snprintf(name, sizeof(name), "/proc/self/fd/");
+	for (unsigned long long n = loads++; n; n >>= 1)
+		off += (size_t)snprintf(name + off, sizeof(name) - off, "%s", n & 1 ? "./" : "/");
+	snprintf(name + off, sizeof(name) - off, "%d", fd);
+	return dlopen(name, RTLD_NOW | RTLD_LOCAL);
 }
 
 /* dlopen()s path and finds a valid descriptor; *desc on success. */
-static void *load_descriptor(const char *path, int *fd, const char *stem,
+static void *load_descriptor(const char *path, int fd, const char *stem,
 			     const struct ps_plugin_desc **desc, int *err)
 {
 	void *dl, *sym;
@@ -401,7 +396,7 @@ struct ps_plugin *ps_plugin_open(const char *path)
 		err = fd;
 		goto fail;
 	}
-	dl = load_descriptor(path, &fd, stem, &desc, &err);
+	dl = load_descriptor(path, fd, stem, &desc, &err);
 	/* The loaded object holds its own mapping: the descriptor is done with. */
 	close(fd);
 	if (!dl)
