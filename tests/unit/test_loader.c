@@ -530,6 +530,30 @@ START_TEST(test_second_plugin_is_not_the_first)
 }
 END_TEST
 
+/*
+ * A reload opens the running plugins again: the same file is the same object, and a plugin
+ * opened after that (on the descriptor number the others had) is still itself: the dynamic
+ * linker names an object also by the names it was found under.
+ */
+START_TEST(test_reopened_plugin_is_the_same_object)
+{
+	struct ps_plugin *first, *again, *other;
+	const char *path = install("good", "good.so", 0755);
+
+	first = ps_plugin_open(path);
+	ck_assert_ptr_nonnull(first);
+	again = ps_plugin_open(path);
+	ck_assert_msg(again != NULL, "reopening refused: %s", read_log());
+	ck_assert_ptr_eq(again->desc, first->desc);
+	other = ps_plugin_open(install("fails_init", "fails_init.so", 0755));
+	ck_assert_msg(other != NULL, "the next plugin refused: %s", read_log());
+	ck_assert_str_eq(other->desc->name, "fails_init");
+	ps_plugin_close(other);
+	ps_plugin_close(again);
+	ps_plugin_close(first);
+}
+END_TEST
+
 /* The directory checked is the directory the file is opened from, even through a link. */
 START_TEST(test_writable_dir_behind_a_link_refused)
 {
@@ -741,6 +765,7 @@ static Suite *loader_suite(void)
 	tcase_add_test(refuse, test_not_elf_refused);
 	tcase_add_test(refuse, test_fifo_refused_without_hanging);
 	tcase_add_test(refuse, test_second_plugin_is_not_the_first);
+	tcase_add_test(refuse, test_reopened_plugin_is_the_same_object);
 	tcase_add_test(refuse, test_writable_dir_behind_a_link_refused);
 	suite_add_tcase(s, refuse);
 
