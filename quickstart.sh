@@ -100,6 +100,12 @@ run_tests() {
 	configure_tree "$top/build-asan" --enable-sanitizers
 	build "$top/build-asan"
 	make -C "$top/build-asan" -j"$(nproc)" check-unit || { cat_failures "$top/build-asan"; exit 1; }
+	if [ "$(id -u)" = 0 ]; then
+		say "make check-lsan (the sanitizer build's periscoped under privacy.sh's workload: no leak at exit)"
+		make -C "$top/build-asan" check-lsan || exit 1
+	fi
+	say "make fuzz-smoke (each libFuzzer target briefly from its seed corpus)"
+	make -C "$build" fuzz-smoke || exit 1
 	if [ -n "$packaging" ]; then
 		say "make check-packaging (.deb, .rpm, a Debian root, the example plugin, the unit, the container)"
 		make -C "$build" check-packaging || exit 1

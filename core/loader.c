@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,46 +163,112 @@ static int check_owner_and_mode(const char *plugin, const char *dir, const struc
 	return 0;
 }
 
-static int check_plugin_file(const char *path)
+/*
+ * The plugin file, as the descriptor opened from its directory: a symbolic link is
+ * refused (O_NOFOLLOW), and what is checked is the very inode that is loaded later.
+ * Returns the descriptor or -errno.
+ */
+static int open_plugin_file(const char *path, int dirfd)
 {
 	struct stat st;
+	int fd, err;
 
-	/* lstat: a symbolic link could point anywhere, even somewhere writable. */
-	if (lstat(path, &st) < 0) {
-		int err = -errno;
-
+	/* O_NONBLOCK: a FIFO named like a plugin must not hang the daemon in open(). */
+	fd = openat(dirfd, file_part(path), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+		if (err == -ELOOP)
+			goto not_regular;
 		ps_error(LOG_SUBSYS, "cannot open plugin %s: %s", path, strerror(-err));
 		return err;
 	}
-	if (!S_ISREG(st.st_mode)) {
-		ps_error(LOG_SUBSYS,
-			 "refusing plugin %s: not a regular file (symbolic links and devices are "
-			 "not loaded): install the plugin itself in the plugin directory",
-			 path);
-		return -EPERM;
+	if (fstat(fd, &st) < 0) {
+		err = -errno;
+		ps_error(LOG_SUBSYS, "cannot open plugin %s: %s", path, strerror(-err));
+		close(fd);
+		return err;
 	}
-	return check_owner_and_mode(path, NULL, &st);
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		goto not_regular;
+	}
+	err = check_owner_and_mode(path, NULL, &st);
+	if (err) {
+		close(fd);
+		return err;
+	}
+	return fd;
+not_regular:
+	ps_error(LOG_SUBSYS,
+		 "refusing plugin %s: not a regular file (symbolic links and devices are "
+		 "not loaded): install the plugin itself in the plugin directory",
+		 path);
+	return -EPERM;
 }
 
-static int check_plugin_dir(const char *path)
+/* The directory the plugin is in, opened once: returns the descriptor or -errno. */
+static int open_plugin_dir(const char *path, char **dir)
 {
-	char *dir = dir_part(path);
+	int fd, err;
+
+	*dir = dir_part(path);
+	if (!*dir)
+		return -ENOMEM;
+	fd = open(*dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+		if (err == -ENOTDIR)
+			ps_error(LOG_SUBSYS, "cannot open plugin %s: %s is not a directory", path,
+				 *dir);
+		else
+			ps_error(LOG_SUBSYS, "cannot open plugin %s: %s: %s", path, *dir,
+				 strerror(-err));
+		return err;
+	}
+	return fd;
+}
+
+static int check_plugin_dir(const char *path, const char *dir, int dirfd)
+{
 	struct stat st;
 	int err;
 
-	if (!dir)
-		return -ENOMEM;
-	if (stat(dir, &st) < 0) {
+	if (fstat(dirfd, &st) < 0) {
 		err = -errno;
 		ps_error(LOG_SUBSYS, "cannot open plugin %s: %s: %s", path, dir, strerror(-err));
-	} else if (!S_ISDIR(st.st_mode)) {
-		ps_error(LOG_SUBSYS, "cannot open plugin %s: %s is not a directory", path, dir);
-		err = -ENOTDIR;
-	} else {
-		err = check_owner_and_mode(path, dir, &st);
+		return err;
 	}
+	return check_owner_and_mode(path, dir, &st);
+}
+
+/*
+ * Opens and checks the plugin file and its directory; returns a descriptor of the file
+ * to dlopen() or -errno. Everything is checked through descriptors, never through the
+ * path again: with path checks then dlopen(path), a directory or a link on the way
+ * swapped between the two (by whoever can write an ancestor directory) would have
+ * loaded a file nobody checked.
+ */
+static int open_checked(const char *path)
+{
+	char *dir = NULL;
+	int dirfd, fd, err;
+
+	dirfd = open_plugin_dir(path, &dir);
+	if (dirfd < 0) {
+		free(dir);
+		return dirfd;
+	}
+	fd = open_plugin_file(path, dirfd);
+	if (fd >= 0) {
+		err = check_plugin_dir(path, dir, dirfd);
+		if (err) {
+			close(fd);
+			fd = err;
+		}
+	}
+	close(dirfd);
 	free(dir);
-	return err;
+	return fd;
 }
 
 /* ---- descriptor checks ------------------------------------------------------------------ */
@@ -266,32 +333,41 @@ static int check_descriptor(const char *path, const char *stem, const struct ps_
 	return 0;
 }
 
-/* dlopen() searches the library path for a name without '/': never let it. */
-static void *open_shared_object(const char *path)
+/*
+ * dlopen() of the descriptor's /proc/self/fd entry: the checked inode itself, whatever
+ * the path names by now. The dynamic linker returns an object already loaded under the
+ * same name without opening anything, and names an object also by every name it was
+ * found under: a plugin loaded as /proc/self/fd/5 (its descriptor long closed) would
+ * come back for the next plugin whose descriptor is 5 too. So each load spells the
+ * entry in a way no load before it did: the count of loads, bit by bit, as "./" (1) or
+ * "/" (0) after "fd/" (neither is a prefix of the other: distinct counts, distinct
+ * strings). An object already loaded from the same file (device and inode) is still
+ * found, as a reload needs.
+ */
+static void *open_shared_object(int fd)
 {
-	char *local = NULL;
-	void *dl;
+	static unsigned long long loads;
+	char name[32 + 2 * 64 + 16];
+	size_t off;
 
-	if (!strchr(path, '/')) {
-		if (asprintf(&local, "./%s", path) < 0)
-			return NULL;
-		path = local;
-	}
-	dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	free(local);
-	return dl;
+	off = (size_t)snprintf(name, sizeof(name), "/proc/self/fd/");
+	for (unsigned long long n = loads++; n; n >>= 1)
+		off += (size_t)snprintf(name + off, sizeof(name) - off, "%s", n & 1 ? "./" : "/");
+	snprintf(name + off, sizeof(name) - off, "%d", fd);
+	return dlopen(name, RTLD_NOW | RTLD_LOCAL);
 }
 
 /* dlopen()s path and finds a valid descriptor; *desc on success. */
-static void *load_descriptor(const char *path, const char *stem, const struct ps_plugin_desc **desc,
-			     int *err)
+static void *load_descriptor(const char *path, int fd, const char *stem,
+			     const struct ps_plugin_desc **desc, int *err)
 {
 	void *dl, *sym;
 
-	dl = open_shared_object(path);
+	dl = open_shared_object(fd);
 	if (!dl) {
 		const char *why = dlerror();
 
+		/* dlerror() names /proc/self/fd/N (is /proc mounted?); the log names the file. */
 		ps_error(LOG_SUBSYS, "cannot load plugin %s: %s", path,
 			 why ? why : "dlopen failed");
 		*err = -ENOEXEC;
@@ -326,18 +402,20 @@ struct ps_plugin *ps_plugin_open(const char *path)
 	struct ps_plugin *p = NULL;
 	char *stem = plugin_stem(path);
 	void *dl = NULL;
-	int err;
+	int err, fd;
 
 	if (!stem) {
 		err = -ENOMEM;
 		goto fail;
 	}
-	err = check_plugin_file(path);
-	if (!err)
-		err = check_plugin_dir(path);
-	if (err)
+	fd = open_checked(path);
+	if (fd < 0) {
+		err = fd;
 		goto fail;
-	dl = load_descriptor(path, stem, &desc, &err);
+	}
+	dl = load_descriptor(path, fd, stem, &desc, &err);
+	/* The loaded object holds its own mapping: the descriptor is done with. */
+	close(fd);
 	if (!dl)
 		goto fail;
 

@@ -782,7 +782,8 @@ struct ps_capture_reg *ps_capture_register(struct ps_plugin *p,
 	r->proto = *proto;
 	if (!r->proto.capture_bytes)
 		r->proto.capture_bytes = PS_CAPTURE_BYTES_DEFAULT;
-	memcpy(r->ports, proto->ports, proto->n_ports * sizeof(r->ports[0]));
+	if (proto->n_ports) /* ports may be NULL when there are none */
+		memcpy(r->ports, proto->ports, proto->n_ports * sizeof(r->ports[0]));
 	r->proto.ports = r->ports;
 	if (!cap.offline) {
 		err = kernel_add(r);

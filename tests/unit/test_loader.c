@@ -491,6 +491,83 @@ START_TEST(test_not_elf_refused)
 }
 END_TEST
 
+START_TEST(test_fifo_refused_without_hanging)
+{
+	char path[4096];
+
+	/* open() of a FIFO without a writer blocks: the loader must neither block nor load. */
+	snprintf(path, sizeof(path), "%s/fifo.so", plugin_dir);
+	ck_assert_int_eq(mkfifo(path, 0755), 0);
+	assert_refused(path, EPERM, "not a regular file");
+}
+END_TEST
+
+/*
+ * Plugins are dlopen()ed through /proc/self/fd/N, and the dynamic linker hands back an
+ * object already loaded under the same name without opening the file: the second plugin,
+ * opened on the descriptor number the first had, must still be itself.
+ */
+START_TEST(test_second_plugin_is_not_the_first)
+{
+	struct ps_plugin *first, *second, *third;
+	char path[4096];
+
+	first = ps_plugin_open(install("good", "good.so", 0755));
+	ck_assert_ptr_nonnull(first);
+	second = ps_plugin_open(install("fails_init", "fails_init.so", 0755));
+	ck_assert_msg(second != NULL, "second plugin refused: %s", read_log());
+	ck_assert_str_eq(ps_plugin_name(second), "fails_init");
+	ck_assert_ptr_ne(second->desc, first->desc);
+	ck_assert_ptr_ne(second->dl, first->dl);
+	/* And one without a descriptor is refused for that, not taken for an earlier one. */
+	snprintf(path, sizeof(path), "%s", install("no_descriptor", "no_descriptor.so", 0755));
+	third = ps_plugin_open(path);
+	ck_assert_ptr_null(third);
+	assert_logged("no \"periscope_plugin\" symbol");
+	ps_plugin_close(second);
+	ps_plugin_close(first);
+}
+END_TEST
+
+/*
+ * A reload opens the running plugins again: the same file is the same object, and a plugin
+ * opened after that (on the descriptor number the others had) is still itself: the dynamic
+ * linker names an object also by the names it was found under.
+ */
+START_TEST(test_reopened_plugin_is_the_same_object)
+{
+	struct ps_plugin *first, *again, *other;
+	const char *path = install("good", "good.so", 0755);
+
+	first = ps_plugin_open(path);
+	ck_assert_ptr_nonnull(first);
+	again = ps_plugin_open(path);
+	ck_assert_msg(again != NULL, "reopening refused: %s", read_log());
+	ck_assert_ptr_eq(again->desc, first->desc);
+	other = ps_plugin_open(install("fails_init", "fails_init.so", 0755));
+	ck_assert_msg(other != NULL, "the next plugin refused: %s", read_log());
+	ck_assert_str_eq(other->desc->name, "fails_init");
+	ps_plugin_close(other);
+	ps_plugin_close(again);
+	ps_plugin_close(first);
+}
+END_TEST
+
+/* The directory checked is the directory the file is opened from, even through a link. */
+START_TEST(test_writable_dir_behind_a_link_refused)
+{
+	char link_dir[4096], path[4200];
+
+	install("good", "good.so", 0755);
+	ck_assert_int_eq(chmod(plugin_dir, 0777), 0);
+	snprintf(link_dir, sizeof(link_dir), "%s.link", plugin_dir);
+	ck_assert_int_eq(symlink(plugin_dir, link_dir), 0);
+	snprintf(path, sizeof(path), "%s/good.so", link_dir);
+	assert_refused(path, EPERM, "writable by group or others (mode 0777)");
+	unlink(link_dir);
+}
+END_TEST
+
 START_TEST(test_plugin_without_config_map_takes_no_keys)
 {
 	struct ps_cfg_error err = { { 0 } };
@@ -685,6 +762,10 @@ static Suite *loader_suite(void)
 	tcase_add_test(refuse, test_foreign_owner_refused);
 	tcase_add_test(refuse, test_missing_file_refused);
 	tcase_add_test(refuse, test_not_elf_refused);
+	tcase_add_test(refuse, test_fifo_refused_without_hanging);
+	tcase_add_test(refuse, test_second_plugin_is_not_the_first);
+	tcase_add_test(refuse, test_reopened_plugin_is_the_same_object);
+	tcase_add_test(refuse, test_writable_dir_behind_a_link_refused);
 	suite_add_tcase(s, refuse);
 
 	tcase_add_checked_fixture(scan, setup, teardown);
