@@ -70,7 +70,11 @@ E_PORT=$(free_port) LOOP_PORT=$(free_port)
 children+=($!)
 "$bin/pstest-tc-loop" "$here/tracectx/loop.py" "$LOOP_PORT" "$E_PORT" >"$work/loop.out" 2>&1 &
 children+=($!)
-for p in "$A_PORT" "$B_PORT" "$C_PORT" "$E_PORT" "$LOOP_PORT"; do
+# A collector: the spans also go out through the otlp sink.
+OTLP_PORT=$(free_port)
+"$PYTHON" "$here/otlp/receiver.py" "$OTLP_PORT" "$work/otlp-state.json" >"$work/otlp.out" 2>&1 &
+children+=($!)
+for p in "$A_PORT" "$B_PORT" "$C_PORT" "$E_PORT" "$LOOP_PORT" "$OTLP_PORT"; do
 	wait_port "$p" || fail "a chain service did not start"
 done
 
@@ -94,7 +98,9 @@ services:
   - { match: { exe: $bin/pstest-tc-e }, name: pstest-tc-e }
   - { match: { exe: $bin/pstest-tc-loop }, name: pstest-tc-loop }
   - { match: { exe: $bin/pstest-tc-curld }, name: pstest-tc-curld }
-sinks: { stdout: { format: json } }
+sinks:
+  stdout: { format: json }
+  otlp: { endpoint: "http://127.0.0.1:$OTLP_PORT/v1/traces" }
 YAML
 start_daemon -c "$work/periscope.yaml" --plugin-dir "$PLUGIN_DIR" || fail "periscoped did not start"
 
@@ -132,4 +138,16 @@ stop_daemon
 "$PYTHON" "$here/tracectx/check_loop.py" "$DAEMON_OUT" "$LOOP_SERIAL" $((2 * LOOP_PAIRS)) \
 	>>"$work/check.out" 2>&1 || fail "event loop spans: $(cat "$work/check.out")"
 grep -q '"periscope_spans_total"' "$DAEMON_OUT" || fail "no periscope_spans_total in the metrics"
+# The same spans reached the collector through the otlp sink: as many, none twice, all valid.
+"$PYTHON" - "$DAEMON_OUT" "$work/otlp-state.json" >>"$work/check.out" 2>&1 <<'PY' ||
+import json, sys
+stdout = sum(len(ss["spans"]) for line in open(sys.argv[1]) if line.startswith('{"resourceSpans"')
+             for rs in json.loads(line)["resourceSpans"] for ss in rs["scopeSpans"])
+st = json.load(open(sys.argv[2]))
+if st["spans"] != stdout or st["duplicates"] or st["invalid"]:
+    sys.exit(f"otlp: the receiver got {st['spans']} spans ({st['duplicates']} twice, "
+             f"{st['invalid']} invalid requests), stdout has {stdout}")
+print(f"otlp: {stdout} spans at the receiver, as on stdout")
+PY
+	fail "$(cat "$work/check.out")"
 echo "PASS: tracectx: $(cat "$work/check.out")"
