@@ -17,6 +17,7 @@ context switch, the fallback for kernels without schedstat): shown, not judged.
 """
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,11 +31,9 @@ PIPE_LOOPS = int(os.environ.get("BENCH_PIPE_LOOPS", "200000"))
 MSG_LOOPS = int(os.environ.get("BENCH_MSG_LOOPS", "200"))
 TARGET = float(os.environ.get("BENCH_RESOURCES_TARGET", "1.03"))
 
-CONFIG = """daemon: { flush_interval: 1s }
+CONFIG = """daemon: { flush_interval: 1s, instance: bench-resources }
 plugins:
   resources: { run_delay_source: %s }
-  http: { enabled: false }
-  tcpflow: { enabled: false }
 sinks: { stdout: { format: prometheus } }
 """
 
@@ -69,10 +68,15 @@ class Daemon:
             f.write(CONFIG % source)
         self.err = os.path.join(work, "daemon.err")
         self.proc = None
+        # A plugin directory with resources alone: whatever other plugins are built stay out.
+        self.plugins = os.path.join(work, "plugins")
+        if not os.path.isdir(self.plugins):
+            os.mkdir(self.plugins, 0o755)
+            shutil.copy(os.path.join(PLUGIN_DIR, "resources.so"), self.plugins)
 
     def start(self):
         err = open(self.err, "w")
-        self.proc = subprocess.Popen([PERISCOPED, "-c", self.conf, "--plugin-dir", PLUGIN_DIR],
+        self.proc = subprocess.Popen([PERISCOPED, "-c", self.conf, "--plugin-dir", self.plugins],
                                      stdout=subprocess.DEVNULL, stderr=err)
         err.close()
         deadline = time.monotonic() + 30
