@@ -436,6 +436,17 @@ static void on_event(const struct ps_event *ev, void *ctx)
 			d->sinks[i].type->event(d->sinks[i].state, ev);
 }
 
+/* What the open sinks write beside snapshots: producers skip the work nobody reads. */
+static void sinks_announce_wants(const struct daemon *d)
+{
+	uint32_t mask = 1u << PS_EVENT_FLOW | 1u << PS_EVENT_EXCHANGE | 1u << PS_EVENT_ALERT;
+
+	for (size_t i = 0; i < d->n_sinks; i++)
+		if (d->sinks[i].type->takes_spans && d->sinks[i].type->takes_spans(d->sinks[i].state))
+			mask |= 1u << PS_EVENT_SPANS;
+	ps_event_set_sinks_want(mask);
+}
+
 static void close_sinks(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n_sinks; i++)
@@ -443,6 +454,7 @@ static void close_sinks(struct daemon *d)
 	free(d->sinks);
 	d->sinks = NULL;
 	d->n_sinks = 0;
+	ps_event_set_sinks_want(0);
 }
 
 static int open_sinks(struct daemon *d, const struct ps_settings *s)
@@ -464,6 +476,7 @@ static int open_sinks(struct daemon *d, const struct ps_settings *s)
 	}
 	if (!d->n_sinks)
 		ps_warn("core", "no sinks configured: metrics are collected but written nowhere");
+	sinks_announce_wants(d);
 	return 0;
 }
 

@@ -15,6 +15,25 @@ struct subscription {
 };
 
 static struct subscription *subscribers[PS_EVENT_TYPE_MAX];
+/* Event types the open sinks write (the daemon's own subscription takes every type). */
+static uint32_t sinks_want;
+
+void ps_event_set_sinks_want(uint32_t type_mask)
+{
+	sinks_want = type_mask;
+}
+
+bool ps_event_wanted(enum ps_event_type type)
+{
+	if (type <= 0 || type >= PS_EVENT_TYPE_MAX)
+		return false;
+	if (sinks_want & (1u << type))
+		return true;
+	for (struct subscription *s = subscribers[type]; s; s = s->next)
+		if (s->owner)
+			return true; /* a plugin's */
+	return false;
+}
 
 int ps_event_subscribe(struct ps_plugin *owner, enum ps_event_type type, ps_event_fn fn,
 		       void *ctx)

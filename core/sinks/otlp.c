@@ -1283,6 +1283,12 @@ static int otlp_flush(void *state, const struct ps_flush_ctx *ctx)
 	return 0;
 }
 
+static bool otlp_takes_spans(void *state)
+{
+	(void)state;
+	return true;
+}
+
 const struct ps_sink_type ps_sink_otlp = {
 	.name = "otlp",
 	.config_map = otlp_config_map,
@@ -1292,4 +1298,5 @@ const struct ps_sink_type ps_sink_otlp = {
 	.event = otlp_event,
 	.close = otlp_close,
 	.check = otlp_check,
+	.takes_spans = otlp_takes_spans,
 };

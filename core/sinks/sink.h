@@ -39,6 +39,8 @@ struct ps_sink_type {
 	 */
 	int (*check)(const void *config, const struct ps_cfg_node *section,
 		     struct ps_cfg_error *err);
+	/* May be NULL (no). Does this sink write spans (PS_EVENT_SPANS)? */
+	bool (*takes_spans)(void *state);
 };
 
 extern const struct ps_sink_type ps_sink_stdout;

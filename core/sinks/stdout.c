@@ -1239,6 +1239,13 @@ static void stdout_close(void *state)
 	free(st);
 }
 
+static bool stdout_takes_spans(void *state)
+{
+	const struct stdout_sink *st = state;
+
+	return st && st->format == FORMAT_JSON;
+}
+
 const struct ps_sink_type ps_sink_stdout = {
 	.name = "stdout",
 	.config_map = stdout_config_map,
@@ -1247,4 +1254,5 @@ const struct ps_sink_type ps_sink_stdout = {
 	.flush = stdout_flush,
 	.event = stdout_event,
 	.close = stdout_close,
+	.takes_spans = stdout_takes_spans,
 };

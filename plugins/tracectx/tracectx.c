@@ -174,6 +174,9 @@ static void on_exchange(const struct ps_event *ev, void *ctx)
 
 	if (ev->type != PS_EVENT_EXCHANGE || !ev->exchange)
 		return;
+	/* No sink writes spans (stdout in table or prometheus format, no otlp): none are made. */
+	if (!ps_event_wanted(PS_EVENT_SPANS))
+		return;
 	s = tc_span_from_exchange(ev->exchange, &st->rng);
 	if (!s)
 		return;

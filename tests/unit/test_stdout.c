@@ -657,6 +657,33 @@ START_TEST(test_stdout_json_through_event_bus)
 }
 END_TEST
 
+/* Spans are built only when someone writes them: json stdout does, table and prometheus don't. */
+START_TEST(test_stdout_takes_spans_only_as_json)
+{
+	static const char *const formats[] = { "json", "table", "prometheus" };
+	struct capture c;
+
+	for (size_t i = 0; i < 3; i++) {
+		capture_open(&c, formats[i]);
+		ck_assert_int_eq(ps_sink_stdout.takes_spans(c.sink), i == 0);
+		capture_close(&c);
+	}
+	ps_event_set_sinks_want(0);
+	ck_assert(!ps_event_wanted(PS_EVENT_SPANS));
+	ps_event_set_sinks_want(1u << PS_EVENT_SPANS);
+	ck_assert(ps_event_wanted(PS_EVENT_SPANS));
+	ck_assert(!ps_event_wanted(PS_EVENT_FLOW));
+	ps_event_set_sinks_want(0);
+	/* a plugin's subscription wants them too (owner is only compared, never followed) */
+	ck_assert_int_eq(ps_event_subscribe((struct ps_plugin *)&c, PS_EVENT_SPANS,
+					    forward_event, NULL), 0);
+	ck_assert(ps_event_wanted(PS_EVENT_SPANS));
+	ps_event_reset();
+	ck_assert(!ps_event_wanted(PS_EVENT_SPANS));
+	ck_assert(!ps_event_wanted(PS_EVENT_TYPE_MAX));
+}
+END_TEST
+
 /* ---- table ---------------------------------------------------------------------------------- */
 
 /* Display column where needle starts in line (UTF-8 aware), or -1. */
@@ -928,7 +955,7 @@ START_TEST(test_stdout_table_resources)
 		  .n_buckets = 3 },
 	};
 	enum { CPU, DELAY, RSS, PROCS, DISK, NET, OOM, DISK_LAT, HTTP, N };
-	static const char *const web[] = { "web" }, *const cron[] = { "cron" };
+	static const char *const web[] = { "web" };
 	struct ps_registry *reg = ps_registry_new(0);
 	struct ps_flush_ctx ctx = { .registry = reg,
 				    .now_unix_ns = NOW_NS,
@@ -1110,6 +1137,7 @@ static Suite *stdout_suite(void)
 	tcase_add_test(tc, test_stdout_json_metrics);
 	tcase_add_test(tc, test_stdout_json_flows);
 	tcase_add_test(tc, test_stdout_json_through_event_bus);
+	tcase_add_test(tc, test_stdout_takes_spans_only_as_json);
 	tcase_add_test(tc, test_stdout_table);
 	tcase_add_test(tc, test_stdout_table_units);
 	tcase_add_test(tc, test_stdout_table_resources);

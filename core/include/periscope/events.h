@@ -127,6 +127,12 @@ PS_API int ps_event_subscribe(struct ps_plugin *owner, enum ps_event_type type, 
 		       void *ctx);
 PS_API void ps_event_unsubscribe(enum ps_event_type type, ps_event_fn fn, void *ctx);
 PS_API void ps_event_emit(const struct ps_event *ev);
+/*
+ * Would an event of this type reach anyone (a sink that writes it, or a
+ * plugin's subscription)? A producer whose events cost work to build skips
+ * that work when not: tracectx makes no spans when no sink writes them.
+ */
+PS_API bool ps_event_wanted(enum ps_event_type type);
 
 /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) to nanoseconds since the Unix epoch. */
 PS_API uint64_t ps_clock_mono_to_unix_ns(uint64_t mono_ns);
