@@ -32,6 +32,13 @@
  *
  *   EXEC   a process called execve: it may map a libssl not seen yet
  *   TLS    a process's first TLS connection (once per process image)
+ *
+ * A protocol whose messages can be far larger than what a syscall's prefix
+ * holds can have the kernel walk them (a walker, bpf/ps_walk_*.h): it follows
+ * the connection's framing in both directions and sends, before the DATA of
+ * the same syscall and with its timestamp, PIECES: the bytes at chosen
+ * offsets past the prefix that the protocol's decoder needs (Kafka: a Fetch
+ * response's structure and its record batch headers, not the records).
  */
 #ifndef PS_SOCKCAP_H
 #define PS_SOCKCAP_H
@@ -77,6 +84,7 @@ enum ps_sc_event_type {
 	PS_SC_EV_EXIT = 3,
 	PS_SC_EV_EXEC = 4,
 	PS_SC_EV_TLS = 5,
+	PS_SC_EV_PIECES = 6,
 };
 
 /* ps_sc_event.flags */
@@ -95,6 +103,7 @@ enum ps_sc_stat {
 	PS_SC_STAT_TLS_UNBOUND = 0, /* SSL_read/SSL_write plaintext whose fd no syscall named: lost */
 	PS_SC_STAT_UNCAPTURED,	    /* followed bytes with no user buffer to read (io_uring, kernel
 				       senders, recvmmsg/sendmmsg of several messages): a gap */
+	PS_SC_STAT_WALK_LOST,	    /* a walked connection whose framing the walker lost */
 	PS_SC_STATS,
 };
 
@@ -104,6 +113,23 @@ enum ps_sc_classifier {
 	PS_SC_CLASSIFY_HTTP1 = 1, /* bpf/ps_classify_http.h */
 	PS_SC_CLASSIFY_MYSQL = 2,   /* bpf/ps_classify_mysql.h */
 	PS_SC_CLASSIFY_MONGODB = 3, /* bpf/ps_classify_mongodb.h */
+};
+
+/* The walkers the capture carries (enum ps_capture_walker of periscope/capture.h). */
+enum ps_sc_walker {
+	PS_SC_WALK_NONE = 0,
+	PS_SC_WALK_KAFKA = 1, /* bpf/ps_walk_kafka.h */
+};
+
+#define PS_SC_PIECE_MAX	 64  /* bytes of one piece */
+#define PS_SC_PIECES_MAX 128 /* pieces per PIECES event (a power of two) */
+
+/* PIECES: after the header (`len` = the number of pieces), this many of these. */
+struct ps_sc_piece {
+	__u32 off; /* in the bytes the syscall moved */
+	__u16 len; /* <= PS_SC_PIECE_MAX */
+	__u16 pad;
+	__u8 data[PS_SC_PIECE_MAX];
 };
 
 /* Upgrades to TLS the kernel watches for (enum ps_capture_starttls of periscope/capture.h). */
@@ -117,7 +143,8 @@ struct ps_sc_slot {
 	__u8 tls;	      /* wants OpenSSL plaintext: others never see it */
 	__u32 capture_bytes;
 	__u8 starttls; /* enum ps_capture_starttls: an upgrade the kernel recognises */
-	__u8 pad2[3];
+	__u8 walker;   /* enum ps_sc_walker */
+	__u8 pad2[2];
 };
 
 /*
@@ -141,7 +168,8 @@ struct ps_sc_conn {
 	__u8 candidates; /* slots that consider it (bit i: slot i) */
 	__u8 on_socket;	 /* lives in the socket's storage (socket path), not in the conns map */
 	__u8 starttls_half; /* the first half of an upgrade went by (a header read alone) */
-	__u8 pad[2];
+	__u8 walk;	    /* its slot's walker follows it: an entry in ps_sc_walks */
+	__u8 pad;
 	__u32 orders_seen; /* socket path: ps_sc_orders_gen when it last looked for orders */
 };
 

@@ -36,6 +36,7 @@
 #include "ps_classify_http.h"
 #include "ps_classify_mongodb.h"
 #include "ps_classify_mysql.h"
+#include "ps_walk.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -188,6 +189,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } ps_sc_ids SEC(".maps");
+
+/* Connections a walker follows (bpf/ps_walk.h); key: the connection's id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct ps_walk);
+} ps_sc_walks SEC(".maps");
 
 /* Larger than PS_RB_WAKEUP_BYTES so that the watermark wake-up can ever fire. */
 struct {
@@ -422,6 +431,11 @@ static __always_inline void ps_sc_forget(__u64 key, __u32 fd)
 		return;
 	if (c->state == PS_SC_MINE)
 		ps_sc_emit_control(PS_SC_EV_CLOSE, fd, c);
+	if (c->walk) {
+		__u64 id = c->id;
+
+		bpf_map_delete_elem(&ps_sc_walks, &id);
+	}
 	bpf_map_delete_elem(&ps_sc_conns, &key);
 }
 
@@ -582,6 +596,337 @@ static __always_inline __u32 ps_sc_copy_tail_iov(__u64 iov, __u32 cnt, __u64 tot
 	if (ps_sc_copy_iov_range(iov, cnt, total - t, total, len, &failed) != t || failed)
 		return 0;
 	return t;
+}
+
+/* ---- walkers: large messages, followed past the prefix (bpf/ps_walk.h) --------------------- */
+
+#define PS_WALK_STEPS 32768 /* steps per syscall: a 1 MiB read of 32-byte batches */
+
+/* The syscall being walked, the connection's state while it is, and the PIECES being filled. */
+struct ps_walk_scratch {
+	struct ps_walk w;
+	__u64 ptr;   /* one buffer (PS_SC_K_BUF) or an iovec array (PS_SC_K_IOV) */
+	__u64 total; /* bytes the syscall moved */
+	struct iovec iov[PS_WALK_IOV]; /* the syscall's (a buffer: one), as far as walked */
+	__u32 n_iov;
+	__u32 at_iov;	 /* the iovec of the last read's first byte */
+	__u64 at_start;	 /* its first byte's offset in what the syscall moved */
+	__u32 kind, cnt;
+	__u32 prefix; /* what its DATA carries anyway: no piece inside it */
+	__u32 dir;
+	__u32 n_pieces;
+	__u8 req_added; /* the walk noted a request: the requests table goes back too */
+	__u8 pad[3];
+	__u8 val[2 * PS_WALK_CARRY]; /* the field being read: carried bytes, then this syscall's */
+	struct ps_sc_event ev;	     /* PIECES, its pieces right after it */
+	struct ps_sc_piece pieces[PS_SC_PIECES_MAX];
+	__u8 slack[2 * PS_SC_PIECE_MAX]; /* the verifier's view of the last piece's copy */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ps_walk_scratch);
+} ps_sc_walk_scratch SEC(".maps");
+
+static __always_inline struct ps_walk_scratch *ps_walk_scratch_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&ps_sc_walk_scratch, &zero);
+}
+
+static __always_inline __u32 ps_walk_be16(const struct ps_walk_scratch *x, const int at)
+{
+	return (__u32)x->val[at] << 8 | x->val[at + 1];
+}
+
+static __always_inline __u32 ps_walk_be32(const struct ps_walk_scratch *x, const int at)
+{
+	return (__u32)x->val[at] << 24 | (__u32)x->val[at + 1] << 16 | (__u32)x->val[at + 2] << 8 |
+	       x->val[at + 3];
+}
+
+/* bpf_loop body: from iovec at_iov on, to the one holding byte *off; 1 when there. */
+static long ps_walk_find_step(__u32 i, void *ctx)
+{
+	struct ps_walk_scratch *x = ps_walk_scratch_get();
+	__u64 off = *(__u64 *)ctx, len;
+
+	if (!x || x->at_iov >= x->n_iov || x->at_iov >= PS_WALK_IOV)
+		return 1;
+	len = x->iov[x->at_iov].iov_len;
+	if (off < x->at_start + len)
+		return 1;
+	x->at_start += len;
+	x->at_iov++;
+	return 0;
+}
+
+/* Points at_iov at the iovec holding byte off of what the syscall moved; false: none. */
+static __always_inline bool ps_walk_find(struct ps_walk_scratch *x, __u64 off)
+{
+	if (off < x->at_start) {
+		x->at_iov = 0; /* reads go forward, but for a field's bytes read again */
+		x->at_start = 0;
+	}
+	bpf_loop(PS_WALK_IOV, ps_walk_find_step, &off, 0);
+	return x->at_iov < x->n_iov && x->at_iov < PS_WALK_IOV &&
+	       off < x->at_start + x->iov[x->at_iov & (PS_WALK_IOV - 1)].iov_len;
+}
+
+/* n (<= PS_SC_PIECE_MAX) bytes at offset off of what the syscall moved, into dst; how many. */
+static __always_inline __u32 ps_walk_read(struct ps_walk_scratch *x, __u64 off, __u8 *dst, __u32 n)
+{
+	__u64 got = 0;
+
+	if (n > PS_SC_PIECE_MAX)
+		return 0;
+	/* A read spans a few iovecs at most: a field or a batch header. */
+	for (int seg = 0; seg < 3 && got < n; seg++) {
+		const struct iovec *v;
+		__u64 k;
+
+		if (!ps_walk_find(x, off + got))
+			break;
+		v = &x->iov[x->at_iov & (PS_WALK_IOV - 1)];
+		k = x->at_start + v->iov_len - (off + got);
+		if (k > n - got)
+			k = n - got;
+		asm volatile("%[k] &= %[m]" : [k] "+r"(k) : [m] "i"(PS_SC_PIECE_MAX * 2 - 1));
+		asm volatile("%[g] &= %[m]" : [g] "+r"(got) : [m] "i"(PS_SC_PIECE_MAX * 2 - 1));
+		if (bpf_probe_read_user(dst + got, k, v->iov_base + (off + got - x->at_start)))
+			break;
+		got += k;
+	}
+	return got;
+}
+
+static __always_inline void ps_walk_flush(struct ps_walk_scratch *x)
+{
+	__u32 n = x->n_pieces;
+
+	if (!n)
+		return;
+	if (n > PS_SC_PIECES_MAX)
+		n = PS_SC_PIECES_MAX;
+	x->ev.len = n;
+	ps_rb_output(&ps_sc_events, &x->ev, sizeof(x->ev) + n * sizeof(struct ps_sc_piece));
+	x->n_pieces = 0;
+}
+
+/* Stream bytes [at, at + n) of direction d, as far as this syscall moved them, as a piece. */
+static __always_inline void ps_walk_piece(struct ps_walk_scratch *x, struct ps_walk_dir *d,
+					  __u64 at, __u32 n)
+{
+	struct ps_sc_piece *p;
+	__u64 off = at - d->pos;
+
+	if (at < d->pos || off >= x->total || !n)
+		return;
+	if (n > x->total - off)
+		n = x->total - off;
+	if (off + n <= x->prefix)
+		return; /* the DATA has them */
+	if (x->n_pieces >= PS_SC_PIECES_MAX)
+		ps_walk_flush(x);
+	p = &x->pieces[x->n_pieces & (PS_SC_PIECES_MAX - 1)];
+	p->off = (__u32)off;
+	p->pad = 0;
+	p->len = ps_walk_read(x, off, p->data, n);
+	if (p->len)
+		x->n_pieces++;
+}
+
+/*
+ * The field at d->cur, up to want (<= PS_WALK_CARRY) bytes, into x->val: what
+ * the last syscall held of it, then this one's bytes. Fewer than want only
+ * when this syscall ends first (or could not be read).
+ */
+static __always_inline __u32 ps_walk_peek(struct ps_walk_scratch *x, struct ps_walk_dir *d,
+					  __u32 want)
+{
+	__u64 have = d->carry_len & (PS_WALK_CARRY - 1), start = d->cur + have, off, n;
+
+	__builtin_memcpy(x->val, d->carry, PS_WALK_CARRY);
+	if (start < d->pos || want <= have)
+		return have;
+	off = start - d->pos;
+	if (off >= x->total)
+		return have;
+	n = want - have;
+	if (n > x->total - off)
+		n = x->total - off;
+	return have + ps_walk_read(x, off, &x->val[have], n);
+}
+
+/* The first k bytes peeked are the field: past them, sending what this syscall had of them. */
+static __always_inline void ps_walk_take(struct ps_walk_scratch *x, struct ps_walk_dir *d, __u32 k)
+{
+	__u32 have = d->carry_len;
+
+	if (k > have)
+		ps_walk_piece(x, d, d->cur + have, k - have);
+	d->cur += k;
+	d->carry_len = 0;
+}
+
+/* Only k bytes of the field here: they wait for the next syscall's. Always 1 (stop). */
+static __always_inline long ps_walk_hold(struct ps_walk_scratch *x, struct ps_walk_dir *d, __u32 k)
+{
+	__u32 have = d->carry_len;
+
+	if (d->cur + k < d->pos + x->total || k >= PS_WALK_CARRY) {
+		x->w.lost = 1; /* the bytes were there and could not be read */
+		return 1;
+	}
+	if (k > have)
+		ps_walk_piece(x, d, d->cur + have, k - have);
+	__builtin_memcpy(d->carry, x->val, PS_WALK_CARRY);
+	d->carry_len = k;
+	return 1;
+}
+
+/* n (<= PS_SC_PIECE_MAX) bytes the decoder reads and the walker does not: sent, passed. */
+static __always_inline void ps_walk_pass(struct ps_walk_scratch *x, struct ps_walk_dir *d, __u32 n)
+{
+	ps_walk_piece(x, d, d->cur, n);
+	d->cur += n;
+}
+
+/* An UNSIGNED_VARINT (up to 5 bytes) into *v: 0, or 1 (stop: wait, or lost). */
+static __always_inline long ps_walk_uvarint(struct ps_walk_scratch *x, struct ps_walk_dir *d,
+					    __u32 *v)
+{
+	__u32 k = ps_walk_peek(x, d, 5), out = 0;
+
+	for (int i = 0; i < 5; i++) {
+		if (i >= k)
+			return ps_walk_hold(x, d, k);
+		out |= (__u32)(x->val[i] & 0x7f) << (7 * i);
+		if (!(x->val[i] & 0x80)) {
+			*v = out;
+			ps_walk_take(x, d, i + 1);
+			return 0;
+		}
+	}
+	x->w.lost = 1; /* not a varint: not the message its lengths said */
+	return 1;
+}
+
+#include "ps_walk_kafka.h"
+
+/* bpf_loop body: one step of the walk; 1 ends it for this syscall. */
+static long ps_walk_loop(__u32 i, void *ctx)
+{
+	struct ps_walk_scratch *x = ps_walk_scratch_get();
+	struct ps_walk_dir *d;
+
+	if (!x || x->w.lost)
+		return 1;
+	d = &x->w.d[x->dir & 1];
+	if (d->cur + d->carry_len < d->pos) {
+		x->w.lost = 1; /* bytes it needed went by unread (more steps than a syscall gets) */
+		return 1;
+	}
+	if (d->cur >= d->pos + x->total)
+		return 1;
+	return ps_walk_kafka_step(x, d);
+}
+
+/*
+ * Walks what the syscall in this CPU's walk scratch moved on walked
+ * connection id, sending PIECES (before its DATA). Global: verified once,
+ * whatever number of programs walk.
+ */
+__attribute__((noinline)) int ps_sc_walk(__u64 id)
+{
+	struct ps_walk_scratch *x = ps_walk_scratch_get();
+	struct ps_walk *w = bpf_map_lookup_elem(&ps_sc_walks, &id);
+	__u32 dir;
+
+	if (!x || !w || w->lost)
+		return 0;
+	__builtin_memcpy(&x->w, w, sizeof(*w));
+	dir = x->dir & 1;
+	if (!w->req_dir)
+		w->req_dir = x->w.req_dir = 1 + dir; /* a client speaks first */
+	x->n_pieces = 0;
+	x->req_added = 0;
+	x->at_iov = 0;
+	x->at_start = 0;
+	if (x->kind == PS_SC_K_BUF) {
+		x->iov[0].iov_base = (void *)x->ptr;
+		x->iov[0].iov_len = x->total;
+		x->n_iov = 1;
+	} else if (x->kind == PS_SC_K_IOV) {
+		/* Bytes past the first PS_WALK_IOV iovecs cannot be read: lost if needed. */
+		x->n_iov = x->cnt < PS_WALK_IOV ? x->cnt : PS_WALK_IOV;
+		if (!x->n_iov || bpf_probe_read_user(x->iov, (x->n_iov & (PS_WALK_IOV - 1 | PS_WALK_IOV)) *
+							      sizeof(struct iovec),
+						     (const void *)x->ptr))
+			x->w.lost = 1;
+	} else {
+		x->w.lost = 1; /* sendfile, splice: bytes nobody can read */
+	}
+	if (!x->w.lost)
+		bpf_loop(PS_WALK_STEPS, ps_walk_loop, NULL, 0);
+	ps_walk_flush(x);
+	x->w.d[dir].pos += x->total;
+	/* Back what this direction's walk changed: the other may be walking on another CPU. */
+	__builtin_memcpy(&w->d[dir], &x->w.d[dir], sizeof(w->d[0]));
+	if (x->req_added) {
+		__builtin_memcpy(w->req, x->w.req, sizeof(w->req));
+		w->next_req = x->w.next_req;
+	}
+	if (x->w.lost) {
+		w->lost = 1;
+		ps_sc_count(PS_SC_STAT_WALK_LOST);
+	}
+	return 0;
+}
+
+/* A connection its protocol's walker follows, from its first bytes. */
+static __always_inline void ps_sc_walk_begin(struct ps_sc_conn *c)
+{
+	struct ps_walk_scratch *x = ps_walk_scratch_get();
+	__u64 key = c->id;
+
+	if (!x)
+		return;
+	__builtin_memset(&x->w, 0, sizeof(x->w));
+	if (!bpf_map_update_elem(&ps_sc_walks, &key, &x->w, BPF_ANY))
+		c->walk = 1;
+}
+
+/* The syscall's bytes walked; the timestamp its DATA must carry (its PIECES carry it). */
+static __always_inline __u64 ps_sc_walk_syscall(const struct ps_sc_conn *c, __u8 dir, __u8 kind,
+						__u64 ptr, __u32 cnt, __u64 total, __u32 prefix)
+{
+	struct ps_walk_scratch *x = ps_walk_scratch_get();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	if (!x)
+		return 0;
+	x->kind = kind;
+	x->ptr = ptr;
+	x->cnt = cnt;
+	x->total = total;
+	x->prefix = prefix;
+	x->dir = dir;
+	x->ev.type = PS_SC_EV_PIECES;
+	x->ev.tgid = pid_tgid >> 32;
+	x->ev.tid = (__u32)pid_tgid;
+	x->ev.conn_id = c->id;
+	x->ev.dir = dir;
+	x->ev.total = total;
+	x->ev.slot = c->slot;
+	x->ev.flags = 0;
+	x->ev.tail = 0;
+	x->ev.ts_ns = bpf_ktime_get_ns();
+	ps_sc_walk(c->id);
+	return x->ev.ts_ns;
 }
 
 /* ---- TLS: connections whose plaintext comes from the OpenSSL uprobes ------------------- */
@@ -767,6 +1112,8 @@ static __always_inline bool ps_sc_classify(__u64 key, __u32 fd, struct ps_sc_con
 	if ((verdict & 0xff) == PS_SC_MINE) {
 		c->state = PS_SC_MINE;
 		c->slot = (verdict >> 8) & (PS_SC_SLOTS - 1);
+		if (ps_sc_slots[c->slot].walker && !(flags & PS_SC_F_TLS))
+			ps_sc_walk_begin(c);
 		bpf_map_update_elem(&ps_sc_procs, &tgid, &one, BPF_ANY);
 		return true;
 	}
@@ -783,11 +1130,13 @@ static __always_inline bool ps_sc_classify(__u64 key, __u32 fd, struct ps_sc_con
 /* One DATA event for `total` bytes moved, prefix and tail already in s->data. */
 static __always_inline void ps_sc_emit_data(struct ps_sc_scratch *s, struct ps_sc_conn *c,
 					    __u32 fd, __u8 dir, __u64 total, __u32 len, __u32 tail,
-					    __u8 flags)
+					    __u8 flags, __u64 walked_ts)
 {
 	bool full = !c->announced;
 
 	ps_sc_fill_header(&s->ev, PS_SC_EV_DATA, fd, c, full);
+	if (walked_ts)
+		s->ev.ts_ns = walked_ts; /* its PIECES' */
 	s->ev.flags |= flags;
 	s->ev.dir = dir;
 	s->ev.total = total;
@@ -860,6 +1209,7 @@ static __always_inline void ps_sc_capture(__u64 key, struct ps_sc_conn *c, __u32
 					  const __u8 flags)
 {
 	bool unclaimed = c->state != PS_SC_MINE;
+	__u64 walked_ts = 0;
 	struct ps_sc_scratch *s;
 	__u32 len, tail = 0, want;
 
@@ -879,8 +1229,10 @@ static __always_inline void ps_sc_capture(__u64 key, struct ps_sc_conn *c, __u32
 	}
 	if (len == want && total > want)
 		tail = ps_sc_copy_tail(kind, ptr, cnt, total, len);
+	if (c->walk && !(flags & PS_SC_F_TLS))
+		walked_ts = ps_sc_walk_syscall(c, dir, kind, ptr, cnt, total, len);
 	ps_sc_emit_data(s, c, fd, dir, total, len & (2 * PS_SC_CAPTURE_MAX - 1),
-			tail & (PS_SC_TAIL_MAX * 2 - 1), flags);
+			tail & (PS_SC_TAIL_MAX * 2 - 1), flags, walked_ts);
 	if (!(flags & PS_SC_F_TLS))
 		ps_sc_watch_starttls(key, fd, c, s, total, len);
 }
@@ -1055,6 +1407,10 @@ static __always_inline void ps_sc_sock_end(struct ps_sc_conn *c)
 		bpf_map_delete_elem(&ps_sc_conns, &key);
 	} else if (c->state == PS_SC_MINE) {
 		ps_sc_emit_control(PS_SC_EV_CLOSE, 0, c);
+	}
+	if (c->walk) {
+		bpf_map_delete_elem(&ps_sc_walks, &key);
+		c->walk = 0;
 	}
 	c->state = PS_SC_NOT_MINE;
 	c->tls = 0;

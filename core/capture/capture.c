@@ -41,6 +41,8 @@
 #define CONNS_MAX    16384 /* connections decoded at once; past it the least recently fed goes */
 #define CONN_IDLE_NS (15ull * 60 * 1000000000) /* a connection nothing was fed to is dropped */
 #define TLS_TICK_NS  1000000 /* TLS looks wait a second; checking each ms of events is enough */
+#define PIECES_WAITING 8     /* syscalls whose PIECES wait for their DATA: about one per CPU */
+#define PIECES_MAX   65536   /* of one syscall (a 4 MiB read of 64-byte batches); past it: a gap */
 
 struct ps_capture_reg {
 	struct ps_plugin *owner;
@@ -62,6 +64,15 @@ struct conn {
 	bool described;		    /* addresses and comm from an event that had them */
 };
 
+/* A walked syscall's PIECES, waiting for its DATA: same connection, direction and timestamp. */
+struct waiting_pieces {
+	uint64_t conn_id; /* 0: free */
+	uint64_t ts_ns;
+	uint8_t dir;
+	size_t n, cap;
+	struct ps_sc_piece *p;
+};
+
 static struct {
 	enum ps_capture_hooks hooks;
 	uint64_t ring_size; /* bytes of ps_sc_events; 0: as built */
@@ -78,6 +89,8 @@ static struct {
 	struct capture_tls *tls;
 	uint64_t tls_tick_ns;
 	uint64_t stats_reported[PS_SC_STATS];
+	struct waiting_pieces pieces[PIECES_WAITING];
+	unsigned next_pieces; /* the slot a new syscall's PIECES take when none is free */
 } cap;
 
 static int on_event(void *ctx, void *data, size_t size);
@@ -369,14 +382,115 @@ static int deliver(struct conn *c, const struct ps_sc_event *e, const uint8_t *d
 	return c->reg->proto.conn_data(c->reg->proto.ctx, c->state, &c->pub, &ch);
 }
 
+static void pieces_free(void)
+{
+	for (unsigned i = 0; i < PIECES_WAITING; i++) {
+		free(cap.pieces[i].p);
+		cap.pieces[i] = (struct waiting_pieces){ 0 };
+	}
+}
+
+/* The PIECES waiting for this DATA, taken from the table (NULL: none). */
+static struct waiting_pieces *pieces_take(const struct ps_sc_event *e)
+{
+	for (unsigned i = 0; i < PIECES_WAITING; i++) {
+		struct waiting_pieces *w = &cap.pieces[i];
+
+		if (w->conn_id != e->conn_id)
+			continue;
+		w->conn_id = 0; /* an older syscall's, whose DATA was lost, goes too */
+		return w->ts_ns == e->ts_ns && w->dir == e->dir && w->n ? w : NULL;
+	}
+	return NULL;
+}
+
+/* PIECES: kept until the DATA of the same syscall, which comes after them. */
+static int on_pieces(const struct ps_sc_event *e, size_t size)
+{
+	const struct ps_sc_piece *in = (const struct ps_sc_piece *)(e + 1);
+	struct waiting_pieces *w = NULL;
+	size_t n = e->len;
+
+	if (n > PS_SC_PIECES_MAX || size < sizeof(*e) + n * sizeof(*in))
+		return -EINVAL;
+	for (unsigned i = 0; i < PIECES_WAITING && !w; i++)
+		if (cap.pieces[i].conn_id == e->conn_id)
+			w = &cap.pieces[i];
+	if (w && (w->ts_ns != e->ts_ns || w->dir != e->dir))
+		w->n = 0; /* an earlier syscall's, whose DATA never came */
+	for (unsigned i = 0; i < PIECES_WAITING && !w; i++)
+		if (!cap.pieces[i].conn_id)
+			w = &cap.pieces[i];
+	if (!w) {
+		w = &cap.pieces[cap.next_pieces++ % PIECES_WAITING];
+		w->n = 0;
+	}
+	if (w->conn_id != e->conn_id)
+		w->n = 0;
+	w->conn_id = e->conn_id;
+	w->ts_ns = e->ts_ns;
+	w->dir = e->dir;
+	if (w->n + n > PIECES_MAX)
+		return 0; /* a gap, as if not sent */
+	if (w->n + n > w->cap) {
+		size_t want = w->cap ? w->cap : PS_SC_PIECES_MAX;
+		struct ps_sc_piece *p;
+
+		while (want < w->n + n)
+			want *= 2;
+		p = realloc(w->p, want * sizeof(*p));
+		if (!p)
+			return 0;
+		w->p = p;
+		w->cap = want;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (in[i].len <= PS_SC_PIECE_MAX)
+			w->p[w->n++] = in[i];
+	return 0;
+}
+
 /*
- * One syscall's bytes. With a tail they go out as two chunks: the start
- * (len captured of total - tail) and the end (tail, all captured).
+ * One syscall's bytes, as consecutive chunks: the start (len captured), each
+ * piece a walker sent past it (clipped to what no chunk before held), and the
+ * tail (all captured). Without pieces: the start of total - tail, then the tail.
  */
+static int deliver_syscall(struct conn *c, const struct ps_sc_event *e, const uint8_t *payload,
+			   const struct waiting_pieces *w)
+{
+	uint64_t body_end = e->total - e->tail, covered = e->len, start = 0;
+	const uint8_t *data = payload;
+	size_t len = e->len;
+	int rc;
+
+	for (size_t i = 0; w && i < w->n; i++) {
+		const struct ps_sc_piece *p = &w->p[i];
+		uint64_t lo = p->off > covered ? p->off : covered;
+		uint64_t hi = (uint64_t)p->off + p->len < body_end ? (uint64_t)p->off + p->len :
+								     body_end;
+
+		if (lo >= hi)
+			continue;
+		rc = deliver(c, e, data, len, lo - start);
+		if (rc || !c->reg)
+			return rc;
+		start = lo;
+		data = p->data + (lo - p->off);
+		len = (size_t)(hi - lo);
+		covered = hi;
+	}
+	rc = deliver(c, e, data, len, body_end - start);
+	if (!rc && e->tail && c->reg)
+		rc = deliver(c, e, payload + e->len, e->tail, e->tail);
+	return rc;
+}
+
+/* One syscall's bytes (deliver_syscall), to the connection's protocol. */
 static int on_data(const struct ps_sc_event *e, size_t size)
 {
 	const uint8_t *payload = (const uint8_t *)(e + 1);
 	size_t captured = (size_t)e->len + e->tail;
+	struct waiting_pieces *w = pieces_take(e);
 	struct ps_capture_reg *r;
 	struct conn *c;
 	int rc;
@@ -397,9 +511,7 @@ static int on_data(const struct ps_sc_event *e, size_t size)
 		return 0; /* rejected; the kernel has not seen that yet */
 	if (e->flags & PS_SC_F_TLS)
 		c->pub.tls = true;
-	rc = deliver(c, e, payload, e->len, e->total - e->tail);
-	if (!rc && e->tail && c->reg)
-		rc = deliver(c, e, payload + e->len, e->tail, e->tail);
+	rc = deliver_syscall(c, e, payload, w);
 	if (!rc)
 		return 0;
 	r->decode_errors++;
@@ -453,6 +565,8 @@ static int on_event(void *ctx, void *data, size_t size)
 	switch (e->type) {
 	case PS_SC_EV_DATA:
 		return on_data(e, size);
+	case PS_SC_EV_PIECES:
+		return on_pieces(e, size);
 	case PS_SC_EV_CLOSE:
 		on_close(e);
 		return 0;
@@ -692,6 +806,7 @@ static int kernel_add(struct ps_capture_reg *r)
 		.tls = r->proto.tls,
 		.capture_bytes = r->proto.capture_bytes,
 		.starttls = (__u8)r->proto.starttls,
+		.walker = (__u8)r->proto.walker,
 	};
 	__atomic_store_n(&cap.skel->bss->ps_sc_slots[r->slot].active, 1, __ATOMIC_RELEASE);
 	cap.slots[r->slot] = r; /* publish_slots reads the table */
@@ -717,6 +832,8 @@ static const char *protocol_fault(const struct ps_capture_protocol *proto)
 		return "too many ports";
 	if (proto->starttls > PS_CAPTURE_STARTTLS_MYSQL)
 		return "unknown starttls";
+	if (proto->walker > PS_CAPTURE_WALK_KAFKA)
+		return "unknown walker";
 	if (proto->capture_bytes &&
 	    (proto->capture_bytes < PS_CAPTURE_BYTES_MIN || proto->capture_bytes > PS_CAPTURE_BYTES_MAX))
 		return "capture_bytes out of range";
@@ -827,6 +944,8 @@ void ps_capture_unregister(struct ps_capture_reg *r)
 	ps_bpf_count_decode_errors(ps_plugin_name(r->owner), r->decode_errors);
 	ps_info(SUBSYS, "protocol %s unregistered", r->proto.name);
 	free(r);
+	if (!cap.n_regs)
+		pieces_free();
 	if (!cap.n_regs && cap.skel)
 		unload();
 }
@@ -870,6 +989,7 @@ static void report_stats(void)
 	static const char *const reasons[PS_SC_STATS] = {
 		[PS_SC_STAT_TLS_UNBOUND] = "tls_unbound",
 		[PS_SC_STAT_UNCAPTURED] = "no_user_buffer",
+		[PS_SC_STAT_WALK_LOST] = "walk_lost",
 	};
 	struct ps_metric *m = ps_metric_register(&(struct ps_metric_desc){
 		.name = "periscope_capture_gaps_total",

@@ -585,6 +585,8 @@ static int kafka_start(struct ps_plugin *p)
 		.n_ports = st->n_ports,
 		.capture_bytes = st->capture_bytes,
 		.tls = false,
+		/* Fetch responses are read megabytes at a time: their batch headers come as pieces. */
+		.walker = PS_CAPTURE_WALK_KAFKA,
 		.ctx = st,
 		.conn_open = on_conn_open,
 		.conn_data = on_conn_data,

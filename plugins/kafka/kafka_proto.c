@@ -1231,9 +1231,9 @@ static void parse_fetch_resp(struct kafka_stream *s, struct rd *r, struct pendin
 			if (v >= 4) {
 				int64_t na = rd_array(r);
 
+				/* Stepped over, not read: a walker does not send them. */
 				for (int64_t k = 0; k < na && !r->err; k++) {
-					rd_i64(r);
-					rd_i64(r);
+					rd_skip(r, 16); /* producer_id, first_offset */
 					rd_tags(r);
 				}
 			}

@@ -24,7 +24,7 @@
 
 #define KAFKA_TOPIC_MAX	  250  /* topic names are at most 249 characters */
 #define KAFKA_GROUP_MAX	  256  /* longer group ids are cut */
-#define KAFKA_PENDING_MAX 64   /* requests awaiting a response, per stream; beyond: oldest lost */
+#define KAFKA_PENDING_MAX 1024 /* requests awaiting a response, per stream; beyond: oldest lost */
 #define KAFKA_TOPICS_MAX  256  /* topics per exchange; beyond: `truncated` */
 #define KAFKA_PARTS_MAX	  4096 /* partitions per exchange; beyond: `truncated` */
 #define KAFKA_FRAME_MAX \

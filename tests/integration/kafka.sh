@@ -8,6 +8,11 @@
 #   kafka-python: a consumer without a group; confluent-kafka: a consumer in a group
 #   confluent-kafka: a consumer in a group that stops partway through a topic: its lag, as
 #     librdkafka itself reports it, then gone once it disconnects
+#   large fetches: LARGE messages in batches of LARGE_BATCH over LARGE_PARTITIONS
+#     partitions, read back by confluent-kafka and kcat: each Fetch response holds a batch
+#     of every partition (about 100 KB), read a syscall far larger than the capture's 4 KiB
+#     prefix at a time; the kernel's walker sends the batch headers past it (without it,
+#     about a third were counted)
 # and the broker's own view, and no payload anywhere in periscoped's output. An alert rule of
 # protocol kafka (error_ratio, by service and topic) fires exactly once, into the syslog sink
 # (RFC 5424 over UDP to a listener here), for the one producer whose Produce requests were
@@ -16,6 +21,7 @@ set -u
 . "$(dirname "$0")/lib.sh"
 
 SYNC=25 BATCHED=60 PER_REQUEST=10 KCAT=15 ERRORS=2 AFTER_ERRORS=3 LAG_TOTAL=40 LAG_READ=15
+LARGE=12000 LARGE_BATCH=200 LARGE_PARTITIONS=8
 here=$(cd "$(dirname "$0")" && pwd)
 
 require_root
@@ -45,7 +51,7 @@ bin=$work/bin
 mkdir -p "$bin"
 cp "$broker_bin" "$bin/pstest-kbroker"
 cp "$(command -v kcat)" "$bin/pstest-kcat"
-for name in kpysync rdbatch rderrors kpycons rdgroup rdlag; do
+for name in kpysync rdbatch rderrors kpycons rdgroup rdlag rdlarge; do
 	cp "$(readlink -f "$PYTHON")" "$bin/pstest-$name"
 done
 client=$here/kafka/client.py
@@ -76,7 +82,7 @@ ALERT=kafka-errors
 	echo "plugins:"
 	echo "  kafka: { ports: [$PORT] }"
 	echo "services:"
-	for name in kbroker kcat kpysync rdbatch rderrors kpycons rdgroup rdlag; do
+	for name in kbroker kcat kpysync rdbatch rderrors kpycons rdgroup rdlag rdlarge; do
 		echo "  - { match: { exe: $bin/pstest-$name }, name: pstest-$name }"
 	done
 	echo "sinks:"
@@ -92,7 +98,7 @@ grep -q "capture: protocol kafka" "$DAEMON_ERR" || fail "kafka did not register 
 # ---- the broker: commands on fd 3, its answers on fd 4 -----------------------------------
 mkfifo "$work/broker.in" "$work/broker.out"
 "$bin/pstest-kbroker" "$PORT" pstest-sync:1 pstest-batch:1 pstest-kcat:1 pstest-errors:1 \
-	pstest-lag:1 <"$work/broker.in" >"$work/broker.out" 2>"$work/broker.err" &
+	pstest-lag:1 pstest-large:$LARGE_PARTITIONS <"$work/broker.in" >"$work/broker.out" 2>"$work/broker.err" &
 children+=($!)
 exec 3>"$work/broker.in" 4<"$work/broker.out"
 read -r -t 20 ready addr <&4 || fail "the mock broker did not start: $(cat "$work/broker.err")"
@@ -138,6 +144,12 @@ run kpycons consume kafka-python "$BS" pstest-batch $BATCHED "consumed $BATCHED"
 run rdgroup consume confluent "$BS" pstest-sync $SYNC pstest-cgroup "consumed $SYNC"
 got=$("$bin/pstest-kcat" -C -b "$BS" -t pstest-kcat -o beginning -e -q | wc -l)
 [ "$got" = $KCAT ] || fail "kcat consumed $got messages, not $KCAT"
+
+# ---- large fetches: megabyte responses, read a big recvmsg at a time ----------------------
+run rdbatch produce confluent "$BS" pstest-large $LARGE spread $LARGE_BATCH "sent $LARGE"
+run rdlarge consume confluent "$BS" pstest-large $LARGE "consumed $LARGE"
+got=$("$bin/pstest-kcat" -C -b "$BS" -t pstest-large -o beginning -e -q | wc -l)
+[ "$got" = $LARGE ] || fail "kcat consumed $got messages of pstest-large, not $LARGE"
 
 # ---- lag: a consumer that stops partway, holding its connections ----------------------------
 run rdbatch produce confluent "$BS" pstest-lag $LAG_TOTAL batch $PER_REQUEST "sent $LAG_TOTAL"
@@ -191,6 +203,9 @@ expect $AFTER_ERRORS $DUR "$(svc rderrors)" "$send" "server_port=\"$PORT\"" \
 expect $BATCHED $CONSUMED $K "$(svc kpycons)" "$(dest pstest-batch)" "$(group '')"
 expect $SYNC $CONSUMED $K "$(svc rdgroup)" "$(dest pstest-sync)" "$(group pstest-cgroup)"
 expect $KCAT $CONSUMED $K "$(svc kcat)" "$(dest pstest-kcat)" "$(group '')"
+expect $LARGE $SENT $K "$(svc rdbatch)" "$(dest pstest-large)" "$none"
+expect $LARGE $CONSUMED $K "$(svc rdlarge)" "$(dest pstest-large)" "$(group pstest-unused)"
+expect $LARGE $CONSUMED $K "$(svc kcat)" "$(dest pstest-large)" "$(group '')"
 # The stalled consumer: what its fetches delivered (librdkafka's rxmsgs).
 expect "$DELIVERED" $CONSUMED $K "$(svc rdlag)" "$(dest pstest-lag)" \
 	"$(group pstest-lgroup)"
@@ -249,5 +264,6 @@ if [ "$failures" -gt 0 ]; then
 	exit 1
 fi
 echo "ok: sent $SYNC sync + $BATCHED batched in $BATCH_REQUESTS requests + $KCAT (kcat) + $ERRORS refused and" \
-	"$AFTER_ERRORS retried; consumed $BATCHED + $SYNC (group) + $KCAT; lag $LAG while" \
+	"$AFTER_ERRORS retried; consumed $BATCHED + $SYNC (group) + $KCAT; $LARGE in large fetches" \
+	"by librdkafka and kcat; lag $LAG while" \
 	"stalled, gone after; alert $ALERT fired once, ratio $want_ratio ($CAPTURE_HOOKS)"

@@ -65,6 +65,17 @@ enum ps_capture_starttls {
 	PS_CAPTURE_STARTTLS_MYSQL = 1, /* the client's SSLRequest packet */
 };
 
+/*
+ * Walkers the capture's kernel side carries: for protocols whose messages are
+ * often far larger than the bytes copied per syscall, the kernel follows the
+ * framing and also sends the bytes past the prefix the decoder needs, as more
+ * chunks of the same syscall (bytes at their true offsets, gaps between).
+ */
+enum ps_capture_walker {
+	PS_CAPTURE_WALK_NONE = 0,
+	PS_CAPTURE_WALK_KAFKA = 1, /* Fetch responses: their structure and record batch headers */
+};
+
 /* A followed connection; the same pointer for its whole life. */
 struct ps_capture_conn {
 	uint64_t id;	    /* unique while periscoped runs */
@@ -75,8 +86,10 @@ struct ps_capture_conn {
 };
 
 /*
- * What one syscall moved: the first len bytes of total are at data, the
- * rest was not copied (total - len bytes nobody saw: framing must skip them).
+ * What one syscall moved, or a stretch of it: the first len bytes of total
+ * are at data, the rest was not copied (total - len bytes nobody saw: framing
+ * must skip them). One syscall can come as several chunks in a row (its start,
+ * pieces a walker sent, its last bytes), each starting where the last ended.
  */
 struct ps_capture_chunk {
 	enum ps_capture_dir dir;
@@ -102,6 +115,7 @@ struct ps_capture_protocol {
 	 * once, before a ps_capture_starttls from user space could).
 	 */
 	enum ps_capture_starttls starttls;
+	enum ps_capture_walker walker; /* plaintext TCP and AF_UNIX, from a connection's start */
 	void *ctx;		/* first argument of every callback */
 
 	/* A connection is now this protocol's: its state, or NULL to leave it alone. */

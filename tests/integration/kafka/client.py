@@ -4,7 +4,8 @@
   client.py produce LIB BOOTSTRAP TOPIC COUNT MODE [PER_REQUEST]
       LIB: kafka-python | confluent. MODE sync: one message per request, each send
       waits for its acknowledgement; batch: PER_REQUEST messages per request (linger,
-      then flush). Prints "sent N"; confluent adds "requests R", the Produce requests
+      then flush); spread (confluent): batches of PER_REQUEST messages, to partitions
+      in turn, many requests in flight. Prints "sent N"; confluent adds "requests R", the Produce requests
       librdkafka's statistics say it sent.
   client.py consume LIB BOOTSTRAP TOPIC COUNT [GROUP]
       Reads COUNT messages of every partition of TOPIC from the beginning, in GROUP
@@ -73,10 +74,25 @@ def produce_confluent(bootstrap, topic, count, mode, per_request):
             "statistics.interval.ms": 100, "stats_cb": stats.append}
     if mode == "sync":
         conf["linger.ms"] = 0
+    elif mode == "spread":
+        conf.update({"linger.ms": 5, "batch.num.messages": per_request})
     else:
         conf.update({"linger.ms": 60000, "batch.num.messages": per_request})
     p = Producer(conf)
-    if mode == "sync":
+    if mode == "spread":
+        parts = partitions_of(bootstrap, topic)
+        for i in range(count):
+            while True:
+                try:
+                    p.produce(topic, value=payload(i), key=key(i),
+                              partition=parts[(i // per_request) % len(parts)],
+                              on_delivery=report)
+                    break
+                except BufferError:
+                    p.poll(0.05)
+        if p.flush(60):
+            raise SystemExit("produce: not acknowledged")
+    elif mode == "sync":
         for i in range(count):
             p.produce(topic, value=payload(i), key=key(i), partition=0, on_delivery=report)
             if p.flush(30):
