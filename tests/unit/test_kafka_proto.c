@@ -884,6 +884,88 @@ START_TEST(test_fetch_gap_counts_uncounted)
 }
 END_TEST
 
+/*
+ * What the kernel's walker sends of a Fetch response read in one syscall: its
+ * structure and each batch's 61-byte header, at their offsets; the aborted
+ * transactions and the records themselves are gaps. Counts are exact.
+ */
+START_TEST(test_fetch_walked_pieces)
+{
+	static struct run r;
+	struct kafka_stream *s = kafka_stream_new(KAFKA_ROLE_CLIENT, NULL);
+	struct buf b = { .n = 0 }, f = { .n = 0 }, recs = { .n = 0 };
+	size_t batch[3], aborted, records, at[8][2], n = 0;
+
+	run_init(&r);
+	w_be(&b, (uint32_t)-1, 4);
+	w_be(&b, 500, 4);
+	w_be(&b, 1, 4);
+	w_be(&b, 1 << 20, 4);
+	w_be(&b, 0, 1);
+	w_be(&b, 1, 4);
+	w_str(&b, "big");
+	w_be(&b, 1, 4);
+	w_be(&b, 0, 4);
+	w_be(&b, 0, 8);
+	w_be(&b, 1 << 20, 4);
+	w_request(&f, KAFKA_API_FETCH, 4, 9, false, &b);
+	feed_buf(s, KAFKA_DIR_OUT, &f, &r);
+
+	for (int i = 0; i < 3; i++) {
+		batch[i] = recs.n;
+		w_batch(&recs, i * 100, 100, 0);
+		for (int j = 0; j < 500; j++) /* record bytes nobody copies */
+			w_be(&recs, 0xab, 1);
+	}
+	/* w_batch's length covers its own records only: the filler belongs to it */
+	for (int i = 0; i < 3; i++) {
+		size_t end = i < 2 ? batch[i + 1] : recs.n;
+
+		recs.b[batch[i] + 8] = (uint8_t)((end - batch[i] - 12) >> 24);
+		recs.b[batch[i] + 9] = (uint8_t)((end - batch[i] - 12) >> 16);
+		recs.b[batch[i] + 10] = (uint8_t)((end - batch[i] - 12) >> 8);
+		recs.b[batch[i] + 11] = (uint8_t)(end - batch[i] - 12);
+	}
+	b.n = f.n = 0;
+	w_be(&b, 0, 4);
+	w_be(&b, 1, 4);
+	w_str(&b, "big");
+	w_be(&b, 1, 4);
+	w_be(&b, 0, 4);
+	w_be(&b, 0, 2);
+	w_be(&b, 300, 8);
+	w_be(&b, 300, 8);
+	w_be(&b, 2, 4); /* two aborted transactions: stepped over, never copied */
+	aborted = b.n;
+	w_be(&b, 7, 8);
+	w_be(&b, 0, 8);
+	w_be(&b, 8, 8);
+	w_be(&b, 50, 8);
+	w_be(&b, recs.n, 4);
+	records = b.n;
+	w_bytes(&b, recs.b, recs.n);
+	w_response(&f, 9, false, &b);
+	aborted += f.n - b.n;
+	records += f.n - b.n;
+	/* Captured: up to the aborted entries, from their end to the first batch's header's end, each
+	 * other batch's header. */
+	at[n][0] = 0, at[n++][1] = aborted;
+	at[n][0] = aborted + 32, at[n++][1] = records + batch[0] + 61;
+	at[n][0] = records + batch[1], at[n++][1] = records + batch[1] + 61;
+	at[n][0] = records + batch[2], at[n++][1] = records + batch[2] + 61;
+	for (size_t i = 0; i < n; i++) {
+		size_t next = i + 1 < n ? at[i + 1][0] : f.n;
+
+		ck_assert_int_eq(kafka_stream_feed(s, KAFKA_DIR_IN, f.b + at[i][0], at[i][1] - at[i][0],
+						   next - at[i][0], 2, on_ex, &r),
+				 0);
+	}
+	stream_end(s);
+	ck_assert_str_eq(r.log, "Fetch v4 #9 err= group= answered=1\n"
+				"  big/0 err= records=300 uncounted=0 fetch=0 hw=300 next=300\n");
+}
+END_TEST
+
 /* Responses in another order than their requests: paired by correlation id. */
 START_TEST(test_out_of_order_responses)
 {
@@ -1081,6 +1163,7 @@ static Suite *kafka_proto_suite(void)
 	tcase_add_test(built, test_fetch_by_topic_id);
 	tcase_add_test(built, test_legacy_message_sets);
 	tcase_add_test(built, test_fetch_gap_counts_uncounted);
+	tcase_add_test(built, test_fetch_walked_pieces);
 	tcase_add_test(built, test_out_of_order_responses);
 	tcase_add_test(built, test_produce_acks_zero);
 	tcase_add_test(built, test_unpaired);
