@@ -74,6 +74,20 @@ static __always_inline long ps_kw_length(struct ps_walk_scratch *x, struct ps_wa
 	return 0;
 }
 
+/* A string's length (INT16, or flexible compact), then its bytes (PS_KW_NAME), then `after`. */
+static __always_inline long ps_kw_string(struct ps_walk_scratch *x, struct ps_walk_dir *d,
+					 bool flex, __u8 after)
+{
+	__s32 n;
+
+	if (ps_kw_length(x, d, flex, 2, &n))
+		return 1;
+	d->left[PS_KW_LEFT_N] = n > 0 ? n : 0;
+	d->after = after;
+	d->step = PS_KW_NAME;
+	return 0;
+}
+
 /* A frame starts: a response to a Fetch we saw go out is walked; a Fetch request is noted. */
 static __always_inline long ps_kw_head(struct ps_walk_scratch *x, struct ps_walk_dir *d)
 {
@@ -156,12 +170,7 @@ static __always_inline long ps_walk_kafka_step(struct ps_walk_scratch *x, struct
 		d->step = PS_KW_TOPICS;
 		return 0;
 	case PS_KW_CLIENT_ID: /* a nullable INT16 string, flexible or not */
-		if (ps_kw_length(x, d, false, 2, &n))
-			return 1;
-		d->left[PS_KW_LEFT_N] = n > 0 ? n : 0;
-		d->after = PS_KW_HEADER_END;
-		d->step = PS_KW_NAME;
-		return 0;
+		return ps_kw_string(x, d, false, PS_KW_HEADER_END);
 	case PS_KW_HEADER_END:
 		d->after = PS_KW_TXN_ID;
 		d->step = flex ? PS_KW_TAGS : PS_KW_TXN_ID;
@@ -171,12 +180,7 @@ static __always_inline long ps_walk_kafka_step(struct ps_walk_scratch *x, struct
 			d->step = PS_KW_ACKS;
 			return 0;
 		}
-		if (ps_kw_length(x, d, flex, 2, &n))
-			return 1;
-		d->left[PS_KW_LEFT_N] = n > 0 ? n : 0;
-		d->after = PS_KW_ACKS;
-		d->step = PS_KW_NAME;
-		return 0;
+		return ps_kw_string(x, d, flex, PS_KW_ACKS);
 	case PS_KW_ACKS:
 		ps_walk_pass(x, d, 6);
 		d->step = PS_KW_TOPICS;
@@ -193,12 +197,7 @@ static __always_inline long ps_walk_kafka_step(struct ps_walk_scratch *x, struct
 			d->step = PS_KW_PARTS;
 			return 0;
 		}
-		if (ps_kw_length(x, d, flex, 2, &n))
-			return 1;
-		d->left[PS_KW_LEFT_N] = n > 0 ? n : 0;
-		d->after = PS_KW_PARTS;
-		d->step = PS_KW_NAME;
-		return 0;
+		return ps_kw_string(x, d, flex, PS_KW_PARTS);
 	case PS_KW_NAME:
 		n = d->left[PS_KW_LEFT_N];
 		if (n > PS_SC_PIECE_MAX)

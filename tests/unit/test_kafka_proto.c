@@ -808,13 +808,11 @@ END_TEST
  * A Fetch v4 response of three batches (10, 20 and 5 records from offset 0), read in
  * three syscalls cut at the batches; the middle one copies `middle` of its bytes.
  */
-static void fetch_three_batches(struct run *r, size_t middle)
+/* A Fetch v4 (#9) of topic big, partition 0, from offset 0. */
+static void fetch_big_v4(struct kafka_stream *s, struct run *r)
 {
-	struct kafka_stream *s = kafka_stream_new(KAFKA_ROLE_CLIENT, NULL);
-	struct buf b = { .n = 0 }, f = { .n = 0 }, recs = { .n = 0 };
-	size_t second, third, cut1, cut2;
+	struct buf b = { .n = 0 }, f = { .n = 0 };
 
-	run_init(r);
 	w_be(&b, (uint32_t)-1, 4);
 	w_be(&b, 500, 4);
 	w_be(&b, 1, 4);
@@ -828,6 +826,16 @@ static void fetch_three_batches(struct run *r, size_t middle)
 	w_be(&b, 1 << 20, 4);
 	w_request(&f, KAFKA_API_FETCH, 4, 9, false, &b);
 	feed_buf(s, KAFKA_DIR_OUT, &f, r);
+}
+
+static void fetch_three_batches(struct run *r, size_t middle)
+{
+	struct kafka_stream *s = kafka_stream_new(KAFKA_ROLE_CLIENT, NULL);
+	struct buf b = { .n = 0 }, f = { .n = 0 }, recs = { .n = 0 };
+	size_t second, third, cut1, cut2;
+
+	run_init(r);
+	fetch_big_v4(s, r);
 
 	w_batch(&recs, 0, 10, 0);
 	second = recs.n;
@@ -897,19 +905,7 @@ START_TEST(test_fetch_walked_pieces)
 	size_t batch[3], aborted, records, at[8][2], n = 0;
 
 	run_init(&r);
-	w_be(&b, (uint32_t)-1, 4);
-	w_be(&b, 500, 4);
-	w_be(&b, 1, 4);
-	w_be(&b, 1 << 20, 4);
-	w_be(&b, 0, 1);
-	w_be(&b, 1, 4);
-	w_str(&b, "big");
-	w_be(&b, 1, 4);
-	w_be(&b, 0, 4);
-	w_be(&b, 0, 8);
-	w_be(&b, 1 << 20, 4);
-	w_request(&f, KAFKA_API_FETCH, 4, 9, false, &b);
-	feed_buf(s, KAFKA_DIR_OUT, &f, &r);
+	fetch_big_v4(s, &r);
 
 	for (int i = 0; i < 3; i++) {
 		batch[i] = recs.n;
