@@ -12,7 +12,8 @@
 #     partitions, read back by confluent-kafka and kcat: each Fetch response holds a batch
 #     of every partition (about 100 KB), read a syscall far larger than the capture's 4 KiB
 #     prefix at a time; the kernel's walker sends the batch headers past it (without it,
-#     about a third were counted)
+#     about a third were counted); and kafka-python writing every partition's batch in one
+#     Produce request, sent a big send() at a time (without the walker, an eighth counted)
 # and the broker's own view, and no payload anywhere in periscoped's output. An alert rule of
 # protocol kafka (error_ratio, by service and topic) fires exactly once, into the syslog sink
 # (RFC 5424 over UDP to a listener here), for the one producer whose Produce requests were
@@ -51,7 +52,7 @@ bin=$work/bin
 mkdir -p "$bin"
 cp "$broker_bin" "$bin/pstest-kbroker"
 cp "$(command -v kcat)" "$bin/pstest-kcat"
-for name in kpysync rdbatch rderrors kpycons rdgroup rdlag rdlarge; do
+for name in kpysync rdbatch rderrors kpycons rdgroup rdlag rdlarge kpylarge; do
 	cp "$(readlink -f "$PYTHON")" "$bin/pstest-$name"
 done
 client=$here/kafka/client.py
@@ -82,7 +83,7 @@ ALERT=kafka-errors
 	echo "plugins:"
 	echo "  kafka: { ports: [$PORT] }"
 	echo "services:"
-	for name in kbroker kcat kpysync rdbatch rderrors kpycons rdgroup rdlag rdlarge; do
+	for name in kbroker kcat kpysync rdbatch rderrors kpycons rdgroup rdlag rdlarge kpylarge; do
 		echo "  - { match: { exe: $bin/pstest-$name }, name: pstest-$name }"
 	done
 	echo "sinks:"
@@ -98,7 +99,7 @@ grep -q "capture: protocol kafka" "$DAEMON_ERR" || fail "kafka did not register 
 # ---- the broker: commands on fd 3, its answers on fd 4 -----------------------------------
 mkfifo "$work/broker.in" "$work/broker.out"
 "$bin/pstest-kbroker" "$PORT" pstest-sync:1 pstest-batch:1 pstest-kcat:1 pstest-errors:1 \
-	pstest-lag:1 pstest-large:$LARGE_PARTITIONS <"$work/broker.in" >"$work/broker.out" 2>"$work/broker.err" &
+	pstest-lag:1 pstest-large:$LARGE_PARTITIONS pstest-plarge:$LARGE_PARTITIONS <"$work/broker.in" >"$work/broker.out" 2>"$work/broker.err" &
 children+=($!)
 exec 3>"$work/broker.in" 4<"$work/broker.out"
 read -r -t 20 ready addr <&4 || fail "the mock broker did not start: $(cat "$work/broker.err")"
@@ -150,6 +151,7 @@ run rdbatch produce confluent "$BS" pstest-large $LARGE spread $LARGE_BATCH "sen
 run rdlarge consume confluent "$BS" pstest-large $LARGE "consumed $LARGE"
 got=$("$bin/pstest-kcat" -C -b "$BS" -t pstest-large -o beginning -e -q | wc -l)
 [ "$got" = $LARGE ] || fail "kcat consumed $got messages of pstest-large, not $LARGE"
+run kpylarge produce kafka-python "$BS" pstest-plarge $LARGE spread $LARGE_BATCH "sent $LARGE"
 
 # ---- lag: a consumer that stops partway, holding its connections ----------------------------
 run rdbatch produce confluent "$BS" pstest-lag $LAG_TOTAL batch $PER_REQUEST "sent $LAG_TOTAL"
@@ -204,6 +206,7 @@ expect $BATCHED $CONSUMED $K "$(svc kpycons)" "$(dest pstest-batch)" "$(group ''
 expect $SYNC $CONSUMED $K "$(svc rdgroup)" "$(dest pstest-sync)" "$(group pstest-cgroup)"
 expect $KCAT $CONSUMED $K "$(svc kcat)" "$(dest pstest-kcat)" "$(group '')"
 expect $LARGE $SENT $K "$(svc rdbatch)" "$(dest pstest-large)" "$none"
+expect $LARGE $SENT $K "$(svc kpylarge)" "$(dest pstest-plarge)" "$none"
 expect $LARGE $CONSUMED $K "$(svc rdlarge)" "$(dest pstest-large)" "$(group pstest-unused)"
 expect $LARGE $CONSUMED $K "$(svc kcat)" "$(dest pstest-large)" "$(group '')"
 # The stalled consumer: what its fetches delivered (librdkafka's rxmsgs).
@@ -265,5 +268,5 @@ if [ "$failures" -gt 0 ]; then
 fi
 echo "ok: sent $SYNC sync + $BATCHED batched in $BATCH_REQUESTS requests + $KCAT (kcat) + $ERRORS refused and" \
 	"$AFTER_ERRORS retried; consumed $BATCHED + $SYNC (group) + $KCAT; $LARGE in large fetches" \
-	"by librdkafka and kcat; lag $LAG while" \
+	"by librdkafka and kcat, $LARGE sent by kafka-python in 8-partition requests; lag $LAG while" \
 	"stalled, gone after; alert $ALERT fired once, ratio $want_ratio ($CAPTURE_HOOKS)"

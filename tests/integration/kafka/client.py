@@ -4,8 +4,9 @@
   client.py produce LIB BOOTSTRAP TOPIC COUNT MODE [PER_REQUEST]
       LIB: kafka-python | confluent. MODE sync: one message per request, each send
       waits for its acknowledgement; batch: PER_REQUEST messages per request (linger,
-      then flush); spread (confluent): batches of PER_REQUEST messages, to partitions
-      in turn, many requests in flight. Prints "sent N"; confluent adds "requests R", the Produce requests
+      then flush); spread: batches of PER_REQUEST messages, to partitions in turn
+      (confluent: many requests in flight; kafka-python: every partition's batch in
+      one request). Prints "sent N"; confluent adds "requests R", the Produce requests
       librdkafka's statistics say it sent.
   client.py consume LIB BOOTSTRAP TOPIC COUNT [GROUP]
       Reads COUNT messages of every partition of TOPIC from the beginning, in GROUP
@@ -47,6 +48,18 @@ def produce_kafka_python(bootstrap, topic, count, mode, per_request):
                           retry_backoff_ms=50, api_version_auto_timeout_ms=10000)
         for i in range(count):
             p.send(topic, value=payload(i), key=key(i), partition=0).get(timeout=30)
+    elif mode == "spread":
+        # Every partition's batch in one Produce request, written a big send() at a time.
+        p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=200, retries=10,
+                          batch_size=1 << 20, api_version_auto_timeout_ms=10000)
+        parts = sorted(p.partitions_for(topic))
+        for start in range(0, count, per_request * len(parts)):
+            futs = [p.send(topic, value=payload(i), key=key(i),
+                           partition=parts[(i // per_request) % len(parts)])
+                    for i in range(start, min(count, start + per_request * len(parts)))]
+            p.flush(timeout=30)
+            for f in futs:
+                f.get(timeout=30)
     else:
         p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=60000, retries=10,
                           batch_size=1 << 20, api_version_auto_timeout_ms=10000)
