@@ -620,7 +620,7 @@ struct ps_walk_scratch {
 	__u8 val[2 * PS_WALK_CARRY]; /* the field being read: carried bytes, then this syscall's */
 	struct ps_sc_event ev;	     /* PIECES, its pieces right after it */
 	struct ps_sc_piece pieces[PS_SC_PIECES_MAX];
-	__u8 slack[2 * PS_SC_PIECE_MAX]; /* the verifier's view of the last piece's copy */
+	__u8 slack[3 * PS_SC_PIECE_MAX]; /* the verifier's view of the last piece's copy */
 };
 
 struct {
@@ -676,12 +676,21 @@ static __always_inline bool ps_walk_find(struct ps_walk_scratch *x, __u64 off)
 	       off < x->at_start + x->iov[x->at_iov & (PS_WALK_IOV - 1)].iov_len;
 }
 
-/* n (<= PS_SC_PIECE_MAX) bytes at offset off of what the syscall moved, into dst; how many. */
-static __always_inline __u32 ps_walk_read(struct ps_walk_scratch *x, __u64 off, __u8 *dst, __u32 n)
+/*
+ * n (<= PS_SC_PIECE_MAX) bytes at offset off of what the syscall moved, into
+ * this CPU's walk scratch at byte dst; how many. Global: verified once, not
+ * at each of the walker's many reads.
+ */
+__attribute__((noinline)) __u32 ps_walk_read(__u64 off, __u32 dst, __u32 n)
 {
-	__u64 got = 0;
+	struct ps_walk_scratch *x = ps_walk_scratch_get();
+	__u64 got = 0, at = dst;
 
-	if (n > PS_SC_PIECE_MAX)
+	/* Checked in the register the pointer is made from: clang would check a copy. */
+	asm volatile("if %[a] > %[max] goto +1; goto +2; %[a] = 0; %[n] = 0"
+		     : [a] "+r"(at), [n] "+r"(n)
+		     : [max] "i"(sizeof(struct ps_walk_scratch) - 3 * PS_SC_PIECE_MAX));
+	if (!x || n > PS_SC_PIECE_MAX)
 		return 0;
 	/* A read spans a few iovecs at most: a field or a batch header. */
 	for (int seg = 0; seg < 3 && got < n; seg++) {
@@ -696,7 +705,8 @@ static __always_inline __u32 ps_walk_read(struct ps_walk_scratch *x, __u64 off, 
 			k = n - got;
 		asm volatile("%[k] &= %[m]" : [k] "+r"(k) : [m] "i"(PS_SC_PIECE_MAX * 2 - 1));
 		asm volatile("%[g] &= %[m]" : [g] "+r"(got) : [m] "i"(PS_SC_PIECE_MAX * 2 - 1));
-		if (bpf_probe_read_user(dst + got, k, v->iov_base + (off + got - x->at_start)))
+		if (bpf_probe_read_user((__u8 *)x + at + got, k,
+					v->iov_base + (off + got - x->at_start)))
 			break;
 		got += k;
 	}
@@ -734,7 +744,7 @@ static __always_inline void ps_walk_piece(struct ps_walk_scratch *x, struct ps_w
 	p = &x->pieces[x->n_pieces & (PS_SC_PIECES_MAX - 1)];
 	p->off = (__u32)off;
 	p->pad = 0;
-	p->len = ps_walk_read(x, off, p->data, n);
+	p->len = ps_walk_read(off, (__u8 *)p->data - (__u8 *)x, n);
 	if (p->len)
 		x->n_pieces++;
 }
@@ -758,7 +768,7 @@ static __always_inline __u32 ps_walk_peek(struct ps_walk_scratch *x, struct ps_w
 	n = want - have;
 	if (n > x->total - off)
 		n = x->total - off;
-	return have + ps_walk_read(x, off, &x->val[have], n);
+	return have + ps_walk_read(off, (__u8 *)&x->val[have] - (__u8 *)x, n);
 }
 
 /* The first k bytes peeked are the field: past them, sending what this syscall had of them. */
