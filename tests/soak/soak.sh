@@ -174,12 +174,17 @@ children+=($wrk_pid $sbps_pid $sbrw_pid $kprod_pid $tcp_pid)
 # The RSS curve: a sample at the start of the load and every SAMPLE seconds until it ends,
 # each with the drops and series of the latest snapshot and the host's load average beside
 # it (other work on a shared host is part of what the daemon copes with: it shows there).
+# The time periscoped's threads spent runnable but waiting for a CPU (schedstat), in ms: a
+# drained-late ring shows there first.
+waited_ms() {
+	cat /proc/"$DAEMON_PID"/task/*/schedstat 2>/dev/null | awk '{ ns += $2 } END { printf "%d", ns / 1e6 }'
+}
 sample() {
 	local drops
 	cp "$PROM" "$work/sample.prom" 2>/dev/null
 	drops=$(series_value "$work/sample.prom" periscope_events_dropped_total)
 	echo "$((SECONDS - t0)) $(rss) $drops $(cut -d' ' -f1 /proc/loadavg)" \
-		"$(grep -c '^[a-z]' "$work/sample.prom")" >>"$work/rss"
+		"$(grep -c '^[a-z]' "$work/sample.prom") $(waited_ms)" >>"$work/rss"
 }
 : >"$work/rss"
 next=0
@@ -226,10 +231,10 @@ failed=() # the criteria that failed, one line each
 # ---- memory -------------------------------------------------------------------------------
 warmup=$((SOAK_SECONDS / 10))
 say "daemon RSS (VmRSS) every ${SAMPLE} s, with the events dropped so far, the series in the"
-say "registry (the host's other processes and connections make some) and the host's load"
-say "average; warm-up: the first ${warmup} s"
-awk -v w="$warmup" '{ printf "  t=%4ds  %6d KiB  dropped %-8s series %-6s load %-6s%s\n", $1, $2,
-	$3, $5, $4, ($1 < w ? "  (warm-up)" : "") }' "$work/rss"
+say "registry (the host's other processes and connections make some), the time periscoped's"
+say "threads waited for a CPU so far and the host's load average; warm-up: the first ${warmup} s"
+awk -v w="$warmup" '{ printf "  t=%4ds  %6d KiB  dropped %-8s series %-6s cpu-wait %6d ms  load %-6s%s\n",
+	$1, $2, $3, $5, $6, $4, ($1 < w ? "  (warm-up)" : "") }' "$work/rss"
 read -r base peak last < <(awk -v w="$warmup" '
 	$1 >= w { if (!n++) base = $2; if ($2 > peak) peak = $2; last = $2 }
 	END { print base + 0, peak + 0, last + 0 }' "$work/rss")
