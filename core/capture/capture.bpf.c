@@ -410,6 +410,8 @@ static __always_inline void ps_sc_emit_control(__u32 type, __u32 fd, const struc
 	ps_rb_output(&ps_sc_events, &ev, sizeof(ev));
 }
 
+static __always_inline void ps_sc_tls_unbind(__u64 key, __u64 conn_id);
+
 /* Syscall path: the fd stops being what we knew: a CLOSE if it was followed; both maps forget it. */
 static __always_inline void ps_sc_forget(__u64 key, __u32 fd)
 {
@@ -422,6 +424,8 @@ static __always_inline void ps_sc_forget(__u64 key, __u32 fd)
 		return;
 	if (c->state == PS_SC_MINE)
 		ps_sc_emit_control(PS_SC_EV_CLOSE, fd, c);
+	if (c->tls)
+		ps_sc_tls_unbind(key, c->id);
 	bpf_map_delete_elem(&ps_sc_conns, &key);
 }
 
@@ -629,6 +633,17 @@ struct {
 	__type(value, struct ps_sc_tls_fd);
 } ps_sc_tls_fds SEC(".maps");
 
+/*
+ * The ps_sc_tls_fds entry each connection (by conns key) made: nothing tells
+ * when an SSL object is freed, so the connection's end takes its entry away.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PS_SC_DEFAULT_CONNECTIONS);
+	__type(key, __u64);
+	__type(value, struct ps_sc_tls_key);
+} ps_sc_tls_owners SEC(".maps");
+
 /* Processes whose first TLS connection user space heard of (a hint to look for libssl). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -655,6 +670,8 @@ static __always_inline void ps_sc_tls_bind(__u64 key, __u32 fd, const struct ps_
 		bpf_task_storage_get(&ps_sc_tls_calls, bpf_get_current_task_btf(), 0, 0);
 	struct ps_sc_tls_key k = {};
 	struct ps_sc_tls_fd v = {};
+	struct ps_sc_tls_key *had;
+	struct ps_sc_tls_fd *was;
 
 	if (!call || !call->active || call->bound)
 		return;
@@ -663,10 +680,38 @@ static __always_inline void ps_sc_tls_bind(__u64 key, __u32 fd, const struct ps_
 	call->fd = fd;
 	k.ssl = call->ssl;
 	k.tgid = bpf_get_current_pid_tgid() >> 32;
+	was = bpf_map_lookup_elem(&ps_sc_tls_fds, &k);
+	if (was && was->conn_id == c->id && was->key == key && was->fd == fd)
+		return; /* as on the last call: the usual case, a lookup instead of two updates */
 	v.conn_id = c->id;
 	v.key = key;
 	v.fd = fd;
 	bpf_map_update_elem(&ps_sc_tls_fds, &k, &v, BPF_ANY);
+	/* One entry per connection: another SSL object's on it goes (its owner is forgotten). */
+	had = bpf_map_lookup_elem(&ps_sc_tls_owners, &key);
+	if (had && (had->ssl != k.ssl || had->tgid != k.tgid)) {
+		was = bpf_map_lookup_elem(&ps_sc_tls_fds, had);
+		if (was && was->key == key)
+			bpf_map_delete_elem(&ps_sc_tls_fds, had);
+	}
+	bpf_map_update_elem(&ps_sc_tls_owners, &key, &k, BPF_ANY);
+}
+
+/*
+ * The tls connection at key ends: the SSL object's entry goes, unless the
+ * object moved on to another connection since.
+ */
+static __always_inline void ps_sc_tls_unbind(__u64 key, __u64 conn_id)
+{
+	struct ps_sc_tls_key *k = bpf_map_lookup_elem(&ps_sc_tls_owners, &key);
+	struct ps_sc_tls_fd *v;
+
+	if (!k)
+		return;
+	v = bpf_map_lookup_elem(&ps_sc_tls_fds, k);
+	if (v && v->key == key && v->conn_id == conn_id)
+		bpf_map_delete_elem(&ps_sc_tls_fds, k);
+	bpf_map_delete_elem(&ps_sc_tls_owners, &key);
 }
 
 /* The connection turned out to be TLS; user space hears once per process image. */
@@ -1048,11 +1093,15 @@ static __always_inline void ps_sc_sock_end(struct ps_sc_conn *c)
 	__u64 key = c->id;
 	struct ps_sc_conn *plain;
 
+	/* An order given since it last looked will never be taken now. */
+	if (c->orders_seen != ps_sc_orders_gen)
+		bpf_map_delete_elem(&ps_sc_orders, &key);
 	if (c->tls) {
 		plain = bpf_map_lookup_elem(&ps_sc_conns, &key);
 		if (plain && plain->state == PS_SC_MINE)
 			ps_sc_emit_control(PS_SC_EV_CLOSE, 0, plain);
 		bpf_map_delete_elem(&ps_sc_conns, &key);
+		ps_sc_tls_unbind(key, c->id);
 	} else if (c->state == PS_SC_MINE) {
 		ps_sc_emit_control(PS_SC_EV_CLOSE, 0, c);
 	}
