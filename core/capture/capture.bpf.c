@@ -401,13 +401,40 @@ static __always_inline void ps_sc_fill_header(struct ps_sc_event *ev, __u32 type
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 }
 
-/* CLOSE or EXIT: header only. */
+/*
+ * CLOSE and EXIT events the ring had no room for, by PS_SC_LOST_CLOSE | conn_id
+ * or PS_SC_LOST_EXIT | tgid: user space applies them at a flush, or what they
+ * end would wait for the idle expiry. Written only when the ring is full.
+ * Connection ids never reach bit 63 (cookies count from 1; ours are the CPU
+ * above bit 48).
+ */
+#define PS_SC_LOST_MAX	 8192
+#define PS_SC_LOST_CLOSE 0ull
+#define PS_SC_LOST_EXIT	 (1ull << 63)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PS_SC_LOST_MAX);
+	__type(key, __u64);
+	__type(value, struct ps_sc_event);
+} ps_sc_lost SEC(".maps");
+
+/* CLOSE, EXIT and the hints: header only. */
 static __always_inline void ps_sc_emit_control(__u32 type, __u32 fd, const struct ps_sc_conn *c)
 {
 	struct ps_sc_event ev;
+	__u64 key;
 
 	ps_sc_fill_header(&ev, type, fd, c, true);
-	ps_rb_output(&ps_sc_events, &ev, sizeof(ev));
+	if (!ps_rb_output(&ps_sc_events, &ev, sizeof(ev)))
+		return;
+	if (type == PS_SC_EV_CLOSE)
+		key = PS_SC_LOST_CLOSE | ev.conn_id;
+	else if (type == PS_SC_EV_EXIT)
+		key = PS_SC_LOST_EXIT | ev.tgid;
+	else
+		return;
+	bpf_map_update_elem(&ps_sc_lost, &key, &ev, BPF_ANY);
 }
 
 static __always_inline void ps_sc_tls_unbind(__u64 key, __u64 conn_id);

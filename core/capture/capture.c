@@ -41,6 +41,19 @@
 #define CONNS_MAX    16384 /* connections decoded at once; past it the least recently fed goes */
 #define CONN_IDLE_NS (15ull * 60 * 1000000000) /* a connection nothing was fed to is dropped */
 #define TLS_TICK_NS  1000000 /* TLS looks wait a second; checking each ms of events is enough */
+/*
+ * A CLOSE or EXIT the ring had no room for waits this long in the kernel's
+ * lost map before it is applied: the events sent before it have been drained
+ * by then, so none of them brings its connection back afterwards.
+ */
+#define LOST_GRACE_NS 1000000000ull
+#define LOST_BATCH    1024 /* lost events applied per flush; the rest at the next */
+/*
+ * A rejected connection stays to swallow the events already on their way;
+ * once it has been quiet this long, the kernel has stopped sending (the
+ * socket path's order is taken before any further byte is sent).
+ */
+#define REJECTED_IDLE_NS (10ull * 1000000000)
 
 struct ps_capture_reg {
 	struct ps_plugin *owner;
@@ -433,6 +446,9 @@ static void on_process_exit(const struct ps_sc_event *e)
 		if (c->pub.pid != e->tgid)
 			continue;
 		if (cap.socket_path && c->pub.local.family != AF_UNIX)
+			continue;
+		/* A lost EXIT comes late: a connection fed since is a new process's of that pid. */
+		if (c->last_ns > e->ts_ns)
 			continue;
 		kernel_forget(c);
 		conn_free(c, e->ts_ns);
@@ -889,20 +905,72 @@ static void report_stats(void)
 	}
 }
 
+/*
+ * The CLOSE and EXIT events the kernel kept when the ring was full, applied
+ * as if they had come (once the ring has surely delivered what preceded
+ * them): without them their connections would live until the idle expiry.
+ * Returns how many were applied.
+ */
+static size_t apply_lost(uint64_t now)
+{
+	int fd = bpf_map__fd(cap.skel->maps.ps_sc_lost);
+	__u64 keys[LOST_BATCH], key, *prev = NULL;
+	struct ps_sc_event ev;
+	size_t n = 0, applied = 0;
+
+	while (n < LOST_BATCH && bpf_map_get_next_key(fd, prev, &key) == 0) {
+		keys[n] = key;
+		prev = &keys[n++];
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (bpf_map_lookup_elem(fd, &keys[i], &ev) || ev.ts_ns + LOST_GRACE_NS > now)
+			continue;
+		bpf_map_delete_elem(fd, &keys[i]);
+		on_event(NULL, &ev, sizeof(ev));
+		applied++;
+	}
+	return applied;
+}
+
+/*
+ * Rejected connections are kept only for the events still on their way: the
+ * socket path's kernel sends no CLOSE for them, so they would otherwise wait
+ * for the idle expiry.
+ */
+static size_t drop_rejected(uint64_t now)
+{
+	struct conn *c, *next;
+	size_t n = 0;
+
+	for (c = cap.oldest; c && now - c->last_ns > REJECTED_IDLE_NS; c = next) {
+		next = c->newer;
+		if (c->reg)
+			continue;
+		kernel_forget(c);
+		conn_free(c, now);
+		n++;
+	}
+	return n;
+}
+
 void ps_capture_collect(void)
 {
 	uint64_t now = mono_now_ns();
-	size_t expired = 0;
+	size_t expired = 0, lost, rejected;
 
 	if (!cap.skel)
 		return;
+	lost = apply_lost(now);
+	rejected = drop_rejected(now);
 	while (cap.oldest && now - cap.oldest->last_ns > CONN_IDLE_NS) {
 		kernel_forget(cap.oldest);
 		conn_free(cap.oldest, now);
 		expired++;
 	}
-	if (expired)
-		ps_debug(SUBSYS, "%zu idle connections dropped", expired);
+	if (expired || lost || rejected)
+		ps_debug(SUBSYS, "connections dropped: %zu idle, %zu rejected; %zu lost CLOSE/EXIT "
+				 "events applied",
+			 expired, rejected, lost);
 	if (cap.tls)
 		capture_tls_tick(cap.tls, now);
 	for (unsigned i = 0; i < PS_SC_SLOTS; i++) {
