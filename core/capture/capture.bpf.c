@@ -1372,7 +1372,62 @@ int ps_sc_enter_dup3(struct trace_event_raw_sys_enter *ctx)
 	return ps_sc_dup_over(ctx);
 }
 
-/* The last thread of a process that had connections of ours is going. */
+/* Set before load on the syscall path, where entries are keyed by tgid and fd. */
+const volatile __u8 ps_sc_fd_keys = 0;
+
+#define PS_SC_EXIT_FDS_MAX 65536 /* fds looked at when a process goes; past them, the LRU */
+
+struct ps_sc_exit_fds {
+	__u64 tgid_key; /* tgid << 32 */
+	unsigned long *open_fds;
+	unsigned long word; /* open_fds' word of the current fd */
+};
+
+/* bpf_loop callback, one fd per call: an open fd's entries go. */
+static long ps_sc_exit_fd(__u32 fd, void *data)
+{
+	struct ps_sc_exit_fds *x = data;
+	struct ps_sc_conn *c;
+	__u64 key;
+
+	if ((fd & 63) == 0 &&
+	    bpf_probe_read_kernel(&x->word, sizeof(x->word), &x->open_fds[fd / 64]))
+		return 1;
+	if (!(x->word & (1ul << (fd & 63))))
+		return 0;
+	key = x->tgid_key | fd;
+	if (bpf_map_delete_elem(&ps_sc_skip, &key) == 0)
+		return 0;
+	c = bpf_map_lookup_elem(&ps_sc_conns, &key);
+	if (!c)
+		return 0;
+	if (c->tls)
+		ps_sc_tls_unbind(key, c->id);
+	bpf_map_delete_elem(&ps_sc_conns, &key);
+	return 0;
+}
+
+/*
+ * Syscall path: a process's fds close at exit without a close syscall, so
+ * their entries would wait for the LRU. The fd table is still there when the
+ * exit tracepoint fires; the CLOSEs are the EXIT's, in user space.
+ */
+static __always_inline void ps_sc_exit_forget_fds(struct task_struct *task, __u32 tgid)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct ps_sc_exit_fds x = { .tgid_key = (__u64)tgid << 32 };
+	__u32 n;
+
+	if (!fdt)
+		return;
+	n = BPF_CORE_READ(fdt, max_fds);
+	x.open_fds = BPF_CORE_READ(fdt, open_fds);
+	if (!x.open_fds)
+		return;
+	bpf_loop(n < PS_SC_EXIT_FDS_MAX ? n : PS_SC_EXIT_FDS_MAX, ps_sc_exit_fd, &x, 0);
+}
+
+/* The last thread of a process is going: an EXIT if it had connections of ours. */
 SEC("tp/sched/sched_process_exit")
 int ps_sc_process_exit(void *ctx)
 {
@@ -1382,6 +1437,8 @@ int ps_sc_process_exit(void *ctx)
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 	ps_sc_tls_forget_proc(tgid);
+	if (ps_sc_fd_keys && tgid != ps_self_tgid)
+		ps_sc_exit_forget_fds(task, tgid);
 	if (!bpf_map_lookup_elem(&ps_sc_procs, &tgid))
 		return 0;
 	bpf_map_delete_elem(&ps_sc_procs, &tgid);

@@ -522,6 +522,7 @@ static int load_path(bool socket_path)
 	if (!cap.skel)
 		return -errno;
 	cap.skel->rodata->ps_self_tgid = ps_bpf_self_tgid();
+	cap.skel->rodata->ps_sc_fd_keys = !socket_path;
 	if (cap.ring_size &&
 	    (err = bpf_map__set_max_entries(cap.skel->maps.ps_sc_events, (__u32)cap.ring_size))) {
 		capture_bpf__destroy(cap.skel);
