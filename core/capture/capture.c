@@ -41,13 +41,8 @@
 #define CONNS_MAX    16384 /* connections decoded at once; past it the least recently fed goes */
 #define CONN_IDLE_NS (15ull * 60 * 1000000000) /* a connection nothing was fed to is dropped */
 #define TLS_TICK_NS  1000000 /* TLS looks wait a second; checking each ms of events is enough */
-/*
- * A CLOSE or EXIT the ring had no room for waits this long in the kernel's
- * lost map before it is applied: the events sent before it have been drained
- * by then, so none of them brings its connection back afterwards.
- */
-#define LOST_GRACE_NS 1000000000ull
-#define LOST_BATCH    1024 /* lost events applied per flush; the rest at the next */
+#define LOST_BATCH   256 /* CLOSE/EXIT events the ring dropped, taken out of the kernel at once */
+#define LOST_ROUNDS  64	 /* batches per flush: all of them (the kernel keeps at most 8192) */
 /*
  * A rejected connection stays to swallow the events already on their way;
  * once it has been quiet this long, the kernel has stopped sending (the
@@ -908,27 +903,34 @@ static void report_stats(void)
 
 /*
  * The CLOSE and EXIT events the kernel kept when the ring was full, applied
- * as if they had come (once the ring has surely delivered what preceded
- * them): without them their connections would live until the idle expiry.
+ * as if they had come: without them their connections would live until the
+ * idle expiry. Each batch is taken out of the map first, then the rings are
+ * drained: what was sent before an event is in the ring by the time the event
+ * is in the map, and must not bring a connection back after its CLOSE.
  * Returns how many were applied.
  */
-static size_t apply_lost(uint64_t now)
+static size_t apply_lost(void)
 {
+	static struct ps_sc_event lost[LOST_BATCH]; /* the loop thread's only */
 	int fd = bpf_map__fd(cap.skel->maps.ps_sc_lost);
-	__u64 keys[LOST_BATCH], key, *prev = NULL;
-	struct ps_sc_event ev;
-	size_t n = 0, applied = 0;
+	__u64 keys[LOST_BATCH], key;
+	size_t applied = 0;
 
-	while (n < LOST_BATCH && bpf_map_get_next_key(fd, prev, &key) == 0) {
-		keys[n] = key;
-		prev = &keys[n++];
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (bpf_map_lookup_elem(fd, &keys[i], &ev) || ev.ts_ns + LOST_GRACE_NS > now)
-			continue;
-		bpf_map_delete_elem(fd, &keys[i]);
-		on_event(NULL, &ev, sizeof(ev));
-		applied++;
+	for (int round = 0; round < LOST_ROUNDS; round++) {
+		size_t n = 0, taken = 0;
+
+		while (n < LOST_BATCH && bpf_map_get_next_key(fd, n ? &keys[n - 1] : NULL, &key) == 0)
+			keys[n++] = key;
+		for (size_t i = 0; i < n; i++)
+			if (bpf_map_lookup_elem(fd, &keys[i], &lost[taken]) == 0 &&
+			    bpf_map_delete_elem(fd, &keys[i]) == 0)
+				taken++;
+		if (!taken)
+			break;
+		ps_bpf_drain();
+		for (size_t i = 0; i < taken; i++)
+			on_event(NULL, &lost[i], sizeof(lost[i]));
+		applied += taken;
 	}
 	return applied;
 }
@@ -961,7 +963,7 @@ void ps_capture_collect(void)
 
 	if (!cap.skel)
 		return;
-	lost = apply_lost(now);
+	lost = apply_lost();
 	rejected = drop_rejected(now);
 	while (cap.oldest && now - cap.oldest->last_ns > CONN_IDLE_NS) {
 		kernel_forget(cap.oldest);
