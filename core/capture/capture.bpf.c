@@ -410,14 +410,43 @@ static __always_inline void ps_sc_fill_header(struct ps_sc_event *ev, __u32 type
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 }
 
-/* CLOSE or EXIT: header only. */
+/*
+ * CLOSE and EXIT events the ring had no room for, by PS_SC_LOST_CLOSE | conn_id
+ * or PS_SC_LOST_EXIT | tgid: user space applies them at a flush, or what they
+ * end would wait for the idle expiry. Written only when the ring is full.
+ * Connection ids never reach bit 63 (cookies count from 1; ours are the CPU
+ * above bit 48).
+ */
+#define PS_SC_LOST_MAX	 8192
+#define PS_SC_LOST_CLOSE 0ull
+#define PS_SC_LOST_EXIT	 (1ull << 63)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PS_SC_LOST_MAX);
+	__type(key, __u64);
+	__type(value, struct ps_sc_event);
+} ps_sc_lost SEC(".maps");
+
+/* CLOSE, EXIT and the hints: header only. */
 static __always_inline void ps_sc_emit_control(__u32 type, __u32 fd, const struct ps_sc_conn *c)
 {
 	struct ps_sc_event ev;
+	__u64 key;
 
 	ps_sc_fill_header(&ev, type, fd, c, true);
-	ps_rb_output(&ps_sc_events, &ev, sizeof(ev));
+	if (!ps_rb_output(&ps_sc_events, &ev, sizeof(ev)))
+		return;
+	if (type == PS_SC_EV_CLOSE)
+		key = PS_SC_LOST_CLOSE | ev.conn_id;
+	else if (type == PS_SC_EV_EXIT)
+		key = PS_SC_LOST_EXIT | ev.tgid;
+	else
+		return;
+	bpf_map_update_elem(&ps_sc_lost, &key, &ev, BPF_ANY);
 }
+
+static __always_inline void ps_sc_tls_unbind(__u64 key, __u64 conn_id);
 
 /* Syscall path: the fd stops being what we knew: a CLOSE if it was followed; both maps forget it. */
 static __always_inline void ps_sc_forget(__u64 key, __u32 fd)
@@ -436,6 +465,8 @@ static __always_inline void ps_sc_forget(__u64 key, __u32 fd)
 
 		bpf_map_delete_elem(&ps_sc_walks, &id);
 	}
+	if (c->tls)
+		ps_sc_tls_unbind(key, c->id);
 	bpf_map_delete_elem(&ps_sc_conns, &key);
 }
 
@@ -984,6 +1015,17 @@ struct {
 	__type(value, struct ps_sc_tls_fd);
 } ps_sc_tls_fds SEC(".maps");
 
+/*
+ * The ps_sc_tls_fds entry each connection (by conns key) made: nothing tells
+ * when an SSL object is freed, so the connection's end takes its entry away.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PS_SC_DEFAULT_CONNECTIONS);
+	__type(key, __u64);
+	__type(value, struct ps_sc_tls_key);
+} ps_sc_tls_owners SEC(".maps");
+
 /* Processes whose first TLS connection user space heard of (a hint to look for libssl). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -1010,6 +1052,8 @@ static __always_inline void ps_sc_tls_bind(__u64 key, __u32 fd, const struct ps_
 		bpf_task_storage_get(&ps_sc_tls_calls, bpf_get_current_task_btf(), 0, 0);
 	struct ps_sc_tls_key k = {};
 	struct ps_sc_tls_fd v = {};
+	struct ps_sc_tls_key *had;
+	struct ps_sc_tls_fd *was;
 
 	if (!call || !call->active || call->bound)
 		return;
@@ -1018,10 +1062,38 @@ static __always_inline void ps_sc_tls_bind(__u64 key, __u32 fd, const struct ps_
 	call->fd = fd;
 	k.ssl = call->ssl;
 	k.tgid = bpf_get_current_pid_tgid() >> 32;
+	was = bpf_map_lookup_elem(&ps_sc_tls_fds, &k);
+	if (was && was->conn_id == c->id && was->key == key && was->fd == fd)
+		return; /* as on the last call: the usual case, a lookup instead of two updates */
 	v.conn_id = c->id;
 	v.key = key;
 	v.fd = fd;
 	bpf_map_update_elem(&ps_sc_tls_fds, &k, &v, BPF_ANY);
+	/* One entry per connection: another SSL object's on it goes (its owner is forgotten). */
+	had = bpf_map_lookup_elem(&ps_sc_tls_owners, &key);
+	if (had && (had->ssl != k.ssl || had->tgid != k.tgid)) {
+		was = bpf_map_lookup_elem(&ps_sc_tls_fds, had);
+		if (was && was->key == key)
+			bpf_map_delete_elem(&ps_sc_tls_fds, had);
+	}
+	bpf_map_update_elem(&ps_sc_tls_owners, &key, &k, BPF_ANY);
+}
+
+/*
+ * The tls connection at key ends: the SSL object's entry goes, unless the
+ * object moved on to another connection since.
+ */
+static __always_inline void ps_sc_tls_unbind(__u64 key, __u64 conn_id)
+{
+	struct ps_sc_tls_key *k = bpf_map_lookup_elem(&ps_sc_tls_owners, &key);
+	struct ps_sc_tls_fd *v;
+
+	if (!k)
+		return;
+	v = bpf_map_lookup_elem(&ps_sc_tls_fds, k);
+	if (v && v->key == key && v->conn_id == conn_id)
+		bpf_map_delete_elem(&ps_sc_tls_fds, k);
+	bpf_map_delete_elem(&ps_sc_tls_owners, &key);
 }
 
 /* The connection turned out to be TLS; user space hears once per process image. */
@@ -1410,11 +1482,15 @@ static __always_inline void ps_sc_sock_end(struct ps_sc_conn *c)
 	__u64 key = c->id;
 	struct ps_sc_conn *plain;
 
+	/* An order given since it last looked will never be taken now. */
+	if (c->orders_seen != ps_sc_orders_gen)
+		bpf_map_delete_elem(&ps_sc_orders, &key);
 	if (c->tls) {
 		plain = bpf_map_lookup_elem(&ps_sc_conns, &key);
 		if (plain && plain->state == PS_SC_MINE)
 			ps_sc_emit_control(PS_SC_EV_CLOSE, 0, plain);
 		bpf_map_delete_elem(&ps_sc_conns, &key);
+		ps_sc_tls_unbind(key, c->id);
 	} else if (c->state == PS_SC_MINE) {
 		ps_sc_emit_control(PS_SC_EV_CLOSE, 0, c);
 	}
@@ -1662,7 +1738,67 @@ int ps_sc_enter_dup3(struct trace_event_raw_sys_enter *ctx)
 	return ps_sc_dup_over(ctx);
 }
 
-/* The last thread of a process that had connections of ours is going. */
+/* Set before load on the syscall path, where entries are keyed by tgid and fd. */
+const volatile __u8 ps_sc_fd_keys = 0;
+
+#define PS_SC_EXIT_FDS_MAX 65536 /* fds looked at when a process goes; past them, the LRU */
+
+struct ps_sc_exit_fds {
+	__u64 tgid_key; /* tgid << 32 */
+	unsigned long *open_fds;
+	unsigned long word; /* open_fds' word of the current fd */
+};
+
+/* bpf_loop callback, one fd per call: an open fd's entries go. */
+static long ps_sc_exit_fd(__u32 fd, void *data)
+{
+	struct ps_sc_exit_fds *x = data;
+	struct ps_sc_conn *c;
+	__u64 key;
+
+	if ((fd & 63) == 0 &&
+	    bpf_probe_read_kernel(&x->word, sizeof(x->word), &x->open_fds[fd / 64]))
+		return 1;
+	if (!(x->word & (1ul << (fd & 63))))
+		return 0;
+	key = x->tgid_key | fd;
+	if (bpf_map_delete_elem(&ps_sc_skip, &key) == 0)
+		return 0;
+	c = bpf_map_lookup_elem(&ps_sc_conns, &key);
+	if (!c)
+		return 0;
+	if (c->tls)
+		ps_sc_tls_unbind(key, c->id);
+	if (c->walk) {
+		__u64 id = c->id;
+
+		bpf_map_delete_elem(&ps_sc_walks, &id);
+	}
+	bpf_map_delete_elem(&ps_sc_conns, &key);
+	return 0;
+}
+
+/*
+ * Syscall path: a process's fds close at exit without a close syscall, so
+ * their entries would wait for the LRU. The fd table is still there when the
+ * exit tracepoint fires; the CLOSEs are the EXIT's, in user space.
+ */
+static __always_inline void ps_sc_exit_forget_fds(struct task_struct *task, __u32 tgid)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct ps_sc_exit_fds x = { .tgid_key = (__u64)tgid << 32 };
+	__u32 n;
+
+	if (!fdt)
+		return;
+	n = BPF_CORE_READ(fdt, max_fds);
+	x.open_fds = BPF_CORE_READ(fdt, open_fds);
+	if (!x.open_fds)
+		return;
+	bpf_loop(n < PS_SC_EXIT_FDS_MAX ? n : PS_SC_EXIT_FDS_MAX, ps_sc_exit_fd, &x, 0);
+}
+
+/* The last thread of a process is going: an EXIT if it had connections of ours. */
 SEC("tp/sched/sched_process_exit")
 int ps_sc_process_exit(void *ctx)
 {
@@ -1672,6 +1808,8 @@ int ps_sc_process_exit(void *ctx)
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 	ps_sc_tls_forget_proc(tgid);
+	if (ps_sc_fd_keys && tgid != ps_self_tgid)
+		ps_sc_exit_forget_fds(task, tgid);
 	if (!bpf_map_lookup_elem(&ps_sc_procs, &tgid))
 		return 0;
 	bpf_map_delete_elem(&ps_sc_procs, &tgid);

@@ -43,6 +43,14 @@
 #define TLS_TICK_NS  1000000 /* TLS looks wait a second; checking each ms of events is enough */
 #define PIECES_WAITING 8     /* syscalls whose PIECES wait for their DATA: about one per CPU */
 #define PIECES_MAX   65536   /* of one syscall (a 4 MiB read of 64-byte batches); past it: a gap */
+#define LOST_BATCH   256 /* CLOSE/EXIT events the ring dropped, taken out of the kernel at once */
+#define LOST_ROUNDS  64	 /* batches per flush: all of them (the kernel keeps at most 8192) */
+/*
+ * A rejected connection stays to swallow the events already on their way;
+ * once it has been quiet this long, the kernel has stopped sending (the
+ * socket path's order is taken before any further byte is sent).
+ */
+#define REJECTED_IDLE_NS (10ull * 1000000000)
 
 struct ps_capture_reg {
 	struct ps_plugin *owner;
@@ -546,6 +554,9 @@ static void on_process_exit(const struct ps_sc_event *e)
 			continue;
 		if (cap.socket_path && c->pub.local.family != AF_UNIX)
 			continue;
+		/* A lost EXIT comes late: a connection fed since is a new process's of that pid. */
+		if (c->last_ns > e->ts_ns)
+			continue;
 		kernel_forget(c);
 		conn_free(c, e->ts_ns);
 	}
@@ -620,6 +631,7 @@ static int load_path(bool socket_path)
 	if (!cap.skel)
 		return -errno;
 	cap.skel->rodata->ps_self_tgid = ps_bpf_self_tgid();
+	cap.skel->rodata->ps_sc_fd_keys = !socket_path;
 	if (cap.ring_size &&
 	    (err = bpf_map__set_max_entries(cap.skel->maps.ps_sc_events, (__u32)cap.ring_size))) {
 		capture_bpf__destroy(cap.skel);
@@ -1009,20 +1021,79 @@ static void report_stats(void)
 	}
 }
 
+/*
+ * The CLOSE and EXIT events the kernel kept when the ring was full, applied
+ * as if they had come: without them their connections would live until the
+ * idle expiry. Each batch is taken out of the map first, then the rings are
+ * drained: what was sent before an event is in the ring by the time the event
+ * is in the map, and must not bring a connection back after its CLOSE.
+ * Returns how many were applied.
+ */
+static size_t apply_lost(void)
+{
+	static struct ps_sc_event lost[LOST_BATCH]; /* the loop thread's only */
+	int fd = bpf_map__fd(cap.skel->maps.ps_sc_lost);
+	__u64 keys[LOST_BATCH], key;
+	size_t applied = 0;
+
+	for (int round = 0; round < LOST_ROUNDS; round++) {
+		size_t n = 0, taken = 0;
+
+		while (n < LOST_BATCH && bpf_map_get_next_key(fd, n ? &keys[n - 1] : NULL, &key) == 0)
+			keys[n++] = key;
+		for (size_t i = 0; i < n; i++)
+			if (bpf_map_lookup_elem(fd, &keys[i], &lost[taken]) == 0 &&
+			    bpf_map_delete_elem(fd, &keys[i]) == 0)
+				taken++;
+		if (!taken)
+			break;
+		ps_bpf_drain();
+		for (size_t i = 0; i < taken; i++)
+			on_event(NULL, &lost[i], sizeof(lost[i]));
+		applied += taken;
+	}
+	return applied;
+}
+
+/*
+ * Rejected connections are kept only for the events still on their way: the
+ * socket path's kernel sends no CLOSE for them, so they would otherwise wait
+ * for the idle expiry.
+ */
+static size_t drop_rejected(uint64_t now)
+{
+	struct conn *c, *next;
+	size_t n = 0;
+
+	for (c = cap.oldest; c && now - c->last_ns > REJECTED_IDLE_NS; c = next) {
+		next = c->newer;
+		if (c->reg)
+			continue;
+		kernel_forget(c);
+		conn_free(c, now);
+		n++;
+	}
+	return n;
+}
+
 void ps_capture_collect(void)
 {
 	uint64_t now = mono_now_ns();
-	size_t expired = 0;
+	size_t expired = 0, lost, rejected;
 
 	if (!cap.skel)
 		return;
+	lost = apply_lost();
+	rejected = drop_rejected(now);
 	while (cap.oldest && now - cap.oldest->last_ns > CONN_IDLE_NS) {
 		kernel_forget(cap.oldest);
 		conn_free(cap.oldest, now);
 		expired++;
 	}
-	if (expired)
-		ps_debug(SUBSYS, "%zu idle connections dropped", expired);
+	if (expired || lost || rejected)
+		ps_debug(SUBSYS, "connections dropped: %zu idle, %zu rejected; %zu lost CLOSE/EXIT "
+				 "events applied",
+			 expired, rejected, lost);
 	if (cap.tls)
 		capture_tls_tick(cap.tls, now);
 	for (unsigned i = 0; i < PS_SC_SLOTS; i++) {
