@@ -43,6 +43,7 @@
 #define TLS_TICK_NS  1000000 /* TLS looks wait a second; checking each ms of events is enough */
 #define PIECES_WAITING 8     /* syscalls whose PIECES wait for their DATA: about one per CPU */
 #define PIECES_MAX   65536   /* of one syscall (a 4 MiB read of 64-byte batches); past it: a gap */
+#define PIECES_KEPT  1024    /* room kept between syscalls, per waiting slot (72 KiB) */
 #define LOST_BATCH   256 /* CLOSE/EXIT events the ring dropped, taken out of the kernel at once */
 #define LOST_ROUNDS  64	 /* batches per flush: all of them (the kernel keeps at most 8192) */
 /*
@@ -520,6 +521,12 @@ static int on_data(const struct ps_sc_event *e, size_t size)
 	if (e->flags & PS_SC_F_TLS)
 		c->pub.tls = true;
 	rc = deliver_syscall(c, e, payload, w);
+	if (w && w->cap > PIECES_KEPT) {
+		/* A huge read's pieces: their room is not kept for the next syscall. */
+		free(w->p);
+		w->p = NULL;
+		w->cap = w->n = 0;
+	}
 	if (!rc)
 		return 0;
 	r->decode_errors++;
