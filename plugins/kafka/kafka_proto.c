@@ -288,9 +288,13 @@ struct topic_id {
 	char name[KAFKA_TOPIC_MAX + 1];
 };
 
-/* Open addressing; when full, the slot a new id hashes to is overwritten. */
+/*
+ * Open addressing; when full, the slot a new id hashes to is overwritten. The
+ * slots (1 MiB) are allocated with the first id: only clients of Fetch v13+
+ * and Metadata v10+ ever name topics by id.
+ */
 struct kafka_topic_ids {
-	struct topic_id slot[KAFKA_TOPIC_IDS_MAX];
+	struct topic_id *slot; /* KAFKA_TOPIC_IDS_MAX of them, or NULL */
 };
 
 struct kafka_topic_ids *kafka_topic_ids_new(void)
@@ -300,6 +304,8 @@ struct kafka_topic_ids *kafka_topic_ids_new(void)
 
 void kafka_topic_ids_free(struct kafka_topic_ids *ids)
 {
+	if (ids)
+		free(ids->slot);
 	free(ids);
 }
 
@@ -316,6 +322,8 @@ int kafka_topic_ids_lookup(const struct kafka_topic_ids *ids, const uint8_t id[1
 {
 	size_t h = topic_id_hash(id);
 
+	if (!ids->slot)
+		return -ENOENT;
 	for (size_t i = 0; i < 8; i++) {
 		const struct topic_id *t = &ids->slot[(h + i) % KAFKA_TOPIC_IDS_MAX];
 
@@ -333,10 +341,13 @@ static void topic_ids_put(struct kafka_topic_ids *ids, const uint8_t id[16], con
 {
 	static const uint8_t zero[16];
 	size_t h = topic_id_hash(id);
-	struct topic_id *t = &ids->slot[h];
+	struct topic_id *t;
 
 	if (!memcmp(id, zero, 16) || !name[0])
 		return;
+	if (!ids->slot && !(ids->slot = calloc(KAFKA_TOPIC_IDS_MAX, sizeof(*ids->slot))))
+		return; /* unknown ids stay unnamed */
+	t = &ids->slot[h];
 	for (size_t i = 0; i < 8; i++) {
 		struct topic_id *c = &ids->slot[(h + i) % KAFKA_TOPIC_IDS_MAX];
 
