@@ -88,7 +88,7 @@ static __always_inline long ps_kw_string(struct ps_walk_scratch *x, struct ps_wa
 	return 0;
 }
 
-/* A frame starts: a response to a Fetch we saw go out is walked; a Fetch request is noted. */
+/* A frame starts: a Produce request, or the response to a Fetch we saw go out, is walked. */
 static __always_inline long ps_kw_head(struct ps_walk_scratch *x, struct ps_walk_dir *d)
 {
 	__u64 start = d->cur;
