@@ -946,9 +946,13 @@ int ps_daemon_run(const struct ps_daemon_opts *o)
 		goto out_loop;
 	for (int t = 1; t < PS_EVENT_TYPE_MAX; t++)
 		ps_event_subscribe(NULL, t, on_event, &d);
-	for (size_t i = 0; i < d.plugins.n; i++)
-		if (d.plugins.v[i])
-			start_plugin(d.plugins.v[i]);
+	for (size_t i = 0; i < d.plugins.n; i++) {
+		if (!d.plugins.v[i])
+			continue;
+		start_plugin(d.plugins.v[i]);
+		/* The next plugin's load blocks the loop: what the started ones sent goes first. */
+		ps_bpf_drain();
+	}
 	d.plugins_started = true;
 	if (!plugin_status(&d.plugins, status, sizeof(status))) {
 		/* A daemon that observes nothing must not look healthy to its supervisor. */
