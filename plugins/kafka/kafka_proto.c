@@ -570,8 +570,10 @@ static int64_t rd_len(struct rd *r, bool wide)
 	if (r->flex) {
 		uint64_t u = rd_uvarint(r);
 
-		if (u > (uint64_t)INT32_MAX + 1)
+		if (u > (uint64_t)INT32_MAX + 1) {
 			r->err = RD_BAD;
+			return -1; /* before u - 1 could overflow */
+		}
 		n = (int64_t)u - 1;
 	} else {
 		n = wide ? rd_i32(r) : rd_i16(r);
