@@ -35,8 +35,8 @@ struct ps_walk_dir {
 struct ps_walk_req {
 	__s32 id;
 	__s16 version;
-	__u8 dir; /* of the request: its response comes the other way */
-	__u8 used;
+	__u8 used; /* a request is in the slot (ids are unique: never emptied) */
+	__u8 pad;
 };
 
 /* A walked connection (the ps_sc_walks map, key: the connection's id). */

@@ -140,7 +140,6 @@ request:
 
 		r->id = (__s32)ps_walk_be32(x, 8);
 		r->version = version;
-		r->dir = x->dir;
 		r->used = 1;
 		x->w.next_req++;
 		x->req_added = 1;
