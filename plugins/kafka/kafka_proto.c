@@ -861,6 +861,11 @@ static void count_records(struct kafka_stream *s, const struct frame *f, uint64_
 		}
 		base = (int64_t)be(h, 8);
 		blen = (int32_t)be(h + 8, 4);
+		/* Offsets are never negative; the bound keeps base + delta + 1 in range. */
+		if (base < 0 || base > INT64_MAX - INT32_MAX - 1) {
+			s->st.parse_errors++;
+			break;
+		}
 		if (blen < LEGACY_HEADER - 12 || (uint64_t)blen + 12 > end - o)
 			break; /* cut by the end of the response, or not a batch */
 		magic = frame_read(f, o, h, LEGACY_HEADER) ? h[16] : 0xff;
