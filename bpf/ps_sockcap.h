@@ -169,7 +169,7 @@ struct ps_sc_conn {
 	__u8 on_socket;	 /* lives in the socket's storage (socket path), not in the conns map */
 	__u8 starttls_half; /* the first half of an upgrade went by (a header read alone) */
 	__u8 walk;	    /* its slot's walker follows it: an entry in ps_sc_walks */
-	__u8 pad;
+	__u8 end_deferred;  /* socket path: reset inside its own data syscall, ended after it */
 	__u32 orders_seen; /* socket path: ps_sc_orders_gen when it last looked for orders */
 };
 

@@ -153,6 +153,9 @@ struct {
 
 __u32 ps_sc_orders_gen;
 
+/* Connections whose end waits for the length hook of the syscall it came in (see ps_sc_sock_state). */
+__s32 ps_sc_ends_deferred;
+
 /* Port (host order) -> the slots that list it (bit i: slot i). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -255,21 +258,35 @@ static __always_inline void ps_sc_read_inet(struct sock *sk, __u16 family, struc
  * Looks fd up in the current task's fd table: 1 and c filled for a TCP or
  * AF_UNIX stream socket, 0 for anything else, -1 when there is no such fd.
  */
-static __always_inline int ps_sc_read_socket(__u32 fd, struct ps_sc_conn *c)
+static __always_inline struct file *ps_sc_fd_file(__u32 fd)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	struct file **fds, *file = NULL;
+
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
+		return NULL;
+	return file;
+}
+
+static __always_inline bool ps_sc_file_is_socket(struct file *file)
+{
+	return (BPF_CORE_READ(file, f_inode, i_mode) & PS_SC_S_IFMT) == PS_SC_S_IFSOCK;
+}
+
+static __always_inline int ps_sc_read_socket(__u32 fd, struct ps_sc_conn *c)
+{
+	struct file *file = ps_sc_fd_file(fd);
 	struct socket *sock;
 	struct sock *sk;
 	__u16 family;
 
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+	if (!file)
 		return -1;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
-		return -1;
-	if ((BPF_CORE_READ(file, f_inode, i_mode) & PS_SC_S_IFMT) != PS_SC_S_IFSOCK)
+	if (!ps_sc_file_is_socket(file))
 		return 0;
 	sock = BPF_CORE_READ(file, private_data);
 	if (!sock || BPF_CORE_READ(sock, type) != PS_SC_SOCK_STREAM)
@@ -1570,6 +1587,14 @@ uncaptured:
 	ps_sc_moved(key, c, 0, dir, PS_SC_K_NOCOPY, 0, 0, ret);
 }
 
+/* The end ps_sc_sock_state put off, now that its syscall's bytes went out. */
+static __always_inline void ps_sc_sock_end_deferred(struct ps_sc_conn *c)
+{
+	c->end_deferred = 0;
+	__sync_fetch_and_add(&ps_sc_ends_deferred, -1);
+	ps_sc_sock_end(c);
+}
+
 /*
  * Bytes moved through a socket. Anything but a TCP or AF_UNIX stream socket
  * costs a few loads; a stream socket we do not follow, a look in its storage.
@@ -1594,14 +1619,25 @@ static __always_inline int ps_sc_sock_moved(struct sock *sk, int ret, __u8 dir)
 		if (!c)
 			return 0;
 	}
-	if (c->state == PS_SC_NOT_MINE)
-		return 0;
-	if (c->orders_seen != ps_sc_orders_gen) {
+	if (c->state != PS_SC_NOT_MINE && c->orders_seen != ps_sc_orders_gen)
 		ps_sc_take_orders(c);
-		if (c->state == PS_SC_NOT_MINE)
-			return 0;
-	}
-	ps_sc_sock_bytes(c->id, c, dir, ret);
+	if (c->state != PS_SC_NOT_MINE)
+		ps_sc_sock_bytes(c->id, c, dir, ret);
+	if (c->end_deferred)
+		ps_sc_sock_end_deferred(c);
+	return 0;
+}
+
+/* A syscall that moved nothing may still owe its connection's end. */
+static __always_inline int ps_sc_sock_moved_nothing(struct sock *sk)
+{
+	struct ps_sc_conn *c;
+
+	if (!ps_sc_ends_deferred)
+		return 0;
+	c = bpf_sk_storage_get(&ps_sc_socks, sk, 0, 0);
+	if (c && c->end_deferred)
+		ps_sc_sock_end_deferred(c);
 	return 0;
 }
 
@@ -1609,7 +1645,7 @@ SEC("tp_btf/sock_send_length")
 int BPF_PROG(ps_sc_sock_send, struct sock *sk, int ret, int flags)
 {
 	if (ret <= 0)
-		return 0;
+		return ps_sc_sock_moved_nothing(sk);
 	return ps_sc_sock_moved(sk, ret, PS_SC_DIR_OUT);
 }
 
@@ -1619,10 +1655,9 @@ int BPF_PROG(ps_sc_sock_recv, struct sock *sk, int ret, int flags)
 {
 	struct ps_sc_conn *c;
 
-	if (flags & PS_SC_MSG_PEEK)
-		return 0;
-	if (ret > 0)
+	if (ret > 0 && !(flags & PS_SC_MSG_PEEK))
 		return ps_sc_sock_moved(sk, ret, PS_SC_DIR_IN);
+	ps_sc_sock_moved_nothing(sk);
 	/* AF_UNIX has no state tracepoint: the end of the stream ends it. */
 	if (ret == 0 && sk->__sk_common.skc_family == AF_UNIX && !ps_is_self()) {
 		c = bpf_sk_storage_get(&ps_sc_socks, sk, 0, 0);
@@ -1633,9 +1668,50 @@ int BPF_PROG(ps_sc_sock_recv, struct sock *sk, int ret, int flags)
 }
 
 /*
+ * Is the current task inside a data syscall on sk, one whose length hook is
+ * still to fire? A peer's RST on loopback is handled within the send (or the
+ * ACK of a recv) that provoked it, before that hook reports the bytes.
+ */
+static __always_inline bool ps_sc_in_data_syscall_on(const struct sock *sk)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs;
+	struct socket *sock;
+	struct file *file;
+
+	if (task->flags & (PS_SC_PF_KTHREAD | PS_SC_PF_IO_WORKER))
+		return false;
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	switch (regs->orig_ax) {
+	case PS_SC_NR_READ:
+	case PS_SC_NR_WRITE:
+	case PS_SC_NR_READV:
+	case PS_SC_NR_WRITEV:
+	case PS_SC_NR_SENDTO:
+	case PS_SC_NR_RECVFROM:
+	case PS_SC_NR_SENDMSG:
+	case PS_SC_NR_RECVMSG:
+	case PS_SC_NR_SENDMMSG:
+	case PS_SC_NR_RECVMMSG:
+	case PS_SC_NR_SENDFILE:
+		break; /* the socket is the first argument of each */
+	default:
+		return false;
+	}
+	file = ps_sc_fd_file(PT_REGS_PARM1_SYSCALL(regs));
+	if (!file || !ps_sc_file_is_socket(file))
+		return false;
+	sock = BPF_CORE_READ(file, private_data);
+	return sock && BPF_CORE_READ(sock, sk) == sk;
+}
+
+/*
  * A TCP connection ends for us when our side sends its FIN (close, or
  * shutdown for writing) or it is closed outright; what it still reads after
  * our FIN is not worth a new classification. Its storage goes with the socket.
+ * Closed outright inside one of its own data syscalls (a reset), it ends after
+ * that syscall's bytes: a response written to a loopback client that had gone
+ * still counts, and its CLOSE still follows its DATA.
  */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(ps_sc_sock_state, const struct sock *sk, const int oldstate, const int newstate)
@@ -1648,8 +1724,14 @@ int BPF_PROG(ps_sc_sock_state, const struct sock *sk, const int oldstate, const 
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	c = bpf_sk_storage_get(&ps_sc_socks, (struct sock *)sk, 0, 0);
-	if (c && (c->state != PS_SC_NOT_MINE || c->tls))
-		ps_sc_sock_end(c);
+	if (!c || (c->state == PS_SC_NOT_MINE && !c->tls) || c->end_deferred)
+		return 0;
+	if (newstate == PS_SC_TCP_CLOSE && ps_sc_in_data_syscall_on(sk)) {
+		c->end_deferred = 1;
+		__sync_fetch_and_add(&ps_sc_ends_deferred, 1);
+		return 0;
+	}
+	ps_sc_sock_end(c);
 	return 0;
 }
 

@@ -3,6 +3,8 @@
 #   nginx (one worker, keep-alive, sendfile) driven by `ab -k`: /ok 200, /missing 404,
 #     /fail 500, /static.html 200 (a file: headers written, body sent with sendfile)
 #   ten pipelined requests in one write, to nginx
+#   clients that write four pipelined requests and close at once: nginx's answers that went
+#     out (its access log's $bytes_sent) count, those that met the reset do not
 #   a keep-alive connection opened before periscoped started, used after it did
 #   python3's http.server driven by curl (recvfrom/sendto instead of recv/writev)
 #   a chunked upload and a slow (200 ms) handler on a python backend
@@ -14,7 +16,7 @@ set -u
 . "$(dirname "$0")/lib.sh"
 
 N=${HTTP_TEST_N:-500} # ab requests per nginx location
-PIPELINED=10 EARLY=5 FILES_OK=7 FILES_MISSING=3 SLOW=5 UNIX=4 UPLOAD_BYTES=3000 ROUTED=6
+PIPELINED=10 GONE=20 EARLY=5 FILES_OK=7 FILES_MISSING=3 SLOW=5 UNIX=4 UPLOAD_BYTES=3000 ROUTED=6
 here=$(cd "$(dirname "$0")" && pwd)
 
 require_root
@@ -54,12 +56,14 @@ mkdir -p "$work/nginx/www" "$work/nginx/tmp" "$work/files"
 printf 'hello static\n' >"$work/nginx/www/static.html"
 printf 'hello files\n' >"$work/files/index.txt"
 write_nginx_conf "$work/nginx" <<EOF
+	log_format sent '\$bytes_sent';
 	server {
 		listen 127.0.0.1:$NGINX_PORT;
 		root $work/nginx/www;
 		location = /ok { return 200 "ok\n"; }
 		location = /fail { return 500; }
 		location = /pipe { return 200 "pipelined\n"; }
+		location = /gone { access_log $work/nginx/gone.log sent; return 200 "gone\n"; }
 		location = /early { return 200 "early\n"; }
 		location = /late { return 200 "late\n"; }
 		location /users/ { return 200 "user\n"; }
@@ -130,6 +134,9 @@ done
 [ "$(grep -c '^200$' "$work/pipeline.out")" = "$PIPELINED" ] ||
 	fail "pipelined client: $(cat "$work/pipeline.out")"
 
+"$pyclient" "$here/http/client.py" 127.0.0.1 "$NGINX_PORT" gone /gone 4 "$GONE" ||
+	fail "the client that goes failed"
+
 # curl status code of one request; args: curl options and URL.
 curl_status() {
 	"${curl[@]}" -o /dev/null -w '%{http_code}' "$@"
@@ -189,7 +196,14 @@ expect "$N" ${SD}_count "${nginx[@]}" "$s200" 'http_route="/static.html"'
 expect "$PIPELINED" ${SD}_count "${nginx[@]}" "$s200" 'http_route="/pipe"'
 expect "$EARLY" ${SD}_count "${nginx[@]}" "$s200" 'http_route="/late"'
 expect 0 ${SD}_count "${nginx[@]}" 'http_route="/early"'
-expect $((4 * N + PIPELINED + EARLY + 3 * ROUTED)) ${SD}_count "${nginx[@]}"
+# The clients that went: nginx's answers that went out count; those that met the reset
+# (bytes_sent 0) do not.
+gone_all=$(wc -l <"$work/nginx/gone.log")
+gone_sent=$(awk '$1 > 0' "$work/nginx/gone.log" | wc -l)
+echo "clients that went: nginx answered $gone_all requests, $gone_sent of the answers went out"
+[ "$gone_sent" -gt 0 ] || fail "no answer to the clients that went left nginx: $(cat "$work/nginx/gone.log")"
+expect "$gone_sent" ${SD}_count "${nginx[@]}" "$s200" 'http_route="/gone"'
+expect $((4 * N + PIPELINED + EARLY + 3 * ROUTED + gone_sent)) ${SD}_count "${nginx[@]}"
 # Body sizes: "ok\n" from return, "hello static\n" through sendfile.
 expect $((3 * N)) http_server_response_body_size_bytes_sum "${nginx[@]}" 'http_route="/ok"'
 expect $((13 * N)) http_server_response_body_size_bytes_sum "${nginx[@]}" 'http_route="/static.html"'

@@ -5,6 +5,10 @@
   early PATH LATE N one keep-alive connection: a GET of PATH now; after a line on
                     stdin (periscoped started meanwhile), N GETs of LATE on the same
                     connection, one at a time
+  gone PATH N C     C connections, one after another, each writing N GET requests at
+                    once and closing before any response: the server answers a client
+                    that has gone (on loopback, its first answer meets the reset inside
+                    its write); prints nothing
 Prints the statuses it got, one per line; exits 1 on anything unexpected.
 
 Responses are read 512 bytes at a time: ten pipelined responses in one read would be
@@ -14,6 +18,7 @@ is not affected).
 """
 import socket
 import sys
+import time
 
 
 def read_response(f):
@@ -41,6 +46,14 @@ def request(path, host):
 def main():
     host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     hostport = "%s:%d" % (host, port)
+    if mode == "gone":
+        path, n, conns = sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+        for _ in range(conns):
+            s = socket.create_connection((host, port))
+            s.sendall(request(path, hostport) * n)
+            s.close()
+            time.sleep(0.02)  # the server's answers go out before the next connection
+        return
     s = socket.create_connection((host, port))
     f = s.makefile("rb", buffering=512)
     if mode == "pipeline":
