@@ -10,6 +10,11 @@
  * decoder proves not to be HTTP/1.x is rejected: the capture stops following
  * it. With tls: auto, HTTPS connections' plaintext comes from the capture's
  * OpenSSL uprobes: their exchanges carry url_scheme="https".
+ *
+ * Requests and responses the decoder could not pair go to
+ * periscope_decode_errors_total{plugin="http"}: responses hidden in the part
+ * of a read past capture_bytes (a pipelined client's), requests beyond the
+ * pending queue. Malformed streams are counted by the capture.
  */
 #include "config.h"
 
@@ -84,9 +89,10 @@ struct http {
 	struct ps_capture_reg *capture;
 	struct http_route_limit *route_limit; /* distinct routes per service */
 	uint64_t exchanges, unanswered, rejected;
+	uint64_t lost_pending; /* not yet added to periscope_decode_errors_total */
 
 	struct ps_metric *server_duration, *server_req_body, *server_resp_body;
-	struct ps_metric *client_duration;
+	struct ps_metric *client_duration, *decode_errors;
 	struct label_slot labels[LABEL_SLOTS];
 };
 
@@ -95,6 +101,7 @@ struct http_conn {
 	struct http_stream *s;
 	uint32_t tid[2]; /* by enum http_dir: the thread that last moved bytes that way */
 	uint32_t seq[2]; /* by enum ps_exchange_side: exchanges reported so far */
+	uint64_t lost_seen; /* of the stream's lost count, what lost_pending has */
 };
 
 /* What the decoder's exchange callback needs. */
@@ -371,6 +378,15 @@ static void on_exchange(const struct http_exchange *ex, void *arg)
 
 /* ---- connections from the capture ------------------------------------------------------ */
 
+static void account_lost(struct http *st, struct http_conn *hc)
+{
+	struct http_stream_stats ss;
+
+	http_stream_get_stats(hc->s, &ss);
+	st->lost_pending += ss.lost - hc->lost_seen;
+	hc->lost_seen = ss.lost;
+}
+
 static void *on_conn_open(void *ctx, const struct ps_capture_conn *c)
 {
 	struct http_conn *hc = calloc(1, sizeof(*hc));
@@ -396,6 +412,7 @@ static int on_conn_data(void *ctx, void *state, const struct ps_capture_conn *c,
 
 	hc->tid[dir] = ch->tid;
 	rc = http_stream_feed(hc->s, dir, ch->data, ch->len, ch->total, ch->ts_ns, on_exchange, &fc);
+	account_lost(fc.st, hc);
 
 	if (rc == -EPROTO) {
 		fc.st->rejected++;
@@ -411,6 +428,7 @@ static void on_conn_close(void *ctx, void *state, const struct ps_capture_conn *
 	struct feed_ctx fc = { .st = ctx, .c = c, .hc = hc };
 
 	http_stream_close(hc->s, ts_ns, on_exchange, &fc);
+	account_lost(fc.st, hc);
 	http_stream_free(hc->s);
 	free(hc);
 }
@@ -425,6 +443,8 @@ static const char *const client_labels[] = {
 	PS_L_SERVICE_NAME,   PS_L_HTTP_METHOD, PS_L_HTTP_STATUS, PS_L_SERVER_ADDRESS,
 	PS_L_SERVER_PORT,    PS_L_URL_SCHEME,  NULL,
 };
+
+static const char *const plugin_labels[] = { "service_name", "plugin", NULL };
 
 static const double body_buckets[] = {
 	0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216,
@@ -467,8 +487,15 @@ static int register_metrics(struct http *st)
 		PS_M_HTTP_CLIENT_DURATION,
 		"Duration of HTTP client requests, first request byte to last response byte",
 		client_labels, NULL, 0);
+	/* The core's family (same shape): shared by name. */
+	st->decode_errors = ps_metric_register(&(struct ps_metric_desc){
+		.name = "periscope_decode_errors_total",
+		.help = "Events the plugin could not decode",
+		.type = PS_METRIC_COUNTER,
+		.labels = plugin_labels,
+	});
 	if (!st->server_duration || !st->server_req_body || !st->server_resp_body ||
-	    !st->client_duration)
+	    !st->client_duration || !st->decode_errors)
 		return -EINVAL;
 	return 0;
 }
@@ -562,6 +589,18 @@ static int http_start(struct ps_plugin *p)
 	return 0;
 }
 
+static int http_collect(struct ps_plugin *p)
+{
+	struct http *st = ps_plugin_data(p);
+	const char *values[] = { "periscoped", SUBSYS };
+
+	if (st && st->lost_pending) {
+		ps_metric_add(st->decode_errors, values, (double)st->lost_pending);
+		st->lost_pending = 0;
+	}
+	return 0;
+}
+
 /* The capture lets the connections go when the plugin stops (conn_close for each). */
 static void http_stop(struct ps_plugin *p)
 {
@@ -637,5 +676,5 @@ static const struct ps_cfg_key http_config_map[] = {
 PS_PLUGIN_DEFINE(.name = "http", .version = PACKAGE_VERSION,
 		 .description = "HTTP/1.x request rate, errors and duration, server and client",
 		 .config_map = http_config_map, .config_size = sizeof(struct http_config),
-		 .init = http_init, .start = http_start, .stop = http_stop,
+		 .init = http_init, .start = http_start, .collect = http_collect, .stop = http_stop,
 		 .destroy = http_destroy, );

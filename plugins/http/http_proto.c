@@ -29,6 +29,8 @@
  *    response finds the queue empty); guessing too many would shift the pairing of
  *    a keep-alive connection for good, so the guess is the minimum. Hidden
  *    responses take the oldest pending request with them (counted lost).
+ *    Requests still waiting at close after the responses lost their framing
+ *    are counted lost too, not unanswered: their answers may have gone by unseen.
  *  - A response body whose bytes never came (sendfile) is detected when a feed
  *    starts with a status line while a later request is already waiting: the
  *    response ends with the bytes that were seen.
@@ -142,6 +144,8 @@ struct http_stream {
 	bool not_http;
 	bool tunnel;
 	bool closed;
+	/* Responses lost their framing while requests waited: some may have gone by unseen. */
+	bool responses_unseen;
 	struct half half[2];
 	struct pending req; /* request whose head is being parsed */
 	struct pending *q;  /* ring of pending requests */
@@ -545,6 +549,8 @@ static void complete_response(struct http_stream *s, struct half *h, uint64_t en
 	p->ex.response_end_ns = end_ns;
 	report(s, &p->ex, fn, ctx);
 	queue_pop(s);
+	if (!s->q_len)
+		s->responses_unseen = false; /* every request answered: in step again */
 }
 
 /* Placeholders that absorbed their share make way for the real requests behind them. */
@@ -607,6 +613,8 @@ static void lose_framing(struct feed *f, enum lost_kind kind)
 	f->h->phase = PH_LOST;
 	f->h->lost = kind;
 	f->s->st.desyncs++;
+	if (f->h == response_half(f->s) && f->s->q_len)
+		f->s->responses_unseen = true;
 }
 
 /* Bytes of an unknown number of messages were not captured. */
@@ -1677,6 +1685,10 @@ void http_stream_close(struct http_stream *s, uint64_t ts_ns, http_exchange_fn f
 		queue_pop(s);
 		if (hidden)
 			continue;
+		if (s->responses_unseen) {
+			s->st.lost++; /* answered or not: nobody can tell */
+			continue;
+		}
 		ex.role = s->role;
 		ex.status = 0;
 		ex.response_body_bytes = 0;

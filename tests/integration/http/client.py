@@ -2,6 +2,9 @@
 """HTTP/1.1 client patterns for tests/integration/http.sh, against one host:port.
 
   pipeline PATH N   N GET requests in a single write, then reads N responses
+  pipeline-at-once PATH N
+                    the same, but reads the N responses with one recv once they are all
+                    there: more than capture_bytes in one read
   early PATH LATE N one keep-alive connection: a GET of PATH now; after a line on
                     stdin (periscoped started meanwhile), N GETs of LATE on the same
                     connection, one at a time
@@ -11,14 +14,30 @@
                     its write); prints nothing
 Prints the statuses it got, one per line; exits 1 on anything unexpected.
 
-Responses are read 512 bytes at a time: ten pipelined responses in one read would be
-larger than the default capture_bytes (1024), and the heads of those past the captured
-prefix are out of sight of the client view (the server view, one write per response,
-is not affected).
+Responses are read 512 bytes at a time (but in pipeline-at-once): ten pipelined responses
+in one read would be larger than the default capture_bytes (1024), and the heads of those
+past the captured prefix are out of sight of the client view (the server view, one write
+per response, is not affected).
 """
+import io
 import socket
 import sys
 import time
+
+
+class OneRecv(io.RawIOBase):
+    """A socket read with recv(65536) calls, whatever the reader asks for."""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        data = self.sock.recv(65536)
+        b[: len(data)] = data
+        return len(data)
 
 
 def read_response(f):
@@ -56,7 +75,13 @@ def main():
         return
     s = socket.create_connection((host, port))
     f = s.makefile("rb", buffering=512)
-    if mode == "pipeline":
+    if mode == "pipeline-at-once":
+        path, n = sys.argv[4], int(sys.argv[5])
+        s.sendall(request(path, hostport) * n)
+        time.sleep(0.5)  # every response in the socket's buffer: one recv takes them all
+        f = io.BufferedReader(OneRecv(s), buffer_size=65536)
+        statuses = [read_response(f) for _ in range(n)]
+    elif mode == "pipeline":
         path, n = sys.argv[4], int(sys.argv[5])
         s.sendall(request(path, hostport) * n)
         statuses = [read_response(f) for _ in range(n)]
