@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """Kafka producer for make soak: confluent-kafka (librdkafka) sends 100-byte messages to one
-partition as fast as the broker acknowledges them (batched: linger 5 ms), until SECONDS
-have passed, then waits for every acknowledgement.
+partition (batched: linger 5 ms), RATE a second or, with RATE 0, as fast as the broker
+acknowledges them, until SECONDS have passed, then waits for every acknowledgement.
 
-  kafka_produce.py BOOTSTRAP TOPIC SECONDS
+  kafka_produce.py BOOTSTRAP TOPIC SECONDS [RATE]
 
 Prints "sent N failed F": N messages acknowledged without error (the ground truth of
 messaging_client_sent_messages_total{error_type=""}), F deliveries that failed.
@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 PAYLOAD = b"s" * 100
 
 
-def main(bootstrap, topic, seconds):
+def main(bootstrap, topic, seconds, rate):
     counts = {"ok": 0, "failed": 0}
 
     def delivered(err, _msg):
@@ -24,8 +24,16 @@ def main(bootstrap, topic, seconds):
 
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": False,
                   "queue.buffering.max.messages": 100000})
-    deadline = time.monotonic() + seconds
+    start = time.monotonic()
+    deadline = start + seconds
+    queued = 0
     while time.monotonic() < deadline:
+        if rate:  # paced in steps of 1000: sleep until the schedule catches up
+            ahead = start + queued / rate - time.monotonic()
+            if ahead > 0:
+                p.poll(ahead)
+                continue
+        queued += 1000
         for _ in range(1000):
             try:
                 p.produce(topic, value=PAYLOAD, partition=0, on_delivery=delivered)
@@ -39,6 +47,6 @@ def main(bootstrap, topic, seconds):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (4, 5):
         raise SystemExit(__doc__)
-    main(sys.argv[1], sys.argv[2], float(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]) if len(sys.argv) == 5 else 0)

@@ -2,12 +2,18 @@
 # make soak (root; not in make check, not in CI): SOAK_SECONDS (600) of mixed load at the
 # machine's limit against one periscoped running every plugin (http, mysql, kafka, tcpflow,
 # resources, mongodb, tracectx; prometheus textfile sink, 1 s flush; a 32MiB capture ring,
-# SOAK_RING_SIZE), all at once:
-#   HTTP   wrk (keep-alive, SOAK_WRK_CONNECTIONS) against a one-worker nginx
-#   MySQL  sysbench oltp_point_select over SOAK_SB_THREADS connections, and oltp_read_write
-#          over one (transactions without lock conflicts: its tally stays exact), on MariaDB
-#   Kafka  a confluent-kafka producer, batched, against librdkafka's mock broker
-#   TCP    tcp_churn.py: tcp_load.py's connections over and over (IPv4, IPv6, refused)
+# SOAK_RING_SIZE), all at once. The database, broker and TCP loads run at a steady pace and
+# HTTP takes every CPU cycle they leave (each rate: 0 runs it unpaced, as fast as it goes):
+#   HTTP   wrk over SOAK_WRK_CONNECTIONS (32) keep-alive connections, each writing
+#          SOAK_HTTP_PIPELINE (16; 1: no pipelining) requests at once, against a one-worker
+#          nginx, as fast as it answers
+#   MySQL  sysbench oltp_point_select over SOAK_SB_THREADS (4) connections, SOAK_SB_RATE
+#          (1000) transactions a second, and oltp_read_write over one at SOAK_RW_RATE (20)
+#          (transactions without lock conflicts: its tally stays exact), on MariaDB
+#   Kafka  a confluent-kafka producer, batched, SOAK_KAFKA_RATE (20000) messages a second,
+#          against librdkafka's mock broker
+#   TCP    tcp_churn.py: tcp_load.py's connections over and over (IPv4, IPv6, refused),
+#          SOAK_TCP_RATE (500) a second
 # then judges, and prints:
 #   memory  the daemon's VmRSS every 10 s (the curve); after warm-up (the first 10% of the
 #           run, 60 s of the default) it may grow by SOAK_RSS_GROWTH_KIB (1024) at most
@@ -25,7 +31,12 @@ set -u
 
 SOAK_SECONDS=${SOAK_SECONDS:-600}
 WRK_CONNECTIONS=${SOAK_WRK_CONNECTIONS:-32}
-SB_THREADS=${SOAK_SB_THREADS:-8}
+SB_THREADS=${SOAK_SB_THREADS:-4}
+HTTP_PIPELINE=${SOAK_HTTP_PIPELINE:-16}
+SB_RATE=${SOAK_SB_RATE:-1000}
+RW_RATE=${SOAK_RW_RATE:-20}
+KAFKA_RATE=${SOAK_KAFKA_RATE:-20000}
+TCP_RATE=${SOAK_TCP_RATE:-500}
 RSS_GROWTH_KIB=${SOAK_RSS_GROWTH_KIB:-1024}
 # The capture's ring: this load makes ~100k capture events a second. The default 2MiB, drained
 # every 100 ms, holds about one drain interval of them and overflowed here (1.6% of the events
@@ -39,10 +50,15 @@ SAMPLE=10 # seconds between RSS samples
 here=$(cd "$(dirname "$0")" && pwd)
 broker_bin=${KAFKA_BROKER:-$top_builddir/tests/integration/kafka/kafka_mock_broker}
 
-case $SOAK_SECONDS in
-'' | *[!0-9]*) echo "soak: SOAK_SECONDS must be a whole number of seconds, not '$SOAK_SECONDS'" >&2
-	exit 2 ;;
-esac
+for knob in SOAK_SECONDS=$SOAK_SECONDS SOAK_HTTP_PIPELINE=$HTTP_PIPELINE SOAK_SB_RATE=$SB_RATE \
+	SOAK_RW_RATE=$RW_RATE SOAK_KAFKA_RATE=$KAFKA_RATE SOAK_TCP_RATE=$TCP_RATE \
+	SOAK_SB_THREADS=$SB_THREADS; do
+	case ${knob#*=} in
+	'' | *[!0-9]*) echo "soak: ${knob%%=*} must be a whole number, not '${knob#*=}'" >&2
+		exit 2 ;;
+	esac
+done
+[ "$HTTP_PIPELINE" -ge 1 ] || { echo "soak: SOAK_HTTP_PIPELINE must be at least 1" >&2; exit 2; }
 [ "$SOAK_SECONDS" -ge 30 ] || { echo "soak: SOAK_SECONDS must be at least 30" >&2; exit 2; }
 require_root
 require_tools "apt-get install nginx-light wrk mariadb-server mariadb-client sysbench" \
@@ -67,11 +83,12 @@ cp "$(readlink -f "$PYTHON")" "$bin/pssoak-kprod"
 cp "$(readlink -f "$PYTHON")" "$bin/pssoak-tcp"
 services="nginx wrk mariadbd sbps sbrw kbroker kprod tcp"
 
-# ---- nginx: every request it answers is one line of its access log (the status alone) -----
+# ---- nginx: every request it answers is one line of its access log: its status and the bytes
+# it wrote (0: the client had gone, so nothing was sent: pipelined requests wrk left at its end)
 NGINX_PORT=$(free_port)
 mkdir -p "$work/nginx"
 write_nginx_conf "$work/nginx" <<EOF
-	log_format soak '\$status';
+	log_format soak '\$status \$bytes_sent';
 	server {
 		listen 127.0.0.1:$NGINX_PORT;
 		access_log $work/nginx/access.log soak buffer=256k flush=1s;
@@ -131,7 +148,8 @@ mkdir -m 0755 "$work/textfile"
 	echo "plugins:"
 	# No TLS in this load. With tls on, the OpenSSL uprobes see every process of the host, and
 	# other suites' TLS traffic would show here as capture gaps (tls_unbound).
-	echo "  http: { ports: [$NGINX_PORT], tls: off }"
+	# 16 pipelined responses (165 bytes each) reach wrk in one read: capture_bytes holds them.
+	echo "  http: { ports: [$NGINX_PORT], tls: off, capture_bytes: 4096 }"
 	echo "  mysql: { ports: [$MYSQL_PORT], tls: off }"
 	echo "  kafka: { ports: [$KAFKA_PORT] }"
 	echo "  mongodb: { ports: [$MONGO_PORT] }"
@@ -153,23 +171,26 @@ for p in http mysql kafka mongodb tcpflow resources tracectx; do
 done
 
 # ---- the load -----------------------------------------------------------------------------
-say "$SOAK_SECONDS s of load: wrk -c$WRK_CONNECTIONS, sysbench point selects x$SB_THREADS +" \
-	"read/write x1, a Kafka producer, TCP churn; periscoped pid $DAEMON_PID"
+per_s() { [ "$1" = 0 ] && echo "unpaced" || echo "$1/s"; }
+say "$SOAK_SECONDS s of load: wrk -c$WRK_CONNECTIONS pipelining $HTTP_PIPELINE, sysbench point" \
+	"selects x$SB_THREADS ($(per_s "$SB_RATE")) + read/write x1 ($(per_s "$RW_RATE")), a Kafka" \
+	"producer ($(per_s "$KAFKA_RATE")), TCP churn ($(per_s "$TCP_RATE")); periscoped pid $DAEMON_PID"
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$DAEMON_PID/status"; }
 t0=$SECONDS
-"$bin/pssoak-wrk" -t1 -c"$WRK_CONNECTIONS" -d"${SOAK_SECONDS}s" \
-	"http://127.0.0.1:$NGINX_PORT/" >"$work/wrk.out" 2>&1 &
+"$bin/pssoak-wrk" -t1 -c"$WRK_CONNECTIONS" -d"${SOAK_SECONDS}s" -s "$here/pipeline.lua" \
+	"http://127.0.0.1:$NGINX_PORT/" -- "$HTTP_PIPELINE" >"$work/wrk.out" 2>&1 &
 wrk_pid=$!
 "$bin/pssoak-sbps" oltp_point_select "${sysbench_args[@]}" --mysql-db=soakps \
-	--threads="$SB_THREADS" --time="$SOAK_SECONDS" --events=0 run >"$work/sbps.out" 2>&1 &
+	--threads="$SB_THREADS" --rate="$SB_RATE" --time="$SOAK_SECONDS" --events=0 run \
+	>"$work/sbps.out" 2>&1 &
 sbps_pid=$!
 "$bin/pssoak-sbrw" oltp_read_write "${sysbench_args[@]}" --mysql-db=soakrw \
-	--threads=1 --time="$SOAK_SECONDS" --events=0 run >"$work/sbrw.out" 2>&1 &
+	--threads=1 --rate="$RW_RATE" --time="$SOAK_SECONDS" --events=0 run >"$work/sbrw.out" 2>&1 &
 sbrw_pid=$!
 "$bin/pssoak-kprod" "$here/kafka_produce.py" "127.0.0.1:$KAFKA_PORT" "$TOPIC" "$SOAK_SECONDS" \
-	>"$work/kprod.out" 2>"$work/kprod.err" &
+	"$KAFKA_RATE" >"$work/kprod.out" 2>"$work/kprod.err" &
 kprod_pid=$!
-"$bin/pssoak-tcp" "$here/tcp_churn.py" --seconds "$SOAK_SECONDS" >"$work/tcp.json" \
+"$bin/pssoak-tcp" "$here/tcp_churn.py" --seconds "$SOAK_SECONDS" --rate "$TCP_RATE" >"$work/tcp.json" \
 	2>"$work/tcp.err" &
 tcp_pid=$!
 children+=($wrk_pid $sbps_pid $sbrw_pid $kprod_pid $tcp_pid)
@@ -274,14 +295,16 @@ grep '^periscope_events_dropped_total{' "$SNAPSHOT" | grep -v ' 0$' | sed 's/^/ 
 svc() { echo "service_name=\"pssoak-$1\""; }
 # HTTP: nginx's access log (every request it answered) against the server view; wrk's tally
 # (every response it read) against the client view.
-nginx_requests=$(wc -l <"$work/nginx/access.log")
-nginx_not200=$(grep -vc '^200$' "$work/nginx/access.log")
+nginx_requests=$(awk '$2 > 0' "$work/nginx/access.log" | wc -l)
+nginx_unsent=$(awk '$2 == 0' "$work/nginx/access.log" | wc -l)
+nginx_not200=$(awk '$2 > 0 && $1 != 200' "$work/nginx/access.log" | wc -l)
 wrk_requests=$(awk '/requests in/ { print $1 }' "$work/wrk.out")
 wrk_rps=$(awk '/^Requests\/sec/ { print $2 }' "$work/wrk.out")
 wrk_errors=$(awk '/Socket errors|Non-2xx/' "$work/wrk.out")
 [ -n "$wrk_requests" ] || fail "no tally in wrk's output: $(cat "$work/wrk.out")"
 rate=$((nginx_requests / SOAK_SECONDS))
-say "HTTP: nginx answered $nginx_requests requests ($nginx_not200 not 200), wrk read" \
+say "HTTP: nginx answered $nginx_requests requests ($nginx_not200 not 200; $nginx_unsent more to a" \
+	"client that had gone), wrk read" \
 	"$wrk_requests; $rate requests/s over $SOAK_SECONDS s (wrk: $wrk_rps/s)${wrk_errors:+; wrk: $wrk_errors}"
 if [ "$rate" -ge 50000 ]; then
 	say "HTTP: the issue's 50k requests/s was reached"

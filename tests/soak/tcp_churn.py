@@ -6,7 +6,8 @@ Unlike tcp_load.py (one batch, fresh ports), the listeners on 127.0.0.1 and ::1 
 refused port are chosen once, so that a long run keeps the same few label sets: the soak
 judges the daemon's memory, which new series would grow by design. Each round serves and
 makes --batch IPv4 connections, --batch IPv6 connections (each sending --send bytes and
-receiving --recv, client closing first, as tcp_load.py does) and one refused connect.
+receiving --recv, client closing first, as tcp_load.py does) and one refused connect;
+with --rate, rounds start no faster than that many connections a second.
 Prints the ports and the totals as JSON on stdout. Standard library only.
 """
 import argparse
@@ -44,6 +45,7 @@ def main():
     ap.add_argument("--batch", type=int, default=50, help="connections per family per round")
     ap.add_argument("--send", type=int, default=7777, help="bytes the client sends per connection")
     ap.add_argument("--recv", type=int, default=3333, help="bytes the server answers per connection")
+    ap.add_argument("--rate", type=float, default=0, help="connections a second at most (0: unpaced)")
     args = ap.parse_args()
 
     errors = []
@@ -51,8 +53,14 @@ def main():
     l6 = listener(socket.AF_INET6, "::1")
     closed = tcp_load.closed_port()
     v4 = v6 = refused = attempts = 0
-    deadline = time.monotonic() + args.seconds
+    start = time.monotonic()
+    deadline = start + args.seconds
     while time.monotonic() < deadline and not errors:
+        if args.rate:
+            ahead = start + (v4 + v6) / args.rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(max(0, min(ahead, deadline - time.monotonic())))
+                continue
         round_of(l4, socket.AF_INET, "127.0.0.1", args.batch, args.send, args.recv, errors)
         v4 += args.batch
         round_of(l6, socket.AF_INET6, "::1", args.batch, args.send, args.recv, errors)
