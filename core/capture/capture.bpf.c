@@ -254,10 +254,7 @@ static __always_inline void ps_sc_read_inet(struct sock *sk, __u16 family, struc
 	__builtin_memcpy(c->raddr, r, 16);
 }
 
-/*
- * Looks fd up in the current task's fd table: 1 and c filled for a TCP or
- * AF_UNIX stream socket, 0 for anything else, -1 when there is no such fd.
- */
+/* The file behind fd in the current task's fd table; NULL when there is none. */
 static __always_inline struct file *ps_sc_fd_file(__u32 fd)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
@@ -277,6 +274,10 @@ static __always_inline bool ps_sc_file_is_socket(struct file *file)
 	return (BPF_CORE_READ(file, f_inode, i_mode) & PS_SC_S_IFMT) == PS_SC_S_IFSOCK;
 }
 
+/*
+ * Looks fd up in the current task's fd table: 1 and c filled for a TCP or
+ * AF_UNIX stream socket, 0 for anything else, -1 when there is no such fd.
+ */
 static __always_inline int ps_sc_read_socket(__u32 fd, struct ps_sc_conn *c)
 {
 	struct file *file = ps_sc_fd_file(fd);

@@ -99,6 +99,7 @@ static struct {
 	uint64_t tls_tick_ns;
 	uint64_t stats_reported[PS_SC_STATS];
 	struct waiting_pieces pieces[PIECES_WAITING];
+	unsigned pieces_waiting; /* slots in use: most DATA events find none and look no further */
 	unsigned next_pieces; /* the slot a new syscall's PIECES take when none is free */
 } cap;
 
@@ -397,17 +398,19 @@ static void pieces_free(void)
 		free(cap.pieces[i].p);
 		cap.pieces[i] = (struct waiting_pieces){ 0 };
 	}
+	cap.pieces_waiting = 0;
 }
 
 /* The PIECES waiting for this DATA, taken from the table (NULL: none). */
 static struct waiting_pieces *pieces_take(const struct ps_sc_event *e)
 {
-	for (unsigned i = 0; i < PIECES_WAITING; i++) {
+	for (unsigned i = 0; i < PIECES_WAITING && cap.pieces_waiting; i++) {
 		struct waiting_pieces *w = &cap.pieces[i];
 
 		if (w->conn_id != e->conn_id)
 			continue;
 		w->conn_id = 0; /* an older syscall's, whose DATA was lost, goes too */
+		cap.pieces_waiting--;
 		return w->ts_ns == e->ts_ns && w->dir == e->dir && w->n ? w : NULL;
 	}
 	return NULL;
@@ -436,6 +439,8 @@ static int on_pieces(const struct ps_sc_event *e, size_t size)
 	}
 	if (w->conn_id != e->conn_id)
 		w->n = 0;
+	if (!w->conn_id)
+		cap.pieces_waiting++;
 	w->conn_id = e->conn_id;
 	w->ts_ns = e->ts_ns;
 	w->dir = e->dir;
