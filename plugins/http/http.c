@@ -380,11 +380,10 @@ static void on_exchange(const struct http_exchange *ex, void *arg)
 
 static void account_lost(struct http *st, struct http_conn *hc)
 {
-	struct http_stream_stats ss;
+	uint64_t lost = http_stream_lost(hc->s);
 
-	http_stream_get_stats(hc->s, &ss);
-	st->lost_pending += ss.lost - hc->lost_seen;
-	hc->lost_seen = ss.lost;
+	st->lost_pending += lost - hc->lost_seen;
+	hc->lost_seen = lost;
 }
 
 static void *on_conn_open(void *ctx, const struct ps_capture_conn *c)

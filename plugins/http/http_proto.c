@@ -1704,6 +1704,11 @@ void http_stream_get_stats(const struct http_stream *s, struct http_stream_stats
 		*st = s->st;
 }
 
+uint64_t http_stream_lost(const struct http_stream *s)
+{
+	return s ? s->st.lost : 0;
+}
+
 /* ---- routes ----------------------------------------------------------------------------- */
 
 struct seg {

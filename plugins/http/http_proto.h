@@ -92,6 +92,9 @@ struct http_stream_stats {
 
 void http_stream_get_stats(const struct http_stream *s, struct http_stream_stats *st);
 
+/* Its stats' lost count alone: the plugin reads it after every feed. */
+uint64_t http_stream_lost(const struct http_stream *s);
+
 /* A quick look at a first chunk: is this an HTTP/1.x request or response start? */
 bool http_looks_like_request(const uint8_t *data, size_t len);
 bool http_looks_like_response(const uint8_t *data, size_t len);
